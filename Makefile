@@ -1,0 +1,51 @@
+# Two commands matter on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 7070
+WEB_CONCURRENCY ?= 2
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test lint bench-ingest migrate install install-dev clean
+
+$(BIN)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(BIN)/.installed-dev: requirements-dev.txt requirements.txt $(BIN)/.installed
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+install-dev: $(BIN)/.installed-dev
+
+# A development secret, made once and kept out of git, so DEBUG can stay off.
+.secret_key:
+	$(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+
+migrate: $(BIN)/.installed .secret_key
+	SECRET_KEY="$${SECRET_KEY:-$$(cat .secret_key)}" $(BIN)/python manage.py migrate --noinput
+
+## Serve the API on :$(PORT) (embedded SQLite unless DATABASE_URL is set).
+run: migrate
+	SECRET_KEY="$${SECRET_KEY:-$$(cat .secret_key)}" LOG_FORMAT="$${LOG_FORMAT:-plain}" \
+	$(BIN)/gunicorn orchestrator.asgi:application -c orchestrator/gunicorn.conf.py \
+		--bind 0.0.0.0:$(PORT) --workers $(WEB_CONCURRENCY)
+
+## The whole suite against the real PostgreSQL and Redis.
+test: $(BIN)/.installed-dev
+	$(BIN)/ruff check .
+	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" SECRET_KEY=test-only-secret-key DB_POOL_MAX_SIZE=40 \
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed-dev
+	$(BIN)/ruff check .
+
+bench-ingest: $(BIN)/.installed-dev
+	$(BIN)/python bench/ingest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

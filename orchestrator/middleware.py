@@ -1,0 +1,91 @@
+"""Request-wide guards that run before any view: request ids and the body limit."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from orchestrator.logging import request_id_var
+from runs.api.errors import error_response
+
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+Handler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
+
+
+class _DualMiddleware:
+    """Base for middleware that must not force async views onto a thread."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+        if self.is_async:
+            return self._acall(request)
+        early = self.before(request)
+        if early is not None:
+            return self.after(request, early)
+        return self.after(request, self.get_response(request))  # type: ignore[arg-type]
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        early = self.before(request)
+        if early is not None:
+            return self.after(request, early)
+        response = await self.get_response(request)  # type: ignore[misc]
+        return self.after(request, response)
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        return response
+
+
+class RequestIDMiddleware(_DualMiddleware):
+    """Echo a sane client `X-Request-ID` or mint one; logs of the request carry it."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id  # type: ignore[attr-defined]
+        request_id_var.set(request_id)
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        response["X-Request-ID"] = getattr(request, "request_id", request_id_var.get())
+        return response
+
+
+class BodySizeLimitMiddleware(_DualMiddleware):
+    """Refuse a declared oversized body with 413 before anything reads it.
+
+    Bodies without a Content-Length are still bounded: Django raises
+    RequestDataTooBig past DATA_UPLOAD_MAX_MEMORY_SIZE, which the API error
+    handler maps to the same 413.
+    """
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        raw = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            return error_response(400, "invalid Content-Length header", "bad_request")
+        if length > settings.MAX_BODY_BYTES:
+            return error_response(
+                413,
+                "request body too large",
+                "body_too_large",
+                {"maxBytes": settings.MAX_BODY_BYTES},
+            )
+        return None

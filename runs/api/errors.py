@@ -1,0 +1,98 @@
+"""One JSON error shape for every failure a client can meet:
+`{"error", "code", "details", "requestId"}`, never an HTML page or a trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions as drf
+
+from orchestrator.logging import request_id_var
+from runs.exceptions import OrchestratorError
+
+logger = logging.getLogger("runs.api")
+
+
+def error_response(
+    status: int,
+    message: str,
+    code: str,
+    details: dict[str, Any] | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    body: dict[str, Any] = {
+        "error": message,
+        "code": code,
+        "details": details or {},
+        "requestId": request_id_var.get(),
+    }
+    if extra:
+        body.update(extra)
+    return JsonResponse(body, status=status, headers=headers)
+
+
+def _drf_error(exc: drf.APIException) -> JsonResponse:
+    if isinstance(exc, drf.ParseError):
+        return error_response(400, "malformed JSON", "malformed_json", {"reason": str(exc.detail)})
+    if isinstance(exc, drf.UnsupportedMediaType):
+        return error_response(415, "request body must be application/json", "unsupported_media_type")
+    if isinstance(exc, drf.MethodNotAllowed):
+        return error_response(405, "method not allowed", "method_not_allowed")
+    if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
+        return error_response(401, "unauthorized", "unauthorized")
+    if isinstance(exc, drf.PermissionDenied):
+        return error_response(403, "forbidden", "forbidden")
+    if isinstance(exc, drf.Throttled):
+        wait = int(exc.wait or 1)
+        return error_response(
+            429, "rate_limited", "rate_limited", {"retryAfter": wait}, headers={"Retry-After": str(wait)}
+        )
+    if isinstance(exc, drf.NotFound):
+        return error_response(404, "not found", "not_found")
+    if isinstance(exc, drf.ValidationError):
+        return error_response(
+            422, "request does not match the schema", "validation_error", {"fields": exc.detail}
+        )
+    return error_response(exc.status_code, str(exc.detail), exc.default_code)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse | None:
+    """DRF's EXCEPTION_HANDLER: every exception a view raises becomes one JSON error."""
+    if isinstance(exc, OrchestratorError):
+        return error_response(exc.status_code, exc.message, exc.code, exc.details, extra=exc.extra)
+    if isinstance(exc, drf.APIException):
+        return _drf_error(exc)
+    if isinstance(exc, RequestDataTooBig):
+        return error_response(413, "request body too large", "body_too_large")
+    if isinstance(exc, Http404):
+        return error_response(404, "not found", "not_found")
+    if isinstance(exc, PermissionDenied):
+        return error_response(403, "forbidden", "forbidden")
+    if isinstance(exc, SuspiciousOperation):
+        return error_response(400, "bad request", "bad_request")
+    logger.exception("unhandled error")
+    return error_response(500, "internal server error", "internal_error")
+
+
+# Django-level handlers for what never reaches a DRF view.
+def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return error_response(413, "request body too large", "body_too_large")
+    return error_response(400, "bad request", "bad_request")
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return error_response(403, "forbidden", "forbidden")
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return error_response(404, "not found", "not_found")
+
+
+def handler500(request: HttpRequest) -> JsonResponse:
+    return error_response(500, "internal server error", "internal_error")

@@ -1,0 +1,52 @@
+"""The OpenAPI document embeds the JSON Schemas in `schemas/orchestrator`
+as components, so the wire format has exactly one description."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runs.validation import load_schemas
+
+_FILES = {"run": "run.schema.json", "checkpoint": "checkpoint.schema.json", "event": "event.schema.json"}
+# The event file reuses short names (status, checkpoint) that the others own.
+_PREFIX = {"run.schema.json": "", "checkpoint.schema.json": "", "event.schema.json": "Event"}
+
+
+def component_name(file_name: str, definition: str) -> str:
+    return f"{_PREFIX[file_name]}{definition[0].upper()}{definition[1:]}"
+
+
+def ref(definition: str, file: str = "run") -> dict[str, str]:
+    """A reference to one schema definition, for `extend_schema`."""
+    return {"$ref": f"#/components/schemas/{component_name(_FILES[file], definition)}"}
+
+
+def _rewrite(node: Any, file_name: str) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                target_file, _, pointer = value.partition("#")
+                definition = pointer.removeprefix("/$defs/")
+                out[key] = f"#/components/schemas/{component_name(target_file or file_name, definition)}"
+            else:
+                out[key] = _rewrite(value, file_name)
+        return out
+    if isinstance(node, list):
+        return [_rewrite(item, file_name) for item in node]
+    return node
+
+
+def wire_components() -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    for file_name, schema in load_schemas().items():
+        for definition, body in schema.get("$defs", {}).items():
+            components[component_name(file_name, definition)] = _rewrite(body, file_name)
+    return components
+
+
+def add_wire_schemas(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular post-processing hook."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(wire_components())
+    return result

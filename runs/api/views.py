@@ -1,0 +1,194 @@
+"""Thin HTTP views: parse and check the request, call a service or selector,
+shape the answer. Business rules live in `runs.services`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from runs import selectors, services, states
+from runs.api import params
+from runs.api.openapi import ref
+from runs.exceptions import RunNotFound, SchemaViolation
+from runs.models import Run
+from runs.validation import validate
+from runs.wire import checkpoint_to_wire, run_to_wire
+
+ERRORS = {
+    code: OpenApiResponse(ref("errorResponse"), description=text)
+    for code, text in {
+        400: "malformed JSON or a bad parameter",
+        404: "unknown run",
+        409: "illegal status transition or idempotency conflict",
+        413: "body too large",
+        415: "body is not JSON",
+        422: "JSON that breaks the schema; details.fields names each bad field",
+    }.items()
+}
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: ERRORS[code] for code in codes}
+
+
+def _run_or_404(run_id: str) -> Run:
+    run = selectors.get_run(run_id)
+    if run is None:
+        raise RunNotFound()
+    return run
+
+
+class RunCollectionView(APIView):
+    @extend_schema(
+        operation_id="listRuns",
+        summary="List runs, newest first",
+        parameters=[
+            OpenApiParameter("status", str, description="one status or several, comma-separated"),
+            OpenApiParameter("mode", str, enum=list(states.MODES)),
+            OpenApiParameter("owner", str),
+            OpenApiParameter("createdAfter", str, description="RFC 3339"),
+            OpenApiParameter("createdBefore", str, description="RFC 3339"),
+            OpenApiParameter("limit", int, description="1..200, default 50"),
+            OpenApiParameter("cursor", str, description="nextCursor of the previous page"),
+        ],
+        responses={200: ref("runListResponse"), **_errors(400)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = selectors.RunFilters(
+            statuses=params.statuses_param(request),
+            mode=params.choice_param(request, "mode", states.MODES),
+            owner=request.query_params.get("owner"),
+            created_after=params.ts_param(request, "createdAfter"),
+            created_before=params.ts_param(request, "createdBefore"),
+        )
+        limit = params.int_param(request, "limit", default=50, minimum=1, maximum=200)
+        runs, next_cursor = selectors.list_runs(
+            filters, limit=limit, cursor=request.query_params.get("cursor") or None
+        )
+        return Response({"runs": [run_to_wire(run) for run in runs], "nextCursor": next_cursor})
+
+    @extend_schema(
+        operation_id="createRun",
+        summary="Create a run (redis or k8s), or plan one (plan, the default)",
+        parameters=[
+            OpenApiParameter("mode", str, enum=["plan", *states.MODES], description="default plan"),
+            OpenApiParameter("target", str, enum=list(states.MODES), description="plan mode only"),
+            OpenApiParameter("owner", str, description="or the X-Actor-ID header"),
+            OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER),
+            OpenApiParameter("X-Actor-ID", str, location=OpenApiParameter.HEADER),
+        ],
+        request={"application/json": ref("createRunRequest")},
+        responses={
+            200: OpenApiResponse(ref("planResponse"), description="plan, or an idempotent replay"),
+            201: ref("createRunResponse"),
+            503: OpenApiResponse(ref("errorResponse"), description="backend unavailable"),
+            **_errors(400, 409, 413, 415, 422),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        mode = params.choice_param(request, "mode", (states.PLAN, *states.MODES), default=states.PLAN)
+        body = params.json_body(request)
+        validate("run.schema.json#/$defs/createRunRequest", body)
+        owner = params.owner_of(request)
+        if mode == states.PLAN:
+            target = params.choice_param(
+                request, "target", states.MODES, default=settings.PLAN_DEFAULT_TARGET
+            )
+            plan = services.plan_run(
+                target=target, spec=body.get("spec"), metadata=body.get("metadata"), owner=owner
+            )
+            return Response({"mode": "plan", "plan": plan})
+        run, created = services.create_run(
+            mode=mode,
+            spec=body.get("spec"),
+            metadata=body.get("metadata"),
+            owner=owner,
+            idempotency_key=params.idempotency_key(request),
+        )
+        return Response(
+            {"runId": str(run.id), "run": run_to_wire(run)},
+            status=201 if created else 200,
+            headers={"Location": f"/runs/{run.id}"},
+        )
+
+
+class RunDetailView(APIView):
+    @extend_schema(
+        operation_id="getRun", summary="One run", responses={200: ref("runResponse"), **_errors(404)}
+    )
+    def get(self, request: Request, run_id: str) -> Response:
+        return Response({"run": run_to_wire(_run_or_404(run_id))})
+
+    @extend_schema(
+        operation_id="updateRunStatus",
+        summary="A worker reports the run's status",
+        request={"application/json": ref("patchRunRequest")},
+        responses={200: ref("runResponse"), **_errors(400, 404, 409, 413, 415, 422)},
+    )
+    def patch(self, request: Request, run_id: str) -> Response:
+        body = params.json_body(request)
+        validate("run.schema.json#/$defs/patchRunRequest", body)
+        run = services.set_run_status(run_id, body["status"], error=body.get("error"))
+        return Response({"run": run_to_wire(run)})
+
+    @extend_schema(
+        operation_id="cancelRun",
+        summary="Cancel the run and stop its work",
+        responses={200: ref("cancelResponse"), **_errors(404, 409)},
+    )
+    def delete(self, request: Request, run_id: str) -> Response:
+        run = services.cancel_run(run_id)
+        return Response({"ok": True, "status": run.status, "run": run_to_wire(run)})
+
+
+class CheckpointCollectionView(APIView):
+    @extend_schema(
+        operation_id="listCheckpoints",
+        summary="A run's checkpoints, oldest first",
+        parameters=[
+            OpenApiParameter("after", str, description="a checkpoint ts (RFC 3339)"),
+            OpenApiParameter("limit", int, description="1..1000, default 100"),
+        ],
+        responses={200: ref("checkpointListResponse", "checkpoint"), **_errors(400, 404)},
+    )
+    def get(self, request: Request, run_id: str) -> Response:
+        run = _run_or_404(run_id)
+        after = params.ts_param(request, "after")
+        limit = params.int_param(request, "limit", default=100, minimum=1, maximum=1000)
+        checkpoints, next_cursor = selectors.list_checkpoints(run, after=after, limit=limit)
+        return Response(
+            {
+                "runId": str(run.id),
+                "checkpoints": [checkpoint_to_wire(cp) for cp in checkpoints],
+                "nextCursor": next_cursor,
+            }
+        )
+
+    @extend_schema(
+        operation_id="appendCheckpoints",
+        summary="Append one checkpoint, or a batch in order",
+        request={"application/json": ref("appendRequest", "checkpoint")},
+        responses={
+            201: OpenApiResponse(
+                {"oneOf": [ref("appendResponse", "checkpoint"), ref("appendBatchResponse", "checkpoint")]},
+                description="one checkpoint, or the batch",
+            ),
+            **_errors(400, 404, 409, 413, 415, 422),
+        },
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        body = params.json_body(request)
+        validate("checkpoint.schema.json#/$defs/appendRequest", body)
+        batch: list[dict[str, Any]] | None = body.get("checkpoints") if isinstance(body, dict) else None
+        if batch is not None and len(batch) > settings.MAX_CHECKPOINT_BATCH:
+            raise SchemaViolation({"checkpoints": [f"at most {settings.MAX_CHECKPOINT_BATCH} per batch"]})
+        created = services.append_checkpoints(run_id, batch if batch is not None else [body])
+        wire = [checkpoint_to_wire(cp) for cp in created]
+        if batch is None:
+            return Response({"checkpointId": wire[0]["id"], "checkpoint": wire[0]}, status=201)
+        return Response({"checkpointIds": [cp["id"] for cp in wire], "checkpoints": wire}, status=201)

@@ -1,0 +1,69 @@
+"""The one small interface every execution backend implements."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from runs.models import Run
+
+
+class Backend:
+    """Hands runs to an executor and takes them back.
+
+    `dispatch` is called inside the transaction that creates the run: a
+    backend that must succeed before the run may exist (Kubernetes) does its
+    work there and raises BackendUnavailable to roll the run back; one that
+    may retry later (Redis) registers `transaction.on_commit` and leaves the
+    run pending when it cannot reach its service.
+    """
+
+    name = "base"
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def dispatch(self, run: Run) -> None:
+        raise NotImplementedError
+
+    def cancel(self, run: Run) -> None:
+        """Stop the run's work. Called after the cancel is committed; must not raise."""
+        raise NotImplementedError
+
+    def describe(self, run: Run) -> dict[str, Any] | None:
+        """What `dispatch` would send for this (unsaved) run, for plan mode."""
+        raise NotImplementedError
+
+    def plan_steps(self, run: Run) -> list[str]:
+        return [f"hand the run to the {self.mode} backend"]
+
+
+class NullBackend(Backend):
+    """Records runs and dispatches nothing: runs stay pending until an
+    external worker drives them over HTTP."""
+
+    name = "null"
+
+    def dispatch(self, run: Run) -> None:
+        return None
+
+    def cancel(self, run: Run) -> None:
+        return None
+
+    def describe(self, run: Run) -> dict[str, Any] | None:
+        return {"backend": self.name, "mode": self.mode, "runId": str(run.id)}
+
+    def plan_steps(self, run: Run) -> list[str]:
+        return [f"no {self.mode} executor is configured: the run waits for an external worker"]
+
+
+@cache
+def _backend(mode: str, dotted_path: str) -> Backend:
+    return import_string(dotted_path)(mode)
+
+
+def get_backend(mode: str) -> Backend:
+    return _backend(mode, settings.ORCHESTRATOR_BACKENDS[mode])

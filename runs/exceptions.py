@@ -1,0 +1,71 @@
+"""Domain errors raised by the service layer; the API maps each to one status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrchestratorError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        # Top-level keys the contract puts beside `error` (e.g. `from`, `to`).
+        self.extra = extra
+
+
+class RunNotFound(OrchestratorError):
+    status_code = 404
+    code = "run_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("run not found")
+
+
+class InvalidTransition(OrchestratorError):
+    status_code = 409
+    code = "invalid_transition"
+
+    def __init__(self, current: str, new: str) -> None:
+        super().__init__("invalid status transition", details={"from": current, "to": new})
+        self.extra = {"from": current, "to": new}
+        self.current = current
+        self.new = new
+
+
+class IdempotencyConflict(OrchestratorError):
+    status_code = 409
+    code = "idempotency_conflict"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            "Idempotency-Key was already used with a different request body",
+            details={"runId": run_id},
+        )
+
+
+class SchemaViolation(OrchestratorError):
+    status_code = 422
+    code = "validation_error"
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("request does not match the schema", details={"fields": fields})
+
+
+class BadParameter(OrchestratorError):
+    status_code = 400
+    code = "bad_parameter"
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"invalid parameter {name}: {message}", details={"parameter": name})
+
+
+class BackendUnavailable(OrchestratorError):
+    status_code = 503
+    code = "backend_unavailable"
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"{backend} backend unavailable", details={"backend": backend, "reason": reason})

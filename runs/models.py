@@ -1,0 +1,85 @@
+"""Runs and their checkpoints. Business rules live in `runs.services`."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from runs import states
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        PENDING = states.PENDING
+        RUNNING = states.RUNNING
+        COMPLETED = states.COMPLETED
+        FAILED = states.FAILED
+        CANCELED = states.CANCELED
+
+    class Mode(models.TextChoices):
+        REDIS = "redis"
+        K8S = "k8s"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    owner = models.CharField(max_length=200, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    spec = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Denormalised under the run's row lock, so appending a checkpoint never
+    # scans the checkpoint table to find the next seq and ts.
+    checkpoint_count = models.PositiveIntegerField(default=0)
+    last_checkpoint_ts = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="run_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
+            models.Index(fields=["owner", "-created_at"], name="run_owner_created_idx"),
+            models.Index(fields=["mode", "status"], name="run_mode_status_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="run_owner_idempotency_key_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.mode}, {self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return states.is_final(self.status)
+
+
+class Checkpoint(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="checkpoints")
+    seq = models.PositiveIntegerField()
+    ts = models.DateTimeField()
+    type = models.CharField(max_length=200)
+    data = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "seq"], name="checkpoint_run_seq_uniq"),
+            models.UniqueConstraint(fields=["run", "ts"], name="checkpoint_run_ts_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.seq} {self.type}"

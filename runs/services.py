@@ -1,0 +1,244 @@
+"""Every write to runs and checkpoints. Views, admin actions, management
+commands and workers all call these, so the state machine has one home."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from runs import notify, states
+from runs.backends import get_backend
+from runs.exceptions import IdempotencyConflict, InvalidTransition, RunNotFound, SchemaViolation
+from runs.models import Checkpoint, Run
+from runs.validation import validate
+from runs.wire import run_to_wire
+
+logger = logging.getLogger("runs.services")
+
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+class RunFinished(InvalidTransition):
+    """A checkpoint for a run that can no longer change."""
+
+    code = "run_finished"
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status, status)
+        self.message = "run already finished"
+        self.args = (self.message,)
+        self.details = {"status": status}
+        self.extra = {"status": status}
+
+
+def validate_spec(mode: str, spec: dict[str, Any] | None) -> None:
+    """Mode-specific rules on top of the request schema (k8s needs an image...)."""
+    if spec is None:
+        if mode == "k8s":
+            raise SchemaViolation({"spec": ["k8s runs need a spec with an image"]})
+        return
+    validate(f"run.schema.json#/$defs/{mode}Spec", spec, prefix="spec")
+
+
+def _fingerprint(mode: str, spec: Any, metadata: Any) -> str:
+    canonical = json.dumps([mode, spec, metadata], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay_idempotent(owner: str, key: str, fingerprint: str) -> Run | None:
+    existing = Run.objects.filter(owner=owner, idempotency_key=key).first()
+    if existing is None:
+        return None
+    if existing.idempotency_fingerprint != fingerprint:
+        raise IdempotencyConflict(str(existing.id))
+    return existing
+
+
+def create_run(
+    *,
+    mode: str,
+    spec: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    owner: str = "",
+    idempotency_key: str | None = None,
+    retry_of: Run | None = None,
+) -> tuple[Run, bool]:
+    """Record a run and hand it to its backend. Returns (run, created).
+
+    With an idempotency key already used by this owner, returns the first
+    run (created=False) when the request is the same, and raises
+    IdempotencyConflict when it is not.
+    """
+    validate_spec(mode, spec)
+    metadata = metadata or {}
+    fingerprint = _fingerprint(mode, spec, metadata) if idempotency_key else ""
+    if idempotency_key:
+        existing = _replay_idempotent(owner, idempotency_key, fingerprint)
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                mode=mode,
+                spec=spec,
+                metadata=metadata,
+                owner=owner,
+                idempotency_key=idempotency_key,
+                idempotency_fingerprint=fingerprint,
+                retry_of=retry_of,
+            )
+            get_backend(mode).dispatch(run)
+            notify.run_changed(str(run.id))
+    except IntegrityError:
+        # A concurrent request with the same key won the race.
+        if idempotency_key:
+            existing = _replay_idempotent(owner, idempotency_key, fingerprint)
+            if existing is not None:
+                return existing, False
+        raise
+    logger.info("run created", extra={"runId": str(run.id), "mode": mode, "event": "run_created"})
+    return run, True
+
+
+def plan_run(
+    *,
+    target: str,
+    spec: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    owner: str = "",
+) -> dict[str, Any]:
+    """What creating this run would do, without creating or sending anything."""
+    validate_spec(target, spec)
+    now = timezone.now()
+    preview = Run(mode=target, spec=spec, metadata=metadata or {}, owner=owner)
+    preview.created_at = preview.updated_at = now
+    backend = get_backend(target)
+    steps = [
+        f"validate the spec for {target} mode",
+        "record the run with status pending",
+        *backend.plan_steps(preview),
+    ]
+    return {
+        "steps": steps,
+        "target": target,
+        "run": run_to_wire(preview),
+        "dispatch": backend.describe(preview),
+    }
+
+
+def retry_run(run_id: Any, *, owner: str | None = None) -> Run:
+    """A new run from the same spec, linked to the original."""
+    original = get_run_or_404(run_id)
+    run, _ = create_run(
+        mode=original.mode,
+        spec=original.spec,
+        metadata=original.metadata,
+        owner=original.owner if owner is None else owner,
+        retry_of=original,
+    )
+    return run
+
+
+def get_run_or_404(run_id: Any, *, for_update: bool = False) -> Run:
+    try:
+        pk = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
+    except ValueError:
+        raise RunNotFound() from None
+    queryset = Run.objects.select_for_update() if for_update else Run.objects
+    run = queryset.filter(pk=pk).first()
+    if run is None:
+        raise RunNotFound()
+    return run
+
+
+def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) -> None:
+    if not states.can_transition(run.status, new):
+        raise InvalidTransition(run.status, new)
+    now = timezone.now()
+    run.status = new
+    if new == states.RUNNING and run.started_at is None:
+        run.started_at = now
+    if states.is_final(new):
+        run.finished_at = now
+    if error is not None:
+        run.error = error
+    run.save(update_fields=["status", "started_at", "finished_at", "error", "updated_at"])
+    notify.run_changed(str(run.id))
+    logger.info(
+        "run status changed",
+        extra={"runId": str(run.id), "status": new, "event": "run_status"},
+    )
+
+
+def set_run_status(run_id: Any, status: str, *, error: dict[str, Any] | None = None) -> Run:
+    """A worker's (or the reconciler's) report of where the run is."""
+    with transaction.atomic():
+        run = get_run_or_404(run_id, for_update=True)
+        if status == run.status == states.RUNNING:
+            return run  # a repeated "running" report is harmless
+        _apply_status(run, status, error=error if status == states.FAILED else None)
+    return run
+
+
+def cancel_run(run_id: Any) -> Run:
+    """Mark the run canceled now and tell its backend to stop the work."""
+    with transaction.atomic():
+        run = get_run_or_404(run_id, for_update=True)
+        _apply_status(run, states.CANCELED)
+        backend = get_backend(run.mode)
+        transaction.on_commit(lambda: _tell_backend_to_cancel(backend, run))
+    return run
+
+
+def _tell_backend_to_cancel(backend: Any, run: Run) -> None:
+    try:
+        backend.cancel(run)
+    except Exception:
+        # The run is already canceled; reconcilers and workers re-check it.
+        logger.exception("backend cancel failed", extra={"runId": str(run.id)})
+
+
+def _check_data_size(items: list[dict[str, Any]]) -> None:
+    limit = settings.MAX_CHECKPOINT_DATA_BYTES
+    too_large: dict[str, list[str]] = {}
+    for index, item in enumerate(items):
+        size = len(json.dumps(item.get("data"), separators=(",", ":")))
+        if size > limit:
+            too_large[f"checkpoints[{index}].data"] = [f"{size} bytes, over the limit of {limit}"]
+    if too_large:
+        raise SchemaViolation(too_large)
+
+
+def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpoint]:
+    """Append checkpoints in order.
+
+    The run's row lock serialises writers of one run, so seq has no gaps, ts
+    strictly increases (a clock step back or two appends in one microsecond
+    still get distinct, ordered stamps) and commits happen in seq order: a
+    reader never sees seq N+1 before N.
+    """
+    _check_data_size(items)
+    with transaction.atomic():
+        run = get_run_or_404(run_id, for_update=True)
+        if run.is_final:
+            raise RunFinished(run.status)
+        now = timezone.now()
+        ts = run.last_checkpoint_ts
+        seq = run.checkpoint_count
+        rows = []
+        for item in items:
+            ts = now if ts is None or now > ts else ts + ONE_MICROSECOND
+            seq += 1
+            rows.append(Checkpoint(run_id=run.id, seq=seq, ts=ts, type=item["type"], data=item.get("data")))
+        Checkpoint.objects.bulk_create(rows)
+        Run.objects.filter(pk=run.id).update(checkpoint_count=seq, last_checkpoint_ts=ts, updated_at=now)
+        notify.run_changed(str(run.id))
+    return rows

@@ -1,0 +1,92 @@
+"""Request bodies validated against the JSON Schemas in `schemas/orchestrator`.
+
+The schema files are the single source of the wire format: the API validates
+what it receives with them, the OpenAPI document embeds them, and the tests
+validate what the API sends with them.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+from runs.exceptions import SchemaViolation
+
+SCHEMA_DIR = Path(settings.BASE_DIR) / "schemas" / "orchestrator"
+SCHEMA_FILES = ("run.schema.json", "checkpoint.schema.json", "event.schema.json")
+
+
+@cache
+def load_schemas() -> dict[str, dict[str, Any]]:
+    """Every schema file by name, parsed."""
+    return {name: json.loads((SCHEMA_DIR / name).read_text()) for name in SCHEMA_FILES}
+
+
+@cache
+def registry() -> Registry:
+    resources = [(schema["$id"], Resource.from_contents(schema)) for schema in load_schemas().values()]
+    return Registry().with_resources(resources)
+
+
+@cache
+def validator(ref: str) -> Draft202012Validator:
+    """A validator for `file#/$defs/name` (or a whole file)."""
+    file_name, _, pointer = ref.partition("#")
+    schema = load_schemas()[file_name]
+    target = {"$ref": f"{schema['$id']}#{pointer}"} if pointer else schema
+    return Draft202012Validator(target, registry=registry())
+
+
+def _field_path(error: Any, prefix: str) -> str:
+    path = prefix
+    for part in error.absolute_path:
+        path = f"{path}[{part}]" if isinstance(part, int) else (f"{path}.{part}" if path else str(part))
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        missing = next((name for name in error.validator_value if name not in (error.instance or {})), None)
+        if missing:
+            path = f"{path}.{missing}" if path else missing
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        extra = next((name for name in error.instance if name not in allowed), None)
+        if extra:
+            path = f"{path}.{extra}" if path else extra
+    return path or "(body)"
+
+
+def _leaf_errors(error: Any) -> list[Any]:
+    """The errors that name fields, looking through oneOf/anyOf/allOf.
+
+    For a union, the branch whose type fits the value is the one the client
+    meant; its errors are the useful ones.
+    """
+    if not error.context:
+        return [error]
+    branches: dict[Any, list[Any]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    depth = len(error.absolute_path)
+
+    def misfit(subs: list[Any]) -> bool:
+        return any(s.validator in ("type", "const") and len(s.absolute_path) == depth for s in subs)
+
+    fitting = [subs for subs in branches.values() if not misfit(subs)] or list(branches.values())
+    chosen = min(fitting, key=len)
+    return [leaf for sub in chosen for leaf in _leaf_errors(sub)]
+
+
+def validate(ref: str, instance: Any, *, prefix: str = "") -> None:
+    """Raise SchemaViolation naming every bad field, or return quietly."""
+    errors = list(validator(ref).iter_errors(instance))
+    if not errors:
+        return
+    fields: dict[str, list[str]] = {}
+    for error in errors:
+        for leaf in _leaf_errors(error):
+            fields.setdefault(_field_path(leaf, prefix), []).append(leaf.message[:300])
+    raise SchemaViolation(dict(sorted(fields.items())))

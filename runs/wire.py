@@ -1,0 +1,70 @@
+"""The wire format: models to camelCase JSON, and timestamps to and from text.
+
+Timestamps are RFC 3339 UTC with exactly six fractional digits, so that their
+text order is their time order and a checkpoint `ts` round-trips through an
+SSE id without loss.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from runs.models import Checkpoint, Run
+
+_TS_PATTERN = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(Z|z|[+-]\d{2}:\d{2})$"
+)
+
+
+def format_ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp; ValueError on anything else."""
+    match = _TS_PATTERN.match(text.strip())
+    if not match:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    normalised = (
+        f"{year}-{month}-{day}T{hour}:{minute}:{second}.{(fraction or '0').ljust(6, '0')}"
+        f"{'+00:00' if zone in ('Z', 'z') else zone}"
+    )
+    return datetime.fromisoformat(normalised).astimezone(UTC)
+
+
+def run_to_wire(run: Run) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": str(run.id),
+        "mode": run.mode,
+        "status": run.status,
+        "createdAt": format_ts(run.created_at),
+        "updatedAt": format_ts(run.updated_at),
+        "startedAt": format_ts(run.started_at),
+        "finishedAt": format_ts(run.finished_at),
+        "metadata": run.metadata or {},
+        "spec": run.spec,
+        "attempt": run.attempt,
+        "error": run.error,
+        "checkpointCount": run.checkpoint_count,
+    }
+    if run.owner:
+        body["owner"] = run.owner
+    if run.retry_of_id:
+        body["retryOf"] = str(run.retry_of_id)
+    return body
+
+
+def checkpoint_to_wire(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {
+        "id": str(checkpoint.pk),
+        "runId": str(checkpoint.run_id),
+        "ts": format_ts(checkpoint.ts),
+        "type": checkpoint.type,
+        "data": checkpoint.data,
+        "seq": checkpoint.seq,
+    }

@@ -1,0 +1,62 @@
+"""Shared fixtures: a JSON API client and wire-format checks against the schemas."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from runs.validation import validator
+
+
+def assert_wire(ref: str, body: Any) -> None:
+    """Fail when `body` breaks the schema definition `ref` (e.g. run.schema.json#/$defs/run)."""
+    errors = list(validator(ref).iter_errors(body))
+    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors]
+
+
+class JSONClient:
+    """Django's test client speaking JSON, as API consumers do."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def _send(self, method: str, path: str, body: Any = None, **headers: str):  # type: ignore[no-untyped-def]
+        kwargs: dict[str, Any] = {"headers": headers}
+        if body is not None:
+            kwargs["data"] = body if isinstance(body, str | bytes) else json.dumps(body)
+            kwargs["content_type"] = headers.pop("content_type", "application/json")
+        return getattr(self.client, method)(path, **kwargs)
+
+    def get(self, path: str, **headers: str):  # type: ignore[no-untyped-def]
+        return self._send("get", path, **headers)
+
+    def post(self, path: str, body: Any = None, **headers: str):  # type: ignore[no-untyped-def]
+        return self._send("post", path, body, **headers)
+
+    def patch(self, path: str, body: Any = None, **headers: str):  # type: ignore[no-untyped-def]
+        return self._send("patch", path, body, **headers)
+
+    def delete(self, path: str, **headers: str):  # type: ignore[no-untyped-def]
+        return self._send("delete", path, **headers)
+
+
+@pytest.fixture
+def api(db: None) -> JSONClient:
+    return JSONClient(Client())
+
+
+@pytest.fixture
+def make_run(api: JSONClient):  # type: ignore[no-untyped-def]
+    """Create a run over the API and return its wire form."""
+
+    def make(mode: str = "redis", spec: dict[str, Any] | None = None, **body: Any) -> dict[str, Any]:
+        payload: dict[str, Any] = {"spec": spec if spec is not None else {"task": "sleep", "input": {}}}
+        payload.update(body)
+        response = api.post(f"/runs?mode={mode}", payload)
+        assert response.status_code == 201, response.content
+        return response.json()["run"]
+
+    return make

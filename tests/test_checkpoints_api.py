@@ -1,0 +1,88 @@
+"""Workers append checkpoints; readers page through them in order."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from runs.wire import parse_ts
+from tests.conftest import assert_wire
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_single_checkpoint_gets_seq_1_and_a_timestamp(api, make_run):
+    run = make_run()
+
+    response = api.post(f"/runs/{run['id']}/checkpoints", {"type": "progress", "data": {"pct": 10}})
+
+    assert response.status_code == 201
+    body = response.json()
+    assert_wire("checkpoint.schema.json#/$defs/appendResponse", body)
+    checkpoint = body["checkpoint"]
+    assert body["checkpointId"] == checkpoint["id"]
+    assert checkpoint["seq"] == 1
+    assert checkpoint["runId"] == run["id"]
+    assert checkpoint["data"] == {"pct": 10}
+    assert api.get(f"/runs/{run['id']}").json()["run"]["checkpointCount"] == 1
+
+
+def test_a_batch_is_appended_in_order_with_strictly_increasing_ts(api, make_run):
+    run = make_run()
+    batch = [{"type": "line", "data": i} for i in range(50)]
+
+    response = api.post(f"/runs/{run['id']}/checkpoints", {"checkpoints": batch})
+
+    assert response.status_code == 201
+    body = response.json()
+    assert_wire("checkpoint.schema.json#/$defs/appendBatchResponse", body)
+    assert [cp["seq"] for cp in body["checkpoints"]] == list(range(1, 51))
+    assert [cp["data"] for cp in body["checkpoints"]] == list(range(50))
+    stamps = [parse_ts(cp["ts"]) for cp in body["checkpoints"]]
+    assert all(a < b for a, b in itertools.pairwise(stamps))
+    assert body["checkpointIds"] == [cp["id"] for cp in body["checkpoints"]]
+
+
+def test_checkpoints_list_oldest_first_and_page_with_after(api, make_run):
+    run = make_run()
+    api.post(f"/runs/{run['id']}/checkpoints", {"checkpoints": [{"type": "t", "data": i} for i in range(5)]})
+    url = f"/runs/{run['id']}/checkpoints"
+
+    first = api.get(f"{url}?limit=2").json()
+    assert_wire("checkpoint.schema.json#/$defs/checkpointListResponse", first)
+    assert [cp["seq"] for cp in first["checkpoints"]] == [1, 2]
+    second = api.get(f"{url}?limit=2&after={first['nextCursor']}").json()
+    assert [cp["seq"] for cp in second["checkpoints"]] == [3, 4]
+    last = api.get(f"{url}?after={second['nextCursor']}").json()
+    assert [cp["seq"] for cp in last["checkpoints"]] == [5]
+    assert last["nextCursor"] is None
+
+
+def test_a_finished_run_takes_no_more_checkpoints(api, make_run):
+    run = make_run()
+    api.delete(f"/runs/{run['id']}")
+
+    response = api.post(f"/runs/{run['id']}/checkpoints", {"type": "late"})
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "run_finished"
+    assert api.get(f"/runs/{run['id']}/checkpoints").json()["checkpoints"] == []
+
+
+def test_checkpoints_of_an_unknown_run_are_404(api):
+    url = "/runs/6f1c1f4e-8d8a-4d8c-9a53-3b1b0f7c2a11/checkpoints"
+
+    assert api.post(url, {"type": "x"}).status_code == 404
+    assert api.get(url).status_code == 404
+
+
+def test_data_may_be_any_json_value(api, make_run):
+    run = make_run()
+    url = f"/runs/{run['id']}/checkpoints"
+
+    values = [None, 3, "text", [1, 2], {"nested": {"deep": True}}]
+    for value in values:
+        assert api.post(url, {"type": "v", "data": value}).status_code == 201
+
+    assert [cp["data"] for cp in api.get(url).json()["checkpoints"]] == values
