@@ -160,3 +160,7 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
     },
 }
+
+# Scoped run tokens (runs.tokens).
+STREAM_TOKEN_TTL_SECONDS = env_int("STREAM_TOKEN_TTL_SECONDS", 300, minimum=10)
+WORKER_TOKEN_TTL_SECONDS = env_int("WORKER_TOKEN_TTL_SECONDS", 7 * 24 * 3600, minimum=60)

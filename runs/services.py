@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from runs import notify, states
+from runs import metrics, notify, states
 from runs.backends import get_backend
 from runs.exceptions import IdempotencyConflict, InvalidTransition, RunNotFound, SchemaViolation
 from runs.models import Checkpoint, Run
@@ -104,6 +104,7 @@ def create_run(
             if existing is not None:
                 return existing, False
         raise
+    metrics.RUNS_CREATED.labels(mode=mode).inc()
     logger.info("run created", extra={"runId": str(run.id), "mode": mode, "event": "run_created"})
     return run, True
 
@@ -172,6 +173,8 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
         run.error = error
     run.save(update_fields=["status", "started_at", "finished_at", "error", "updated_at"])
     notify.run_changed(str(run.id))
+    if states.is_final(new):
+        transaction.on_commit(lambda: metrics.RUNS_FINISHED.labels(status=new).inc())
     logger.info(
         "run status changed",
         extra={"runId": str(run.id), "status": new, "event": "run_status"},
@@ -241,4 +244,17 @@ def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpo
         Checkpoint.objects.bulk_create(rows)
         Run.objects.filter(pk=run.id).update(checkpoint_count=seq, last_checkpoint_ts=ts, updated_at=now)
         notify.run_changed(str(run.id))
+        transaction.on_commit(lambda: metrics.CHECKPOINTS_APPENDED.inc(len(rows)))
     return rows
+
+
+def requeue_stale_runs(*, older_than: timedelta, dry_run: bool = False) -> list[Run]:
+    """Pending runs older than `older_than` that have a spec: make sure their
+    backend holds them (a dispatch lost to an outage is sent again)."""
+    cutoff = timezone.now() - older_than
+    stale = Run.objects.filter(status=states.PENDING, created_at__lt=cutoff, spec__isnull=False)
+    requeued = []
+    for run in stale.order_by("created_at").iterator():
+        if dry_run or get_backend(run.mode).ensure_dispatched(run):
+            requeued.append(run)
+    return requeued

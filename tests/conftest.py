@@ -60,3 +60,16 @@ def make_run(api: JSONClient):  # type: ignore[no-untyped-def]
         return response.json()["run"]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One uvicorn process serving the app over real HTTP for the whole session.
+
+    Tests that use it must write with `transactional_db` (committed data), since
+    the server reads the same test database from another process.
+    """
+    from tests.servers import running_server
+
+    with running_server(tmp_path_factory.mktemp("asgi")) as server:
+        yield server

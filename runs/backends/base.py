@@ -33,6 +33,12 @@ class Backend:
         """Stop the run's work. Called after the cancel is committed; must not raise."""
         raise NotImplementedError
 
+    def ensure_dispatched(self, run: Run) -> bool:
+        """Hand a pending run to its executor again if the executor lost it
+        (a dispatch that failed, a queue that was wiped). Idempotent: never
+        makes the executor hold the run twice. True when it was sent again."""
+        raise NotImplementedError
+
     def describe(self, run: Run) -> dict[str, Any] | None:
         """What `dispatch` would send for this (unsaved) run, for plan mode."""
         raise NotImplementedError
@@ -52,6 +58,9 @@ class NullBackend(Backend):
 
     def cancel(self, run: Run) -> None:
         return None
+
+    def ensure_dispatched(self, run: Run) -> bool:
+        return False
 
     def describe(self, run: Run) -> dict[str, Any] | None:
         return {"backend": self.name, "mode": self.mode, "runId": str(run.id)}

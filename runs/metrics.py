@@ -1,0 +1,26 @@
+"""The service's own Prometheus metrics, defined once so every module
+(API, stream, workers, reconciler) counts into the same series."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RUNS_CREATED = Counter("orchestrator_runs_created_total", "Runs created", ["mode"])
+RUNS_FINISHED = Counter("orchestrator_runs_finished_total", "Runs that reached a final status", ["status"])
+CHECKPOINTS_APPENDED = Counter("orchestrator_checkpoints_appended_total", "Checkpoints appended")
+EVENT_STREAMS_OPEN = Gauge(
+    "orchestrator_event_streams_open", "Event streams open now", multiprocess_mode="livesum"
+)
+EVENT_DELIVERY_SECONDS = Histogram(
+    "orchestrator_event_delivery_seconds",
+    "From a checkpoint's commit to its write on an event stream",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+QUEUE_DEPTH = Gauge(
+    "orchestrator_queue_depth", "Runs waiting in the Redis queue", multiprocess_mode="mostrecent"
+)
+RECONCILER_LAG_SECONDS = Gauge(
+    "orchestrator_reconciler_lag_seconds",
+    "Age of the newest Kubernetes event the reconciler has applied",
+    multiprocess_mode="mostrecent",
+)

@@ -1,0 +1,130 @@
+"""Real server processes for tests that need real HTTP: uvicorn or gunicorn
+serving the ASGI app, or `manage.py` commands, all pointed at the test
+database that pytest-django created, so what a test writes they see."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """DATABASE_URL of the test database (pytest-django renamed it to test_*)."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "orchestrator.settings",
+            "DATABASE_URL": test_database_url(),
+            "SECRET_KEY": settings.SECRET_KEY,
+            "REDIS_URL": settings.REDIS_URL,
+            "LOG_FORMAT": "plain",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class ServerProcess:
+    """A child process serving HTTP on 127.0.0.1:`port`; logs go to a file."""
+
+    def __init__(self, argv: Sequence[str], port: int, env: dict[str, str], log_path: Path) -> None:
+        self.argv = list(argv)
+        self.port = port
+        self.env = env
+        self.log_path = log_path
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                # Not listening yet: a refused connect is the readiness poll's "not yet".
+                time.sleep(0.05)
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.killpg(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(5)
+
+
+def uvicorn_argv(port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "orchestrator.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--lifespan", "off",
+    ]  # fmt: skip
+
+
+def gunicorn_argv(port: int, workers: int = 2) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn", "orchestrator.asgi:application",
+        "-c", str(ROOT / "orchestrator" / "gunicorn.conf.py"),
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+    ]  # fmt: skip
+
+
+@contextmanager
+def running_server(
+    tmp_path: Path, *, gunicorn_workers: int | None = None, **env: str
+) -> Iterator[ServerProcess]:
+    """Serve the app in a child process for the duration of the block."""
+    port = free_port()
+    argv = gunicorn_argv(port, gunicorn_workers) if gunicorn_workers else uvicorn_argv(port)
+    server = ServerProcess(argv, port, process_env(**env), tmp_path / f"server-{port}.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
