@@ -43,6 +43,7 @@ MIDDLEWARE = [
     "orchestrator.middleware.RequestIDMiddleware",
     "orchestrator.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -164,3 +165,10 @@ LOGGING = {
 # Scoped run tokens (runs.tokens).
 STREAM_TOKEN_TTL_SECONDS = env_int("STREAM_TOKEN_TTL_SECONDS", 300, minimum=10)
 WORKER_TOKEN_TTL_SECONDS = env_int("WORKER_TOKEN_TTL_SECONDS", 7 * 24 * 3600, minimum=60)
+
+# --- Operations: admin static files ---
+# WhiteNoise serves the admin's CSS and scripts from the app server itself.
+# The image collects them at build time; where collectstatic has not run
+# (`make run`, the test suite) they are served straight from the apps.
+WHITENOISE_USE_FINDERS = True
+ADMIN_CHECKPOINTS_PER_PAGE = env_int("ADMIN_CHECKPOINTS_PER_PAGE", 50, minimum=1)
