@@ -38,7 +38,7 @@ run: migrate
 ## The whole suite against the real PostgreSQL and Redis.
 test: $(BIN)/.installed-dev
 	$(BIN)/ruff check .
-	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" SECRET_KEY=test-only-secret-key DB_POOL_MAX_SIZE=40 \
+	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" SECRET_KEY=test-only-secret-key DB_POOL_MAX_SIZE=30 \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed-dev

@@ -1,7 +1,12 @@
+"""ASGI entry point, served by gunicorn with uvicorn workers."""
+
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
+django.setup(set_prefix=False)
 
-application = get_asgi_application()
+from orchestrator.handler import PooledThreadASGIHandler  # noqa: E402 - needs settings
+
+application = PooledThreadASGIHandler()

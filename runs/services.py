@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from runs import metrics, notify, states
+from runs import checkpoint_writer, metrics, notify, states
 from runs.backends import get_backend
 from runs.exceptions import IdempotencyConflict, InvalidTransition, RunNotFound, SchemaViolation
 from runs.models import Checkpoint, Run
@@ -25,8 +25,6 @@ from runs.validation import validate
 from runs.wire import run_to_wire
 
 logger = logging.getLogger("runs.services")
-
-ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 class RunFinished(InvalidTransition):
@@ -224,30 +222,19 @@ def _check_data_size(items: list[dict[str, Any]]) -> None:
 
 
 def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpoint]:
-    """Append checkpoints in order.
-
-    The run's row lock serialises writers of one run, so seq has no gaps, ts
-    strictly increases (a clock step back or two appends in one microsecond
-    still get distinct, ordered stamps) and commits happen in seq order: a
-    reader never sees seq N+1 before N.
-    """
+    """Append checkpoints in order; see `runs.checkpoint_writer` for the guarantees."""
     _check_data_size(items)
-    with transaction.atomic():
-        run = get_run_or_404(run_id, for_update=True)
-        if run.is_final:
-            raise RunFinished(run.status)
-        now = timezone.now()
-        ts = run.last_checkpoint_ts
-        seq = run.checkpoint_count
-        rows = []
-        for item in items:
-            ts = now if ts is None or now > ts else ts + ONE_MICROSECOND
-            seq += 1
-            rows.append(Checkpoint(run_id=run.id, seq=seq, ts=ts, type=item["type"], data=item.get("data")))
-        Checkpoint.objects.bulk_create(rows)
-        Run.objects.filter(pk=run.id).update(checkpoint_count=seq, last_checkpoint_ts=ts, updated_at=now)
-        notify.run_changed(str(run.id))
-        transaction.on_commit(lambda: metrics.CHECKPOINTS_APPENDED.inc(len(rows)))
+    try:
+        pk = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
+    except ValueError:
+        raise RunNotFound() from None
+    try:
+        rows = checkpoint_writer.append(pk, items)
+    except checkpoint_writer.AppendRefused as refused:
+        if refused.status is None:
+            raise RunNotFound() from None
+        raise RunFinished(refused.status) from None
+    transaction.on_commit(lambda: metrics.CHECKPOINTS_APPENDED.inc(len(rows)))
     return rows
 
 

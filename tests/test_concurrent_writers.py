@@ -10,7 +10,7 @@ import time
 import pytest
 from django.db import connection
 
-from runs import selectors, services
+from runs import checkpoint_writer, selectors, services
 from runs.models import Checkpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,7 +29,15 @@ def _in_thread(target, *args):  # type: ignore[no-untyped-def]
     return threading.Thread(target=body)
 
 
-def test_concurrent_writers_get_gap_free_seq_and_ordered_unique_ts():
+@pytest.fixture(params=["single_statement", "row_lock"])
+def writer(request, monkeypatch):  # type: ignore[no-untyped-def]
+    """Both ways of appending: PostgreSQL's one statement and the portable ORM path."""
+    if request.param == "row_lock":
+        monkeypatch.setattr(checkpoint_writer, "append", checkpoint_writer._append_portable)
+    return request.param
+
+
+def test_concurrent_writers_get_gap_free_seq_and_ordered_unique_ts(writer):
     run, _ = services.create_run(mode="redis", spec={"task": "sleep"})
     start = threading.Barrier(WRITERS + 2)  # writers, the reader and this thread
     errors: list[BaseException] = []
@@ -80,7 +88,7 @@ def test_concurrent_writers_get_gap_free_seq_and_ordered_unique_ts():
     assert run.checkpoint_count == expected
 
 
-def test_paging_with_after_under_concurrent_writes_misses_nothing():
+def test_paging_with_after_under_concurrent_writes_misses_nothing(writer):
     run, _ = services.create_run(mode="redis", spec={"task": "sleep"})
     start = threading.Barrier(9)
 

@@ -1,0 +1,171 @@
+"""Pieces the benchmarks share: a scratch PostgreSQL database, the server
+under gunicorn with uvicorn workers, a lean HTTP/1.1 keep-alive client and
+percentiles. Benchmarks print figures; they assert nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def fresh_database(name: str) -> str:
+    """Drop and create `name`, migrate it, and return its URL."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = database_url(name)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT, env=server_env(url), check=True,
+    )  # fmt: skip
+    return url
+
+
+def server_env(db_url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": db_url,
+            "SECRET_KEY": env.get("SECRET_KEY", "bench-only-secret"),
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "orchestrator.settings",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def gunicorn(db_url: str, *, workers: int = 2, **extra_env: str) -> Iterator[str]:
+    """The app under gunicorn + uvicorn workers, as `make run` serves it."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "orchestrator.asgi:application",
+         "-c", str(ROOT / "orchestrator" / "gunicorn.conf.py"),
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+        cwd=ROOT, env=server_env(db_url, **extra_env), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(port, proc)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("server exited during start-up")
+        try:
+            status, _ = asyncio.run(_one_request(port, "GET", "/health"))
+            if status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("server did not become healthy")
+
+
+async def _one_request(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    conn = await Connection.open(port)
+    try:
+        return await conn.request(method, path, body)
+    finally:
+        conn.close()
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; lean enough that the client is not the bottleneck."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+        self.reader, self.writer, self.port = reader, writer, port
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer, port)
+
+    async def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        payload = b"" if body is None else json.dumps(body).encode()
+        lines = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{self.port}",
+            f"Content-Length: {len(payload)}",
+        ]
+        if body is not None:
+            lines.append("Content-Type: application/json")
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length, chunked = 0, False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        raw = (
+            await self._read_chunked()
+            if chunked
+            else (await self.reader.readexactly(length) if length else b"")
+        )
+        return status, (json.loads(raw) if raw else None)
+
+    async def _read_chunked(self) -> bytes:
+        parts = []
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).strip().split(b";")[0], 16)
+            chunk = await self.reader.readexactly(size + 2)
+            if size == 0:
+                return b"".join(parts)
+            parts.append(chunk[:-2])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def latency_summary(latencies: list[float]) -> str:
+    values = sorted(latencies)
+    return (
+        f"p50 {percentile(values, 50) * 1000:.1f} ms, p99 {percentile(values, 99) * 1000:.1f} ms, "
+        f"max {values[-1] * 1000:.1f} ms"
+    )

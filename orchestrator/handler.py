@@ -1,0 +1,36 @@
+"""Django's ASGI handler, reusing the thread each request runs its sync code on."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import ThreadSensitiveContext
+from django.core.handlers.asgi import ASGIHandler
+
+MAX_IDLE_EXECUTORS = 64
+
+
+class PooledThreadASGIHandler(ASGIHandler):
+    """Django gives every request a fresh one-thread executor for its sync
+    code (views, ORM) and joins that thread afterwards: two thread starts per
+    request. Reusing idle executors keeps the same per-request isolation
+    (one request's sync calls still run one at a time on one thread) at a
+    fraction of the cost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._idle: list[ThreadPoolExecutor] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        executor = self._idle.pop() if self._idle else ThreadPoolExecutor(1, thread_name_prefix="request")
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            if len(self._idle) < MAX_IDLE_EXECUTORS:
+                self._idle.append(executor)
+            else:
+                executor.shutdown(wait=False)

@@ -1,0 +1,103 @@
+"""Appending checkpoints: the ingest hot path.
+
+Writers of one run are serialised by the run's row, so seq has no gaps, ts
+strictly increases (a clock step back, or two appends in one microsecond,
+still get distinct ordered stamps) and commits happen in seq order: a
+reader never sees seq N+1 before N.
+
+On PostgreSQL the whole append is one statement: the UPDATE of the run row
+takes its lock, advances the counters and sends the wake-up; the INSERT
+takes seq and ts from what the UPDATE returned. One round trip, and under
+autocommit one transaction, instead of six. Elsewhere (SQLite, the embedded
+default) the same rules run through the ORM under a row lock.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from runs import notify, states
+from runs.models import Checkpoint, Run
+
+ONE_MICROSECOND = timedelta(microseconds=1)
+_FINAL = tuple(sorted(states.FINAL_STATUSES))
+
+_APPEND_SQL = f"""
+WITH run AS (
+    UPDATE runs_run
+       SET checkpoint_count = checkpoint_count + %(n)s,
+           last_checkpoint_ts = GREATEST(clock_timestamp(), last_checkpoint_ts + interval '1 microsecond')
+                                + (%(n)s - 1) * interval '1 microsecond',
+           updated_at = clock_timestamp()
+     WHERE id = %(run_id)s AND status NOT IN ({", ".join(f"'{s}'" for s in _FINAL)})
+ RETURNING id, checkpoint_count, last_checkpoint_ts, pg_notify(%(channel)s, %(run_id_text)s)
+)
+INSERT INTO runs_checkpoint (run_id, seq, ts, type, data)
+SELECT run.id,
+       run.checkpoint_count - %(n)s + item.k,
+       run.last_checkpoint_ts - (%(n)s - item.k) * interval '1 microsecond',
+       item.e ->> 'type',
+       NULLIF(item.e -> 'data', 'null'::jsonb)
+  FROM run, jsonb_array_elements(%(items)s::jsonb) WITH ORDINALITY AS item(e, k)
+RETURNING id, seq, ts
+"""  # noqa: S608 - the only interpolation is the fixed list of final statuses
+
+
+class AppendRefused(Exception):
+    """No row took the append: the run is missing (status None) or final."""
+
+    def __init__(self, status: str | None) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def append(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpoint]:
+    if connection.vendor == "postgresql":
+        return _append_postgresql(run_id, items)
+    return _append_portable(run_id, items)
+
+
+def _append_postgresql(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpoint]:
+    payload = [{"type": item["type"], "data": item.get("data")} for item in items]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _APPEND_SQL,
+            {
+                "n": len(items),
+                "run_id": run_id,
+                "run_id_text": str(run_id),
+                "channel": notify.CHANNEL,
+                "items": json.dumps(payload, separators=(",", ":")),
+            },
+        )
+        rows = sorted(cursor.fetchall(), key=lambda row: row[1])
+    if not rows:
+        raise AppendRefused(Run.objects.filter(pk=run_id).values_list("status", flat=True).first())
+    return [
+        Checkpoint(pk=pk, run_id=run_id, seq=seq, ts=ts, type=item["type"], data=item.get("data"))
+        for (pk, seq, ts), item in zip(rows, items, strict=True)
+    ]
+
+
+def _append_portable(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpoint]:
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.is_final:
+            raise AppendRefused(run.status if run else None)
+        now = timezone.now()
+        ts = run.last_checkpoint_ts
+        seq = run.checkpoint_count
+        rows = []
+        for item in items:
+            ts = now if ts is None or now > ts else ts + ONE_MICROSECOND
+            seq += 1
+            rows.append(Checkpoint(run_id=run.id, seq=seq, ts=ts, type=item["type"], data=item.get("data")))
+        Checkpoint.objects.bulk_create(rows)
+        Run.objects.filter(pk=run.id).update(checkpoint_count=seq, last_checkpoint_ts=ts, updated_at=now)
+        notify.run_changed(str(run.id))
+    return rows
