@@ -107,7 +107,9 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
-STATIC_URL = "static/"
+# The only static files are the admin's, so they live under its prefix and
+# are served by WhiteNoise inside AdminOnlyMiddleware's chain.
+STATIC_URL = "admin/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # Request guards. The body limit is checked before a byte of the body is

@@ -218,3 +218,12 @@ def test_an_unknown_run_page_redirects_home_with_a_message(admin_client):
     response = admin_client.get(run_page("00000000-0000-0000-0000-000000000000"))
 
     assert response.status_code == 302
+
+
+def test_the_admin_static_files_are_served_by_the_app_itself(client):
+    script = client.get("/admin/static/runs/admin-live.js")
+    admin_css = client.get("/admin/static/admin/css/base.css")
+
+    assert script.status_code == 200 and b"EventSource" in b"".join(script.streaming_content)
+    assert admin_css.status_code == 200
+    assert not script.cookies  # no session machinery for static files
