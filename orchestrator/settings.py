@@ -46,6 +46,7 @@ MIDDLEWARE = [
     "orchestrator.middleware.RequestIDMiddleware",
     "orchestrator.middleware.BodySizeLimitMiddleware",
     "orchestrator.middleware.ResponseHeadersMiddleware",
+    "orchestrator.static_files.StaticFilesMiddleware",
     "orchestrator.middleware.AdminOnlyMiddleware",
 ]
 ADMIN_PATH_PREFIX = "/admin/"
@@ -54,7 +55,6 @@ ADMIN_PATH_PREFIX = "/admin/"
 SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
 ADMIN_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -107,9 +107,7 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
-# The only static files are the admin's, so they live under its prefix and
-# are served by WhiteNoise inside AdminOnlyMiddleware's chain.
-STATIC_URL = "admin/static/"
+STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # Request guards. The body limit is checked before a byte of the body is
@@ -180,7 +178,8 @@ STREAM_TOKEN_TTL_SECONDS = env_int("STREAM_TOKEN_TTL_SECONDS", 300, minimum=10)
 WORKER_TOKEN_TTL_SECONDS = env_int("WORKER_TOKEN_TTL_SECONDS", 7 * 24 * 3600, minimum=60)
 
 # --- Operations: admin static files ---
-# WhiteNoise serves the admin's CSS and scripts from the app server itself.
+# WhiteNoise (orchestrator.static_files) serves the admin's CSS and scripts
+# from the app server itself.
 # The image collects them at build time; where collectstatic has not run
 # (`make run`, the test suite) they are served straight from the apps.
 WHITENOISE_USE_FINDERS = True

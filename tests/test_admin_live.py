@@ -1,0 +1,129 @@
+"""The admin's run page, in a real headless Chromium against a real server
+process: its script follows the run's event stream and shows what happens
+after the page opened, and catches up after the server goes away and back."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.urls import Resolver404, resolve
+
+from runs import services
+from runs.models import Run
+from tests.browser import CHROMIUM, chromium
+from tests.servers import ServerProcess, running_server
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)"),
+]
+
+ROWS = (
+    "[...document.querySelectorAll('#run-checkpoints-body tr[data-ts]')].map(r => r.children[2].textContent)"
+)
+LIVE_STATE = "document.getElementById('run-live') && document.getElementById('run-live').dataset.state"
+LIVE_STATUS = "document.querySelector('[data-live-status]').textContent"
+
+
+def has_event_stream() -> bool:
+    try:
+        resolve(f"/runs/{uuid.uuid4()}/events")
+    except Resolver404:
+        return False
+    return True
+
+
+needs_event_stream = pytest.mark.skipif(
+    not has_event_stream(),
+    reason="waits for the event stream GET /runs/{id}/events, delivered by the event stream issue",
+)
+
+
+@pytest.fixture
+def session_cookie(django_user_model) -> str:  # type: ignore[no-untyped-def]
+    """A superuser's session, committed so the server process sees it."""
+    user = django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-unused-123")
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def open_run_page(browser, server, cookie: str, run: Run) -> None:  # type: ignore[no-untyped-def]
+    browser.set_cookie(server.url, settings.SESSION_COOKIE_NAME, cookie)
+    browser.open(f"{server.url}/admin/runs/run/{run.pk}/change/")
+
+
+def a_running_run_with_one_checkpoint() -> Run:
+    run, _ = services.create_run(mode="redis", spec={"task": "sleep", "input": {}})
+    services.set_run_status(run.id, "running")
+    services.append_checkpoints(run.id, [{"type": "before-open", "data": {"n": 1}}])
+    return run
+
+
+def test_a_finished_runs_page_shows_all_of_it_and_opens_no_stream(asgi_server, session_cookie, tmp_path):
+    run = a_running_run_with_one_checkpoint()
+    services.set_run_status(run.id, "completed")
+
+    with chromium(tmp_path) as browser:
+        open_run_page(browser, asgi_server, session_cookie, run)
+        try:
+            state = browser.wait_for(LIVE_STATE, what="the live script to start", timeout=5)
+        except AssertionError:
+            print(
+                "DEBUG",
+                browser.evaluate(
+                    "location.href + ' | ' + document.title + ' | ' + document.body.innerText.slice(0, 500)"
+                ),
+            )
+            raise
+
+        assert state == "finished"
+        assert browser.evaluate(ROWS) == ["before-open"]
+        assert browser.evaluate(LIVE_STATUS) == "completed"
+
+
+@needs_event_stream
+def test_the_run_page_appends_a_checkpoint_and_status_that_arrive_after_it_opened(
+    asgi_server, session_cookie, tmp_path
+):
+    run = a_running_run_with_one_checkpoint()
+
+    with chromium(tmp_path) as browser:
+        open_run_page(browser, asgi_server, session_cookie, run)
+        browser.wait_for(f"{LIVE_STATE} === 'live'", what="the event stream to open")
+        services.append_checkpoints(run.id, [{"type": "after-open", "data": {"n": 2}}])
+        browser.wait_for(f"{ROWS}.includes('after-open')", what="the new checkpoint row")
+        services.set_run_status(run.id, "completed")
+        browser.wait_for(f"{LIVE_STATE} === 'finished'", what="the end of the stream")
+
+        assert browser.evaluate(ROWS) == ["before-open", "after-open"]
+        assert browser.evaluate(LIVE_STATUS) == "completed"
+        assert (
+            browser.evaluate("document.querySelector('[data-live-log]').textContent").count("completed") >= 1
+        )
+
+
+@needs_event_stream
+def test_the_run_page_catches_up_after_the_server_goes_away_and_comes_back(session_cookie, tmp_path):
+    run = a_running_run_with_one_checkpoint()
+
+    with running_server(tmp_path) as server, chromium(tmp_path) as browser:
+        open_run_page(browser, server, session_cookie, run)
+        browser.wait_for(f"{LIVE_STATE} === 'live'", what="the event stream to open")
+
+        server.stop(signal.SIGKILL)
+        browser.wait_for(f"{LIVE_STATE} !== 'live'", what="the page to notice the drop")
+        services.append_checkpoints(run.id, [{"type": "while-away", "data": {"n": 2}}])
+        back = ServerProcess(server.argv, server.port, server.env, server.log_path).start()
+        try:
+            browser.wait_for(f"{ROWS}.includes('while-away')", what="the missed checkpoint", timeout=30)
+            services.append_checkpoints(run.id, [{"type": "after-return", "data": {"n": 3}}])
+            browser.wait_for(f"{ROWS}.includes('after-return')", what="a checkpoint after the return")
+        finally:
+            back.stop()
+
+        assert browser.evaluate(ROWS) == ["before-open", "while-away", "after-return"]
