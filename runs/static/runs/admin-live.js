@@ -114,9 +114,11 @@
     return fetch(tokenUrl, {
       method: "POST",
       credentials: "same-origin",
+      redirect: "manual",
       headers: { "X-CSRFToken": csrf ? csrf.value : "" },
     }).then(function (response) {
-      if (response.status === 401 || response.status === 403) {
+      // The admin sends a signed-out user to its login page.
+      if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403) {
         throw new Error("signed out");
       }
       if (!response.ok) {
