@@ -46,7 +46,12 @@ class Browser:
         self.send("Network.setCookie", url=url, name=name, value=value, httpOnly=True)
 
     def open(self, url: str) -> None:
+        """Navigate and wait until the new document has loaded."""
         self.send("Page.navigate", url=url)
+        self.wait_for(
+            f"location.href === {json.dumps(url)} && document.readyState === 'complete'",
+            what=f"{url} to load",
+        )
 
     def wait_for(self, expression: str, *, timeout: float = 20.0, what: str = "") -> Any:
         """Poll a JS expression until it is truthy; its last value on timeout."""

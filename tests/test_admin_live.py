@@ -26,6 +26,8 @@ ROWS = (
     "[...document.querySelectorAll('#run-checkpoints-body tr[data-ts]')].map(r => r.children[2].textContent)"
 )
 LIVE_STATE = "document.getElementById('run-live') && document.getElementById('run-live').dataset.state"
+# The script replaces the page's initial "idle" as soon as it runs.
+SCRIPT_STARTED = f"({LIVE_STATE}) !== 'idle' && ({LIVE_STATE})"
 LIVE_STATUS = "document.querySelector('[data-live-status]').textContent"
 
 
@@ -41,6 +43,13 @@ needs_event_stream = pytest.mark.skipif(
     not has_event_stream(),
     reason="waits for the event stream GET /runs/{id}/events, delivered by the event stream issue",
 )
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One Chromium for the module: starting it is the slow part."""
+    with chromium(tmp_path_factory.mktemp("chromium")) as started:
+        yield started
 
 
 @pytest.fixture
@@ -88,30 +97,27 @@ def test_a_finished_runs_page_shows_all_of_it_and_opens_no_stream(asgi_server, s
 
 @needs_event_stream
 def test_the_run_page_appends_a_checkpoint_and_status_that_arrive_after_it_opened(
-    asgi_server, session_cookie, tmp_path
+    asgi_server, session_cookie, browser
 ):
     run = a_running_run_with_one_checkpoint()
 
-    with chromium(tmp_path) as browser:
-        open_run_page(browser, asgi_server, session_cookie, run)
-        browser.wait_for(f"{LIVE_STATE} === 'live'", what="the event stream to open")
-        services.append_checkpoints(run.id, [{"type": "after-open", "data": {"n": 2}}])
-        browser.wait_for(f"{ROWS}.includes('after-open')", what="the new checkpoint row")
-        services.set_run_status(run.id, "completed")
-        browser.wait_for(f"{LIVE_STATE} === 'finished'", what="the end of the stream")
+    open_run_page(browser, asgi_server, session_cookie, run)
+    browser.wait_for(f"{LIVE_STATE} === 'live'", what="the event stream to open")
+    services.append_checkpoints(run.id, [{"type": "after-open", "data": {"n": 2}}])
+    browser.wait_for(f"{ROWS}.includes('after-open')", what="the new checkpoint row")
+    services.set_run_status(run.id, "completed")
+    browser.wait_for(f"{LIVE_STATE} === 'finished'", what="the end of the stream")
 
-        assert browser.evaluate(ROWS) == ["before-open", "after-open"]
-        assert browser.evaluate(LIVE_STATUS) == "completed"
-        assert (
-            browser.evaluate("document.querySelector('[data-live-log]').textContent").count("completed") >= 1
-        )
+    assert browser.evaluate(ROWS) == ["before-open", "after-open"]
+    assert browser.evaluate(LIVE_STATUS) == "completed"
+    assert browser.evaluate("document.querySelector('[data-live-log]').textContent").count("completed") >= 1
 
 
 @needs_event_stream
-def test_the_run_page_catches_up_after_the_server_goes_away_and_comes_back(session_cookie, tmp_path):
+def test_the_run_page_catches_up_after_the_server_goes_away_and_comes_back(session_cookie, browser, tmp_path):
     run = a_running_run_with_one_checkpoint()
 
-    with running_server(tmp_path) as server, chromium(tmp_path) as browser:
+    with running_server(tmp_path) as server:
         open_run_page(browser, server, session_cookie, run)
         browser.wait_for(f"{LIVE_STATE} === 'live'", what="the event stream to open")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,9 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.urls import Resolver404, resolve
+
+from runs.wire import format_ts
 
 RUN_ID = "5b0e7f4e-8d3a-4f57-9a43-0d4b1c0c2a11"
 TS = ["2026-11-25T10:00:00.000001Z", "2026-11-25T10:00:00.000002Z", "2026-11-25T10:00:00.000003Z"]
@@ -156,3 +160,44 @@ def test_runs_tail_gives_up_when_the_server_stays_unreachable():
 def test_runs_tail_rejects_bad_input(args, message):
     with pytest.raises(CommandError, match=message):
         tail("http://127.0.0.1:9", *args)
+
+
+def has_event_stream() -> bool:
+    try:
+        resolve(f"/runs/{uuid.uuid4()}/events")
+    except Resolver404:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    not has_event_stream(),
+    reason="waits for the event stream GET /runs/{id}/events, delivered by the event stream issue",
+)
+@pytest.mark.django_db(transaction=True)
+def test_runs_tail_against_the_server_prints_a_runs_life_and_resumes_from_a_checkpoint(asgi_server):
+    from runs import services
+
+    run, _ = services.create_run(mode="redis", spec={"task": "sleep", "input": {}})
+    services.set_run_status(run.id, "running")
+    first, second = services.append_checkpoints(run.id, [{"type": "one"}, {"type": "two", "data": {"n": 2}}])
+    services.set_run_status(run.id, "completed")
+
+    out = StringIO()
+    call_command("runs_tail", str(run.id), "--url", asgi_server.url, stdout=out, stderr=StringIO())
+    resumed = StringIO()
+    call_command(
+        "runs_tail", str(run.id), "--url", asgi_server.url, "--last-event-id", format_ts(first.ts),
+        "--json", stdout=resumed, stderr=StringIO(),
+    )  # fmt: skip
+
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("run: completed")
+    assert [line.split()[2] for line in lines[1:3]] == ["one", "two"]
+    assert lines[3].endswith("end: completed") and len(lines) == 4
+    events = [json.loads(line) for line in resumed.getvalue().splitlines()]
+    assert [(e["event"], e["id"]) for e in events] == [
+        ("hello", None),
+        ("checkpoint", format_ts(second.ts)),
+        ("end", format_ts(second.ts)),
+    ]
