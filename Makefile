@@ -49,3 +49,7 @@ bench-ingest: $(BIN)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+## Retention and admin figures (docs/performance.md, "Operations").
+bench-ops: $(BIN)/.installed-dev
+	$(BIN)/python bench/ops
