@@ -62,6 +62,7 @@ class Reconciler:
         )
         self.backoff_seconds = backoff_seconds
         self.relists = {JOBS: 0, PODS: 0}  # how often each loop listed from scratch
+        self.resource_versions: dict[str, str | None] = {JOBS: None, PODS: None}
         self._stopping = threading.Event()
         self._watches: dict[str, watch.Watch] = {}
         self._lock = threading.Lock()
@@ -127,19 +128,18 @@ class Reconciler:
 
     # -- watch loops -------------------------------------------------------------------------
     def _watch_loop(self, kind: str) -> None:
-        rv: str | None = None
         backoff = self.backoff_seconds
         try:
             while not self._stopping.is_set():
                 try:
-                    if rv is None:
-                        rv = self._relist(kind)
-                    rv = self._watch_once(kind, rv)
+                    if self.resource_versions[kind] is None:
+                        self.resource_versions[kind] = self._relist(kind)
+                    self._watch_once(kind)
                     backoff = self.backoff_seconds
                 except ApiException as exc:
                     if exc.status == 410:
                         logger.info("%s watch expired (410 Gone): listing again", kind)
-                        rv = None
+                        self.resource_versions[kind] = None
                         continue
                     backoff = self._pause(kind, exc, backoff)
                 except k8s.CONNECTION_ERRORS as exc:
@@ -147,36 +147,39 @@ class Reconciler:
                 except Exception as exc:
                     # Something we cannot read: start over from a fresh list.
                     logger.exception("%s watch broke; listing again", kind)
-                    rv = None
+                    self.resource_versions[kind] = None
                     backoff = self._pause(kind, exc, backoff)
         finally:
             connection.close()
 
-    def _watch_once(self, kind: str, rv: str) -> str:
-        """One watch request from `rv`; returns the last resourceVersion seen."""
+    def _watch_once(self, kind: str) -> None:
+        """One watch request from the last resourceVersion seen, which every
+        event moves on (kept across a broken connection, so the next request
+        resumes where this one stopped)."""
         w = watch.Watch()
         with self._lock:
             if self._stopping.is_set():
-                return rv
+                return
             self._watches[kind] = w
         try:
             for event in w.stream(
                 self._list_function(kind),
                 self.namespace,
                 label_selector=SELECTOR,
-                resource_version=rv,
+                resource_version=self.resource_versions[kind],
                 timeout_seconds=self.watch_timeout_seconds,
                 allow_watch_bookmarks=True,
             ):
                 obj = event["raw_object"]
-                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
                 if event["type"] != "BOOKMARK":
                     self._handle(kind, event["type"], obj)
                     self._record_lag(obj)
+                rv = (obj.get("metadata") or {}).get("resourceVersion")
+                if rv:
+                    self.resource_versions[kind] = rv
         finally:
             with self._lock:
                 self._watches.pop(kind, None)
-        return rv
 
     def _relist(self, kind: str) -> str:
         items, rv = self._list(kind)
