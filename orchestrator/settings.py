@@ -174,6 +174,8 @@ K8S_KUBECONFIG = env_str("K8S_KUBECONFIG")
 K8S_CONTEXT = env_str("K8S_CONTEXT")
 K8S_API_HOST = env_str("K8S_API_HOST")
 K8S_NAMESPACE = env_str("K8S_NAMESPACE", "default")
+# Labels this installation's Jobs, so two installations can share a namespace.
+K8S_INSTANCE = env_str("K8S_INSTANCE", "orchestrator")
 K8S_REQUEST_TIMEOUT_SECONDS = env_float("K8S_REQUEST_TIMEOUT_SECONDS", 10.0)
 # What every run's pod gets besides its spec.
 K8S_ORCHESTRATOR_URL = env_str("K8S_ORCHESTRATOR_URL", "http://orchestrator:7070")

@@ -4,11 +4,13 @@ create transaction, so a run exists only if its Job does."""
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
+from django.conf import settings
 from kubernetes.client.rest import ApiException
 
-from runs import tokens
+from runs import states, tokens
 from runs.backends.base import Backend
 from runs.exceptions import BackendUnavailable, SchemaViolation
 from runs.k8s import client as k8s
@@ -36,7 +38,9 @@ class KubernetesBackend(Backend):
         delete_run_objects(str(run.id))
 
     def ensure_dispatched(self, run: Run) -> bool:
-        if run.is_final:
+        # Only a pending run may get its Job again: a running one lost its Job
+        # mid-way, and the reconciler fails it rather than running it twice.
+        if run.status != states.PENDING:
             return False
         try:
             if _read_job(str(run.id)) is not None:
@@ -81,7 +85,7 @@ class KubernetesBackend(Backend):
             uid = batch.read_namespaced_job(
                 job_name(run_id), options.namespace, _request_timeout=k8s.request_timeout()
             ).metadata.uid
-        token, _ = tokens.mint(tokens.WORKER, run_id)
+        token, _ = tokens.mint(tokens.WORKER, run_id, ttl_seconds=_token_ttl(run.spec or {}))
         try:
             k8s.core_api().create_namespaced_secret(
                 options.namespace,
@@ -101,6 +105,13 @@ class KubernetesBackend(Backend):
         reason = k8s.describe_error(exc)
         logger.warning("Kubernetes unavailable for dispatch: %s", reason, extra={"runId": str(run.id)})
         return BackendUnavailable(self.name, reason)
+
+
+def _token_ttl(spec: dict[str, Any]) -> int:
+    """Long enough for the run's own deadline, so a slow run keeps its say."""
+    ttl = settings.WORKER_TOKEN_TTL_SECONDS
+    timeout = spec.get("timeoutSeconds")
+    return max(ttl, math.ceil(timeout) + 3600) if timeout else ttl
 
 
 def _read_job(run_id: str) -> Any | None:

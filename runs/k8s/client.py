@@ -83,6 +83,7 @@ def job_options() -> JobOptions:
     ttl = settings.K8S_TTL_SECONDS_AFTER_FINISHED
     return JobOptions(
         namespace=settings.K8S_NAMESPACE,
+        instance=settings.K8S_INSTANCE,
         orchestrator_url=settings.K8S_ORCHESTRATOR_URL,
         service_account=settings.K8S_SERVICE_ACCOUNT,
         image_pull_secrets=tuple(settings.K8S_IMAGE_PULL_SECRETS),

@@ -13,12 +13,11 @@ from typing import Any
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "orchestrator"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
 RUN_ID_LABEL = "orchestrator.io/run-id"
 RUN_ID_ANNOTATION = "orchestrator.io/run-id"
 CONTAINER_NAME = "run"
 TOKEN_KEY = "token"  # noqa: S105 - the key inside the Secret, not a secret
-# Selects every object this service creates in the namespace (and nothing else).
-SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RUN_ID_LABEL}"
 RESERVED_ENV = ("ORCHESTRATOR_URL", "ORCHESTRATOR_RUN_ID", "ORCHESTRATOR_TOKEN")
 
 
@@ -27,6 +26,8 @@ class JobOptions:
     """Cluster-side choices that do not come from the run's spec."""
 
     namespace: str = "default"
+    # Tells this installation's Jobs from another's in a shared namespace.
+    instance: str = "orchestrator"
     orchestrator_url: str = "http://orchestrator:7070"
     service_account: str = ""
     image_pull_secrets: tuple[str, ...] = ()
@@ -48,15 +49,20 @@ def run_id_of(obj: dict[str, Any]) -> str | None:
     return ((obj.get("metadata") or {}).get("labels") or {}).get(RUN_ID_LABEL)
 
 
-def labels_for(run_id: object) -> dict[str, str]:
-    return {MANAGED_BY_LABEL: MANAGED_BY, RUN_ID_LABEL: str(run_id)}
+def labels_for(run_id: object, instance: str) -> dict[str, str]:
+    return {MANAGED_BY_LABEL: MANAGED_BY, INSTANCE_LABEL: instance, RUN_ID_LABEL: str(run_id)}
+
+
+def selector(instance: str) -> str:
+    """Selects every object this installation creates in the namespace, and nothing else."""
+    return f"{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={instance},{RUN_ID_LABEL}"
 
 
 def build_job(run_id: object, spec: dict[str, Any], options: JobOptions) -> dict[str, Any]:
     """The batch/v1 Job that runs `spec`. The pod finds its worker token in the
     run's Secret (see `build_token_secret`), never in the Job itself."""
     name = job_name(run_id)
-    labels = labels_for(run_id)
+    labels = labels_for(run_id, options.instance)
     annotations = {RUN_ID_ANNOTATION: str(run_id)}
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
@@ -114,7 +120,7 @@ def build_token_secret(run_id: object, token: str, job_uid: str, options: JobOpt
         "metadata": {
             "name": secret_name(run_id),
             "namespace": options.namespace,
-            "labels": labels_for(run_id),
+            "labels": labels_for(run_id, options.instance),
             "ownerReferences": [
                 {"apiVersion": "batch/v1", "kind": "Job", "name": job_name(run_id), "uid": job_uid}
             ],

@@ -25,7 +25,7 @@ from runs import metrics, services, states
 from runs.backends.k8s import delete_run_objects
 from runs.exceptions import InvalidTransition, RunNotFound
 from runs.k8s import client as k8s
-from runs.k8s.manifests import SELECTOR, job_name, run_id_of
+from runs.k8s.manifests import job_name, run_id_of, selector
 from runs.k8s.status import (
     Verdict,
     is_failed,
@@ -53,6 +53,7 @@ class Reconciler:
         backoff_seconds: float = 0.5,
     ) -> None:
         self.namespace = k8s.namespace()
+        self.selector = selector(settings.K8S_INSTANCE)
         self.watch_timeout_seconds = watch_timeout_seconds or settings.K8S_WATCH_TIMEOUT_SECONDS
         self.resync_seconds = resync_seconds if resync_seconds is not None else settings.K8S_RESYNC_SECONDS
         self.orphan_grace = timedelta(
@@ -165,7 +166,7 @@ class Reconciler:
             for event in w.stream(
                 self._list_function(kind),
                 self.namespace,
-                label_selector=SELECTOR,
+                label_selector=self.selector,
                 resource_version=self.resource_versions[kind],
                 timeout_seconds=self.watch_timeout_seconds,
                 allow_watch_bookmarks=True,
@@ -189,7 +190,7 @@ class Reconciler:
         return rv
 
     def _list(self, kind: str) -> tuple[list[dict[str, Any]], str]:
-        raw = self._list_raw(kind, SELECTOR)
+        raw = self._list_raw(kind, self.selector)
         return raw.get("items") or [], raw["metadata"]["resourceVersion"]
 
     def _list_raw(self, kind: str, selector: str) -> dict[str, Any]:

@@ -184,3 +184,21 @@ def test_plan_never_carries_a_token(api, cluster: FakeKubeAPI) -> None:
 
     assert "value" not in env["ORCHESTRATOR_TOKEN"]
     assert env["ORCHESTRATOR_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "token"
+
+
+def test_a_running_run_is_never_dispatched_again(api, cluster: FakeKubeAPI) -> None:
+    run_id = create(api).json()["runId"]
+    api.patch(f"/runs/{run_id}", {"status": "running"})
+    cluster.delete_job_behind_our_back(NS, f"run-{run_id}")
+
+    assert get_backend("k8s").ensure_dispatched(Run.objects.get(pk=run_id)) is False
+    assert cluster.jobs(NS) == []
+
+
+def test_the_pod_token_outlives_a_long_timeout(api, cluster: FakeKubeAPI, settings) -> None:
+    settings.WORKER_TOKEN_TTL_SECONDS = 3600
+    run_id = create(api, {"image": "busybox", "timeoutSeconds": 86400}).json()["runId"]
+    token = cluster.get_secret(NS, f"run-{run_id}-token")["stringData"]["token"]
+
+    expires = tokens.verify(token, kind=tokens.WORKER, run_id=run_id).expires_at
+    assert (expires - Run.objects.get(pk=run_id).created_at).total_seconds() > 86400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from runs import services
 from runs.k8s.manifests import JobOptions, build_job
@@ -62,6 +63,8 @@ def test_a_complete_job_completes_the_run(api, cluster: FakeKubeAPI, reconciler)
 
     run = run_becomes(run_id, "completed")
     assert run.error is None and run.finished_at is not None
+    lag = REGISTRY.get_sample_value("orchestrator_reconciler_lag_seconds")
+    assert lag is not None and 0 <= lag < 60
 
 
 @pytest.mark.parametrize("reason", ["ImagePullBackOff", "ErrImagePull"])
@@ -224,3 +227,16 @@ def test_resync_applies_what_the_watch_missed(api, cluster: FakeKubeAPI) -> None
     Reconciler().resync()
 
     assert Run.objects.get(pk=run_id).error["code"] == "deadline_exceeded"
+
+
+def test_resync_leaves_the_jobs_of_another_installation_alone(cluster: FakeKubeAPI) -> None:
+    from runs.k8s.reconciler import Reconciler
+
+    theirs = "00000000-0000-4000-8000-000000000002"
+    cluster.create_job(
+        NS, build_job(theirs, {"image": "busybox"}, JobOptions(namespace=NS, instance="staging"))
+    )
+
+    Reconciler(orphan_grace_seconds=-1).resync()
+
+    assert cluster.get_job(NS, f"run-{theirs}") is not None

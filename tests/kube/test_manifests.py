@@ -129,3 +129,11 @@ def test_the_token_secret_is_owned_by_the_job() -> None:
         {"apiVersion": "batch/v1", "kind": "Job", "name": f"run-{RUN_ID}", "uid": "uid-1"}
     ]
     assert secret["stringData"] == {"token": "tok"}
+
+
+def test_the_installation_is_in_the_labels_and_the_selector() -> None:
+    from runs.k8s.manifests import selector
+
+    job = build_job(RUN_ID, {"image": "busybox"}, JobOptions(instance="staging"))
+    assert job["metadata"]["labels"]["app.kubernetes.io/instance"] == "staging"
+    assert "app.kubernetes.io/instance=staging" in selector("staging").split(",")
