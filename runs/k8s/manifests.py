@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,8 +46,13 @@ def secret_name(run_id: object) -> str:
 
 
 def run_id_of(obj: dict[str, Any]) -> str | None:
-    """The run a Job or Pod belongs to, from the label every object we create carries."""
-    return ((obj.get("metadata") or {}).get("labels") or {}).get(RUN_ID_LABEL)
+    """The run a Job or Pod belongs to, from the label every object we create
+    carries; None when the label is missing or is not a run id."""
+    value = ((obj.get("metadata") or {}).get("labels") or {}).get(RUN_ID_LABEL)
+    try:
+        return str(uuid.UUID(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def labels_for(run_id: object, instance: str) -> dict[str, str]:

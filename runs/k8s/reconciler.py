@@ -41,6 +41,7 @@ logger = logging.getLogger("runs.k8s.reconciler")
 
 JOBS, PODS = "jobs", "pods"
 _MAX_BACKOFF_SECONDS = 30.0
+_MISSING = "missing"  # the status of a run that does not exist
 
 
 class Reconciler:
@@ -119,10 +120,8 @@ class Reconciler:
         }
         jobs, _ = self._list(JOBS)
         pods, _ = self._list(PODS)
-        for job in jobs:
-            self._handle(JOBS, "SYNC", job)
-        for pod in pods:
-            self._handle(PODS, "SYNC", pod)
+        self._handle_listed(JOBS, jobs)
+        self._handle_listed(PODS, pods)
         present = {run_id_of(job) for job in jobs}
         for run_id in sorted(open_runs - present):
             self._job_gone(run_id, job_name(run_id))
@@ -185,8 +184,7 @@ class Reconciler:
     def _relist(self, kind: str) -> str:
         items, rv = self._list(kind)
         self.relists[kind] += 1
-        for item in items:
-            self._handle(kind, "SYNC", item)
+        self._handle_listed(kind, items)
         return rv
 
     def _list(self, kind: str) -> tuple[list[dict[str, Any]], str]:
@@ -212,21 +210,36 @@ class Reconciler:
         return min(backoff * 2, _MAX_BACKOFF_SECONDS)
 
     # -- applying what we see ----------------------------------------------------------------
-    def _handle(self, kind: str, event_type: str, obj: dict[str, Any]) -> None:
+    def _handle_listed(self, kind: str, items: list[dict[str, Any]]) -> None:
+        """Apply a whole list, reading the runs' statuses in one query."""
+        close_old_connections()
+        run_ids = {run_id for run_id in map(run_id_of, items) if run_id}
+        statuses = {
+            str(run_id): status
+            for run_id, status in Run.objects.filter(pk__in=run_ids).values_list("id", "status")
+        }
+        for item in items:
+            run_id = run_id_of(item)
+            if run_id:
+                self._handle(kind, "SYNC", item, statuses.get(run_id, _MISSING))
+
+    def _handle(self, kind: str, event_type: str, obj: dict[str, Any], status: str | None = None) -> None:
+        """Apply one object; `status` is its run's when already known (_MISSING: no such run)."""
         run_id = run_id_of(obj)
         if not run_id:
             return
-        close_old_connections()
+        if status is None:
+            close_old_connections()
         try:
             if kind == JOBS:
-                self._on_job(run_id, event_type, obj)
-            else:
+                self._on_job(run_id, event_type, obj, status)
+            elif status is None or not (status == _MISSING or states.is_final(status)):
                 self._on_pod(run_id, event_type, obj)
         except Exception:
             # One bad event (or a database blip) must not end the watch; resync retries it.
             logger.exception("could not apply a %s event", kind, extra={"runId": run_id})
 
-    def _on_job(self, run_id: str, event_type: str, job: dict[str, Any]) -> None:
+    def _on_job(self, run_id: str, event_type: str, job: dict[str, Any], status: str | None) -> None:
         name = (job.get("metadata") or {}).get("name") or job_name(run_id)
         if event_type == "DELETED":
             verdict = job_verdict(job)
@@ -235,8 +248,9 @@ class Reconciler:
             else:
                 self._job_gone(run_id, name)
             return
-        status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
         if status is None:
+            status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first() or _MISSING
+        if status == _MISSING:
             self._maybe_remove_orphan(run_id, job)
             return
         if status == states.CANCELED:

@@ -137,3 +137,11 @@ def test_the_installation_is_in_the_labels_and_the_selector() -> None:
     job = build_job(RUN_ID, {"image": "busybox"}, JobOptions(instance="staging"))
     assert job["metadata"]["labels"]["app.kubernetes.io/instance"] == "staging"
     assert "app.kubernetes.io/instance=staging" in selector("staging").split(",")
+
+
+def test_only_a_well_formed_run_id_label_names_a_run() -> None:
+    from runs.k8s.manifests import run_id_of
+
+    assert run_id_of({"metadata": {"labels": {RUN_ID_LABEL: RUN_ID}}}) == RUN_ID
+    assert run_id_of({"metadata": {"labels": {RUN_ID_LABEL: "not-a-uuid"}}}) is None
+    assert run_id_of({"metadata": {}}) is None
