@@ -226,7 +226,7 @@ class Reconciler:
     def _handle(self, kind: str, event_type: str, obj: dict[str, Any], status: str | None = None) -> None:
         """Apply one object; `status` is its run's when already known (_MISSING: no such run)."""
         run_id = run_id_of(obj)
-        if not run_id:
+        if not run_id or not _is_the_runs_own(kind, run_id, obj):
             return
         if status is None:
             close_old_connections()
@@ -318,3 +318,12 @@ class Reconciler:
             logger.warning("resync failed: %s", k8s.describe_error(exc))
         except Exception:
             logger.exception("resync failed")
+
+
+def _is_the_runs_own(kind: str, run_id: str, obj: dict[str, Any]) -> bool:
+    """A label alone is easy to copy: only the run's own Job (by name), and
+    pods that Job's controller made, speak for the run."""
+    meta = obj.get("metadata") or {}
+    if kind == JOBS:
+        return meta.get("name") == job_name(run_id)
+    return (meta.get("labels") or {}).get("job-name") == job_name(run_id)

@@ -240,3 +240,17 @@ def test_resync_leaves_the_jobs_of_another_installation_alone(cluster: FakeKubeA
     Reconciler(orphan_grace_seconds=-1).resync()
 
     assert cluster.get_job(NS, f"run-{theirs}") is not None
+
+
+def test_a_job_that_only_copies_a_runs_label_cannot_change_it(api, cluster: FakeKubeAPI, reconciler) -> None:
+    run_id, job = start_run(api)
+    impostor = build_job(run_id, {"image": "busybox"}, JobOptions(namespace=NS))
+    impostor["metadata"]["name"] = "impostor"
+    cluster.create_job(NS, impostor)
+    cluster.set_job_status(NS, "impostor", failed_job("BackoffLimitExceeded"))
+    cluster.add_pod_for_job(NS, "impostor", phase="Running")
+
+    cluster.set_job_status(NS, job, COMPLETE)  # the real Job, after the impostor's events
+
+    run = run_becomes(run_id, "completed")
+    assert run.error is None
