@@ -85,12 +85,19 @@ class Reconciler:
         finally:
             self.stop()
             for thread in threads:
-                thread.join()
+                # A watch that was opening while stop() ran has its response
+                # only now: shut again until the loop has noticed.
+                while thread.is_alive():
+                    self._shut_watches()
+                    thread.join(0.1)
             connection.close()
 
     def stop(self) -> None:
         """Ask every loop to end; open watch responses are shut so blocked reads return now."""
         self._stopping.set()
+        self._shut_watches()
+
+    def _shut_watches(self) -> None:
         with self._lock:
             watches = list(self._watches.values())
         for w in watches:
