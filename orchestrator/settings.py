@@ -144,7 +144,7 @@ SPECTACULAR_SETTINGS = {
 # Orchestrator behaviour.
 ORCHESTRATOR_BACKENDS = {
     "redis": env_str("ORCHESTRATOR_REDIS_BACKEND", "runs.backends.base.NullBackend"),
-    "k8s": env_str("ORCHESTRATOR_K8S_BACKEND", "runs.backends.base.NullBackend"),
+    "k8s": env_str("ORCHESTRATOR_K8S_BACKEND", "runs.backends.k8s.KubernetesBackend"),
 }
 PLAN_DEFAULT_TARGET = env_str("PLAN_DEFAULT_TARGET", "redis")
 REDIS_URL = env_str("REDIS_URL")
@@ -176,6 +176,30 @@ LOGGING = {
 # Scoped run tokens (runs.tokens).
 STREAM_TOKEN_TTL_SECONDS = env_int("STREAM_TOKEN_TTL_SECONDS", 300, minimum=10)
 WORKER_TOKEN_TTL_SECONDS = env_int("WORKER_TOKEN_TTL_SECONDS", 7 * 24 * 3600, minimum=60)
+
+# --- Kubernetes mode ---
+# How to reach the cluster: "auto" (in-cluster when running in a pod, else
+# kubeconfig), "in-cluster" or "kubeconfig". K8S_API_HOST, when set, wins over
+# both (a `kubectl proxy` URL, or the test API server).
+K8S_CONFIG_MODE = env_str("K8S_CONFIG_MODE", "auto")
+K8S_KUBECONFIG = env_str("K8S_KUBECONFIG")
+K8S_CONTEXT = env_str("K8S_CONTEXT")
+K8S_API_HOST = env_str("K8S_API_HOST")
+K8S_NAMESPACE = env_str("K8S_NAMESPACE", "default")
+# Labels this installation's Jobs, so two installations can share a namespace.
+K8S_INSTANCE = env_str("K8S_INSTANCE", "orchestrator")
+K8S_REQUEST_TIMEOUT_SECONDS = env_float("K8S_REQUEST_TIMEOUT_SECONDS", 10.0)
+# What every run's pod gets besides its spec.
+K8S_ORCHESTRATOR_URL = env_str("K8S_ORCHESTRATOR_URL", "http://orchestrator:7070")
+K8S_SERVICE_ACCOUNT = env_str("K8S_SERVICE_ACCOUNT")
+K8S_IMAGE_PULL_SECRETS = env_list("K8S_IMAGE_PULL_SECRETS")
+K8S_TTL_SECONDS_AFTER_FINISHED = env_int("K8S_TTL_SECONDS_AFTER_FINISHED", 3600, minimum=-1)
+K8S_POD_TEMPLATE_OVERLAY = env_str("K8S_POD_TEMPLATE_OVERLAY")  # JSON object
+K8S_POD_TEMPLATE_OVERLAY_FILE = env_str("K8S_POD_TEMPLATE_OVERLAY_FILE")  # JSON or YAML file
+# The reconciler (`manage.py k8s_reconcile`).
+K8S_WATCH_TIMEOUT_SECONDS = env_int("K8S_WATCH_TIMEOUT_SECONDS", 300, minimum=1)
+K8S_RESYNC_SECONDS = env_float("K8S_RESYNC_SECONDS", 300.0)
+K8S_ORPHAN_GRACE_SECONDS = env_float("K8S_ORPHAN_GRACE_SECONDS", 120.0)
 
 # --- Operations: admin static files ---
 # WhiteNoise (orchestrator.static_files) serves the admin's CSS and scripts

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from runs.validation import validator
 
@@ -73,3 +75,22 @@ def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):  # type: 
 
     with running_server(tmp_path_factory.mktemp("asgi")) as server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fake_cluster() -> Iterator[Any]:
+    """Every k8s-mode run any test creates goes to an in-process fake
+    Kubernetes API server (and never to a cluster the machine may know of),
+    in this process and in the server processes tests start."""
+    from tests.kube.fake_apiserver import FakeKubeAPI
+
+    previous = os.environ.get("K8S_API_HOST")
+    with FakeKubeAPI() as kube, override_settings(K8S_API_HOST=kube.url):
+        os.environ["K8S_API_HOST"] = kube.url
+        try:
+            yield kube
+        finally:
+            if previous is None:
+                os.environ.pop("K8S_API_HOST", None)
+            else:
+                os.environ["K8S_API_HOST"] = previous

@@ -113,3 +113,32 @@ def test_paging_with_after_under_concurrent_writes_misses_nothing(writer):
         thread.join()
 
     assert seen == list(range(1, 161))
+
+
+def test_concurrent_creates_with_one_idempotency_key_make_one_run():
+    from runs.models import Run
+
+    start = threading.Barrier(8)
+    results: list[tuple[str, bool]] = []
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        start.wait()
+        try:
+            run, created = services.create_run(
+                mode="redis", spec={"task": "sleep"}, owner="ci", idempotency_key="nightly-1"
+            )
+            results.append((str(run.id), created))
+        except BaseException as exc:  # collected so the main thread fails loudly
+            errors.append(exc)
+
+    threads = [_in_thread(create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not errors, errors
+    assert len({run_id for run_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert Run.objects.filter(idempotency_key="nightly-1").count() == 1

@@ -3,7 +3,10 @@
 The real ``kubernetes`` client talks to it over real HTTP, so tests exercise the
 client's serialisation, error mapping and ``watch.Watch`` streaming instead of
 mocks. Only the slice of the API the project uses exists: ``batch/v1`` Jobs and
-``v1`` Pods (create/get/list/delete/watch). Tests drive controller-side state
+``v1`` Pods (create/get/list/delete/watch), and ``v1`` Secrets (create/get/delete) for
+the per-run token. Deleting a Job with a Background/Foreground policy removes its
+dependents (its pods and every object whose ownerReferences name the Job), as the
+garbage collector does. Tests drive controller-side state
 (job status, pods) through Python methods, as the job controller would.
 """
 
@@ -33,9 +36,10 @@ Obj = dict[str, Any]
 _KINDS = {
     "jobs": ("batch/v1", "Job", "jobs.batch", "batch", "/apis/batch/v1"),
     "pods": ("v1", "Pod", "pods", "", "/api/v1"),
+    "secrets": ("v1", "Secret", "secrets", "", "/api/v1"),
 }
 _PATH = re.compile(
-    r"^(?P<prefix>/apis/batch/v1|/api/v1)/namespaces/(?P<ns>[^/]+)/(?P<res>jobs|pods)"
+    r"^(?P<prefix>/apis/batch/v1|/api/v1)/namespaces/(?P<ns>[^/]+)/(?P<res>jobs|pods|secrets)"
     r"(?:/(?P<name>[^/]+))?/?$"
 )
 _REASONS = {
@@ -76,7 +80,7 @@ class KubeStatusError(Exception):
 class DeleteCall:
     """One DELETE request as the client sent it (recorded even when it 404s)."""
 
-    kind: str  # "jobs" or "pods"
+    kind: str  # "jobs", "pods" or "secrets"
     namespace: str
     name: str
     propagation_policy: str | None
@@ -144,7 +148,7 @@ class FakeKubeAPI:
         # RLock so wait_for() predicates may call the locking accessors (get_job, jobs, ...).
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._store: dict[str, dict[tuple[str, str], Obj]] = {"jobs": {}, "pods": {}}
+        self._store: dict[str, dict[tuple[str, str], Obj]] = {"jobs": {}, "pods": {}, "secrets": {}}
         self._rv = 0
         self._history: list[_Event] = []
         self._history_floor = 0  # watches from an rv below this get 410 Expired
@@ -153,6 +157,7 @@ class FakeKubeAPI:
         self._deletes: list[DeleteCall] = []
         self._requests: list[tuple[str, str, bool]] = []
         self._unavailable = False
+        self._failures: list[list[Any]] = []  # [method, path prefix, code, times left]
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._port = 0  # remembered so a stop()/start() "outage" keeps the same URL
@@ -230,6 +235,11 @@ class FakeKubeAPI:
         with self._lock:
             self._unavailable = unavailable
 
+    def fail_requests(self, method: str, path_prefix: str, code: int = 500, times: int = 1) -> None:
+        """Answer the next `times` matching requests with `code` (e.g. one failing create)."""
+        with self._lock:
+            self._failures.append([method.upper(), path_prefix, code, times])
+
     def request_count(self, method: str, path_prefix: str = "/", watch: bool | None = None) -> int:
         with self._lock:
             return sum(
@@ -270,6 +280,13 @@ class FakeKubeAPI:
 
     def pods(self, namespace: str) -> list[Obj]:
         return self._items("pods", namespace, [])
+
+    def secrets(self, namespace: str) -> list[Obj]:
+        return self._items("secrets", namespace, [])
+
+    def get_secret(self, namespace: str, name: str) -> Obj | None:
+        with self._lock:
+            return copy.deepcopy(self._store["secrets"].get((namespace, name)))
 
     @property
     def deletes(self) -> list[DeleteCall]:
@@ -396,22 +413,26 @@ class FakeKubeAPI:
 
     def _delete(self, res: str, ns: str, name: str, policy: str | None) -> Obj:
         with self._lock:
-            self._get(res, ns, name)
+            uid = self._get(res, ns, name)["metadata"]["uid"]
             dependents = [
-                p["metadata"]["name"]
-                for p in self._store["pods"].values()
+                (dep_res, dep["metadata"]["name"])
+                for dep_res in ("pods", "secrets")
+                for dep in self._store[dep_res].values()
                 if res == "jobs"
                 and policy in ("Background", "Foreground")
-                and p["metadata"]["namespace"] == ns
-                and _labels(p).get("job-name") == name
+                and dep["metadata"]["namespace"] == ns
+                and (
+                    (dep_res == "pods" and _labels(dep).get("job-name") == name)
+                    or any(ref.get("uid") == uid for ref in dep["metadata"].get("ownerReferences") or [])
+                )
             ]
             # Foreground removes dependents before the owner; Background after (as the GC does).
-            for pod in dependents if policy == "Foreground" else []:
-                self._delete("pods", ns, pod, None)
+            for dep_res, dep_name in dependents if policy == "Foreground" else []:
+                self._delete(dep_res, ns, dep_name, None)
             obj = self._store[res].pop((ns, name))
             self._emit(res, "DELETED", obj)
-            for pod in dependents if policy == "Background" else []:
-                self._delete("pods", ns, pod, None)
+            for dep_res, dep_name in dependents if policy == "Background" else []:
+                self._delete(dep_res, ns, dep_name, None)
             return copy.deepcopy(obj)
 
     def _list(self, res: str, ns: str, selector: list[tuple[str, str, str | None]]) -> Obj:
@@ -502,6 +523,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in separate writes; without this, Nagle's
+        # algorithm and the client's delayed ACK add ~40 ms to every response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.api._lock:
             self.server.api._conns.add(self.connection)
 
@@ -537,9 +561,17 @@ class _Handler(BaseHTTPRequestHandler):
             api._requests.append((self.command, url.path, is_watch))
             api._changed.notify_all()
             unavailable = api._unavailable
+            injected = None
+            for failure in api._failures:
+                if failure[0] == self.command and url.path.startswith(failure[1]) and failure[3] > 0:
+                    failure[3] -= 1
+                    injected = failure[2]
+                    break
         try:
             if unavailable:
                 raise KubeStatusError(503, "the server is currently unable to handle the request")
+            if injected is not None:
+                raise KubeStatusError(injected, f"injected failure {injected}")
             body = json.loads(raw) if raw else {}
             code, result = self._route(api, url.path, query, body, is_watch)
             if result is not None:
@@ -597,8 +629,8 @@ class _Handler(BaseHTTPRequestHandler):
             with api._lock:
                 api._deletes.append(DeleteCall(res, ns, name, policy))
             obj = api._delete(res, ns, name, policy)
-            if res == "pods":
-                return 200, obj  # pod deletion answers with the (terminating) object
+            if res != "jobs":
+                return 200, obj  # pod/secret deletion answers with the (deleted) object
             details = {"name": name, "group": "batch", "kind": "jobs", "uid": obj["metadata"]["uid"]}
             return 200, {
                 "kind": "Status",

@@ -223,3 +223,40 @@ def test_unavailable_and_stopped(kube: FakeKubeAPI, batch: client.BatchV1Api) ->
     kube.start()  # same URL, same state: an outage, not a new cluster
     assert kube.url == url
     assert batch.read_namespaced_job("a", NS).metadata.name == "a"
+
+
+def test_secrets_owned_by_a_job_go_with_it_on_a_background_delete(
+    kube: FakeKubeAPI, batch: client.BatchV1Api, core: client.CoreV1Api
+) -> None:
+    job = batch.create_namespaced_job(NS, job_body("owner"))
+    owner = client.V1OwnerReference(api_version="batch/v1", kind="Job", name="owner", uid=job.metadata.uid)
+    secret = client.V1Secret(
+        metadata=client.V1ObjectMeta(name="owned", owner_references=[owner]), string_data={"k": "v"}
+    )
+    core.create_namespaced_secret(NS, secret)
+    core.create_namespaced_secret(NS, client.V1Secret(metadata=client.V1ObjectMeta(name="loose")))
+    with pytest.raises(ApiException) as conflict:
+        core.create_namespaced_secret(NS, client.V1Secret(metadata=client.V1ObjectMeta(name="loose")))
+    assert conflict.value.status == 409
+
+    assert core.read_namespaced_secret("owned", NS).metadata.owner_references[0].uid == job.metadata.uid
+    batch.delete_namespaced_job("owner", NS, propagation_policy="Background")
+
+    assert [s["metadata"]["name"] for s in kube.secrets(NS)] == ["loose"]
+    with pytest.raises(ApiException) as gone:
+        core.delete_namespaced_secret("owned", NS)
+    assert gone.value.status == 404
+    assert DeleteCall("secrets", NS, "owned", None) in kube.deletes
+
+
+def test_fail_requests_answers_the_next_matching_calls_with_an_error(
+    kube: FakeKubeAPI, batch: client.BatchV1Api
+) -> None:
+    kube.fail_requests("POST", JOBS_PATH, code=500, times=2)
+
+    for _ in range(2):
+        with pytest.raises(ApiException) as failed:
+            batch.create_namespaced_job(NS, job_body("x"))
+        assert failed.value.status == 500
+    batch.list_namespaced_job(NS)  # other calls are untouched
+    assert batch.create_namespaced_job(NS, job_body("x")).metadata.name == "x"

@@ -1,0 +1,154 @@
+"""Kubernetes backend: each run is a batch/v1 Job, created inside the run's
+create transaction, so a run exists only if its Job does."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from django.conf import settings
+from kubernetes.client.rest import ApiException
+
+from runs import states, tokens
+from runs.backends.base import Backend
+from runs.exceptions import BackendUnavailable, SchemaViolation
+from runs.k8s import client as k8s
+from runs.k8s.manifests import build_job, build_token_secret, job_name, secret_name
+from runs.models import Run
+
+logger = logging.getLogger("runs.k8s")
+
+
+class KubernetesBackend(Backend):
+    name = "k8s"
+
+    def dispatch(self, run: Run) -> None:
+        try:
+            self._create(run)
+        except ApiException as exc:
+            if exc.status in (400, 422):
+                # The cluster rejects what the spec asks for (e.g. a malformed quantity).
+                raise SchemaViolation({"spec": [k8s.describe_error(exc)]}) from None
+            raise self._unavailable(run, exc) from None
+        except k8s.CONNECTION_ERRORS as exc:
+            raise self._unavailable(run, exc) from None
+
+    def cancel(self, run: Run) -> None:
+        delete_run_objects(str(run.id))
+
+    def ensure_dispatched(self, run: Run) -> bool:
+        # Only a pending run may get its Job again: a running one lost its Job
+        # mid-way, and the reconciler fails it rather than running it twice.
+        if run.status != states.PENDING:
+            return False
+        try:
+            if _read_job(str(run.id)) is not None:
+                return False
+            self._create(run)
+        except (ApiException, *k8s.CONNECTION_ERRORS) as exc:
+            logger.warning(
+                "could not re-dispatch run to Kubernetes: %s",
+                k8s.describe_error(exc),
+                extra={"runId": str(run.id)},
+            )
+            return False
+        return True
+
+    def describe(self, run: Run) -> dict[str, Any] | None:
+        return build_job(run.id, run.spec or {}, k8s.job_options())
+
+    def plan_steps(self, run: Run) -> list[str]:
+        ns = k8s.namespace()
+        return [
+            f"create Job {job_name(run.id)} in namespace {ns} (the manifest under dispatch)",
+            f"create Secret {secret_name(run.id)} holding the run's worker token, owned by the Job",
+            "follow the Job and its pods with the reconciler (manage.py k8s_reconcile)",
+        ]
+
+    def _create(self, run: Run) -> None:
+        """Create the Job, then the token Secret it owns. Both creates treat
+        409 AlreadyExists as done, so repeating a dispatch is harmless."""
+        options = k8s.job_options()
+        run_id = str(run.id)
+        batch = k8s.batch_api()
+        try:
+            job = batch.create_namespaced_job(
+                options.namespace,
+                build_job(run_id, run.spec or {}, options),
+                _request_timeout=k8s.request_timeout(),
+            )
+            uid = job.metadata.uid
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            uid = batch.read_namespaced_job(
+                job_name(run_id), options.namespace, _request_timeout=k8s.request_timeout()
+            ).metadata.uid
+        token, _ = tokens.mint(tokens.WORKER, run_id, ttl_seconds=_token_ttl(run.spec or {}))
+        try:
+            k8s.core_api().create_namespaced_secret(
+                options.namespace,
+                build_token_secret(run_id, token, uid, options),
+                _request_timeout=k8s.request_timeout(),
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return
+            _undo_job(run_id)
+            raise
+        except k8s.CONNECTION_ERRORS:
+            _undo_job(run_id)
+            raise
+
+    def _unavailable(self, run: Run, exc: BaseException) -> BackendUnavailable:
+        reason = k8s.describe_error(exc)
+        logger.warning("Kubernetes unavailable for dispatch: %s", reason, extra={"runId": str(run.id)})
+        return BackendUnavailable(self.name, reason)
+
+
+def _token_ttl(spec: dict[str, Any]) -> int:
+    """Long enough for the run's own deadline, so a slow run keeps its say."""
+    ttl = settings.WORKER_TOKEN_TTL_SECONDS
+    timeout = spec.get("timeoutSeconds")
+    return max(ttl, math.ceil(timeout) + 3600) if timeout else ttl
+
+
+def _read_job(run_id: str) -> Any | None:
+    try:
+        return k8s.batch_api().read_namespaced_job(
+            job_name(run_id), k8s.namespace(), _request_timeout=k8s.request_timeout()
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _undo_job(run_id: str) -> None:
+    # The run is about to be rolled back; a Job left here would be an orphan
+    # (the reconciler removes those too, after a grace period).
+    try:
+        delete_run_objects(run_id)
+    except Exception:
+        logger.warning("could not remove the Job of a failed dispatch", extra={"runId": run_id})
+
+
+def delete_run_objects(run_id: str) -> None:
+    """Delete the run's Job (its pods and Secret go with it) and the Secret
+    itself, in case the Job was deleted with orphaned dependents. Already
+    gone (404) is fine."""
+    ns = k8s.namespace()
+    timeout = k8s.request_timeout()
+    try:
+        k8s.batch_api().delete_namespaced_job(
+            job_name(run_id), ns, propagation_policy="Background", _request_timeout=timeout
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    try:
+        k8s.core_api().delete_namespaced_secret(secret_name(run_id), ns, _request_timeout=timeout)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise

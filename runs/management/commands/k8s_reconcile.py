@@ -1,0 +1,42 @@
+"""`manage.py k8s_reconcile`: follow Kubernetes Jobs and keep their runs in step."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from runs.k8s.reconciler import Reconciler
+
+logger = logging.getLogger("runs.k8s.reconciler")
+
+
+class Command(BaseCommand):
+    help = "Watch the run Jobs and Pods in the configured namespace and map them to run status."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="one resync (list and repair), then exit")
+        parser.add_argument("--resync-seconds", type=float, default=None, help="default K8S_RESYNC_SECONDS")
+        parser.add_argument(
+            "--watch-timeout-seconds", type=int, default=None, help="default K8S_WATCH_TIMEOUT_SECONDS"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        reconciler = Reconciler(
+            resync_seconds=options["resync_seconds"], watch_timeout_seconds=options["watch_timeout_seconds"]
+        )
+        if options["once"]:
+            reconciler.resync()
+            return
+
+        def shut_down(signum: int, frame: Any) -> None:
+            logger.info("stopping on signal %s", signal.Signals(signum).name)
+            reconciler.stop()
+
+        signal.signal(signal.SIGTERM, shut_down)
+        signal.signal(signal.SIGINT, shut_down)
+        logger.info("reconciler watching namespace %s", reconciler.namespace)
+        reconciler.run()
+        logger.info("reconciler stopped")

@@ -1,0 +1,61 @@
+"""`manage.py k8s_reconcile` as operators run it: a process that follows the
+cluster until SIGTERM, or one resync with --once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from runs.models import Run
+from tests.kube.conftest import NS, eventually
+from tests.kube.fake_apiserver import FakeKubeAPI
+from tests.servers import ROOT, process_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+COMPLETE = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+
+
+def command(cluster: FakeKubeAPI, *args: str, log) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+    env = process_env(K8S_API_HOST=cluster.url, K8S_NAMESPACE=NS, K8S_ORPHAN_GRACE_SECONDS="0")
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "k8s_reconcile", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_the_reconcile_command_follows_jobs_and_stops_cleanly_on_sigterm(api, cluster, tmp_path) -> None:
+    run_id = api.post("/runs?mode=k8s", {"spec": {"image": "busybox"}}).json()["runId"]
+    log_path = tmp_path / "reconcile.log"
+    with log_path.open("wb") as log:
+        proc = command(cluster, log=log)
+        try:
+            assert cluster.wait_for(lambda: cluster.open_watches == 2, timeout=20), log_path.read_text()
+            cluster.set_job_status(NS, f"run-{run_id}", COMPLETE)
+            eventually(lambda: Run.objects.get(pk=run_id).status == "completed", timeout=10)
+
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0, log_path.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert "reconciler stopped" in log_path.read_text()
+    assert cluster.open_watches == 0
+
+
+def test_reconcile_once_repairs_drift_and_exits(api, cluster, tmp_path) -> None:
+    run_id = api.post("/runs?mode=k8s", {"spec": {"image": "busybox"}}).json()["runId"]
+    cluster.delete_job_behind_our_back(NS, f"run-{run_id}")
+
+    with (tmp_path / "once.log").open("wb") as log:
+        assert command(cluster, "--once", log=log).wait(timeout=30) == 0
+
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "failed" and run.error["code"] == "job_deleted"
