@@ -43,6 +43,17 @@ def _pretty(value: Any) -> str:
     return format_html("<pre class='run-json'>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
 
 
+CHECKPOINT_DATA_SHOWN = 2000
+
+
+def _shortened(data: Any) -> str:
+    """A checkpoint's data for the table; a page of 50 large ones would weigh megabytes."""
+    text = json.dumps(data, indent=1)
+    if len(text) <= CHECKPOINT_DATA_SHOWN:
+        return text
+    return f"{text[:CHECKPOINT_DATA_SHOWN]}\n… ({len(text)} characters in all: see the API for the rest)"
+
+
 def _human(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds < 60:
@@ -258,7 +269,7 @@ class RunAdmin(admin.ModelAdmin):
         )
         return {
             "checkpoints": [
-                {"seq": c.seq, "ts": format_ts(c.ts), "type": c.type, "data": json.dumps(c.data, indent=1)}
+                {"seq": c.seq, "ts": format_ts(c.ts), "type": c.type, "data": _shortened(c.data)}
                 for c in checkpoints
             ],
             "checkpoint_page": page,

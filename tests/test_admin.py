@@ -120,6 +120,16 @@ def test_the_run_page_pages_checkpoints_oldest_first_showing_the_newest_page(adm
     assert 'data-append="0"' in first and 'data-append="1"' in last
 
 
+def test_the_run_page_shortens_large_checkpoint_data(admin_client):
+    run = new_run()
+    services.append_checkpoints(run.id, [{"type": "big", "data": {"blob": "x" * 50_000}}])
+
+    page = admin_client.get(run_page(run)).content.decode()
+
+    assert "x" * 1900 in page and "x" * 5000 not in page
+    assert "characters in all: see the API for the rest" in page
+
+
 def test_the_run_page_carries_a_stream_token_for_this_run_and_the_resume_point(admin_client):
     run = new_run()
     [checkpoint] = services.append_checkpoints(run.id, [{"type": "step"}])
