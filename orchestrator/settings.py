@@ -107,7 +107,9 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
-STATIC_URL = "static/"
+# The only static files are the admin's: under its prefix, every guard that
+# treats the admin apart from the API (sessions, API keys, CORS) covers them.
+STATIC_URL = "admin/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # Request guards. The body limit is checked before a byte of the body is

@@ -232,21 +232,23 @@ def test_an_unknown_run_page_redirects_home_with_a_message(admin_client):
 
 
 def test_the_admin_static_files_are_served_by_the_app_itself(client):
-    script = client.get("/static/runs/admin-live.js")
-    admin_css = client.get("/static/admin/css/base.css")
+    script = client.get("/admin/static/runs/admin-live.js")
+    admin_css = client.get("/admin/static/admin/css/base.css")
 
     assert script.status_code == 200 and b"EventSource" in script.content
     assert script["Content-Type"].startswith("text/javascript")
     assert admin_css.status_code == 200
     assert not script.cookies  # no session machinery for static files
+    # Anything else under the prefix is the admin's own: to the login page.
+    assert client.get("/admin/static/runs/no-such-file.js").status_code == 302
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_admin_and_its_static_files_work_under_the_asgi_server(asgi_server):
     login = httpx.get(f"{asgi_server.url}/admin/login/")
-    script = httpx.get(f"{asgi_server.url}/static/runs/admin-live.js")
+    script = httpx.get(f"{asgi_server.url}/admin/static/runs/admin-live.js")
     revalidated = httpx.get(
-        f"{asgi_server.url}/static/runs/admin-live.js", headers={"If-None-Match": script.headers["ETag"]}
+        f"{asgi_server.url}/admin/static/runs/admin-live.js", headers={"If-None-Match": script.headers["ETag"]}
     )
 
     assert login.status_code == 200 and "csrftoken" in login.cookies
