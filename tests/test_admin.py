@@ -248,7 +248,8 @@ def test_the_admin_and_its_static_files_work_under_the_asgi_server(asgi_server):
     login = httpx.get(f"{asgi_server.url}/admin/login/")
     script = httpx.get(f"{asgi_server.url}/admin/static/runs/admin-live.js")
     revalidated = httpx.get(
-        f"{asgi_server.url}/admin/static/runs/admin-live.js", headers={"If-None-Match": script.headers["ETag"]}
+        f"{asgi_server.url}/admin/static/runs/admin-live.js",
+        headers={"If-None-Match": script.headers["ETag"]},
     )
 
     assert login.status_code == 200 and "csrftoken" in login.cookies

@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import uuid
 
+import httpx
 import pytest
 from django.conf import settings
 from django.test import Client
@@ -133,3 +134,19 @@ def test_the_run_page_catches_up_after_the_server_goes_away_and_comes_back(sessi
             back.stop()
 
         assert browser.evaluate(ROWS) == ["before-open", "while-away", "after-return"]
+
+
+@needs_event_stream
+def test_the_run_page_follows_the_stream_when_the_api_needs_a_key(session_cookie, browser, tmp_path):
+    run = a_running_run_with_one_checkpoint()
+
+    with running_server(tmp_path, ORCHESTRATOR_API_KEY="ops-test-key") as server:
+        if httpx.get(f"{server.url}/runs/{run.pk}").status_code != 401:
+            pytest.skip("API keys (ORCHESTRATOR_API_KEY) land with the security issue")
+        open_run_page(browser, server, session_cookie, run)
+        browser.wait_for(f"{LIVE_STATE} === 'live'", what="the event stream to open with the page's token")
+        services.append_checkpoints(run.id, [{"type": "after-open"}])
+        browser.wait_for(f"{ROWS}.includes('after-open')", what="the new checkpoint row")
+
+        page = browser.evaluate("document.documentElement.outerHTML")
+        assert "ops-test-key" not in page

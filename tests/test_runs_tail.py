@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from typing import Any
 
+import httpx
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -201,3 +202,28 @@ def test_runs_tail_against_the_server_prints_a_runs_life_and_resumes_from_a_chec
         ("checkpoint", format_ts(second.ts)),
         ("end", format_ts(second.ts)),
     ]
+
+
+@pytest.mark.skipif(
+    not has_event_stream(),
+    reason="waits for the event stream GET /runs/{id}/events, delivered by the event stream issue",
+)
+@pytest.mark.django_db(transaction=True)
+def test_runs_tail_authenticates_with_the_api_key_from_the_environment(tmp_path, monkeypatch):
+    from runs import services
+    from tests.servers import running_server
+
+    run, _ = services.create_run(mode="redis", spec={"task": "sleep", "input": {}})
+    services.append_checkpoints(run.id, [{"type": "one"}])
+    services.cancel_run(run.id)
+
+    with running_server(tmp_path, ORCHESTRATOR_API_KEY="ops-test-key") as server:
+        if httpx.get(f"{server.url}/runs/{run.id}").status_code != 401:
+            pytest.skip("API keys (ORCHESTRATOR_API_KEY) land with the security issue")
+        with pytest.raises(CommandError, match="pass --api-key or set ORCHESTRATOR_API_KEY"):
+            call_command("runs_tail", str(run.id), "--url", server.url, stdout=StringIO(), stderr=StringIO())
+        monkeypatch.setenv("ORCHESTRATOR_API_KEY", "ops-test-key")
+        out = StringIO()
+        call_command("runs_tail", str(run.id), "--url", server.url, stdout=out, stderr=StringIO())
+
+    assert out.getvalue().splitlines()[-1].endswith("end: canceled")
