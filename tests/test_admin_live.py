@@ -53,6 +53,14 @@ def browser(tmp_path_factory):  # type: ignore[no-untyped-def]
         yield started
 
 
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A server of this module's own: a page load is a dozen requests, whose
+    log lines would crowd the shared server's log that other tests read."""
+    with running_server(tmp_path_factory.mktemp("admin-live")) as started:
+        yield started
+
+
 @pytest.fixture
 def session_cookie(django_user_model) -> str:  # type: ignore[no-untyped-def]
     """A superuser's session, committed so the server process sees it."""
@@ -74,35 +82,25 @@ def a_running_run_with_one_checkpoint() -> Run:
     return run
 
 
-def test_a_finished_runs_page_shows_all_of_it_and_opens_no_stream(asgi_server, session_cookie, tmp_path):
+def test_a_finished_runs_page_shows_all_of_it_and_opens_no_stream(server, session_cookie, browser):
     run = a_running_run_with_one_checkpoint()
     services.set_run_status(run.id, "completed")
 
-    with chromium(tmp_path) as browser:
-        open_run_page(browser, asgi_server, session_cookie, run)
-        try:
-            state = browser.wait_for(LIVE_STATE, what="the live script to start", timeout=5)
-        except AssertionError:
-            print(
-                "DEBUG",
-                browser.evaluate(
-                    "location.href + ' | ' + document.title + ' | ' + document.body.innerText.slice(0, 500)"
-                ),
-            )
-            raise
+    open_run_page(browser, server, session_cookie, run)
+    state = browser.wait_for(SCRIPT_STARTED, what="the live script to start")
 
-        assert state == "finished"
-        assert browser.evaluate(ROWS) == ["before-open"]
-        assert browser.evaluate(LIVE_STATUS) == "completed"
+    assert state == "finished"
+    assert browser.evaluate(ROWS) == ["before-open"]
+    assert browser.evaluate(LIVE_STATUS) == "completed"
 
 
 @needs_event_stream
 def test_the_run_page_appends_a_checkpoint_and_status_that_arrive_after_it_opened(
-    asgi_server, session_cookie, browser
+    server, session_cookie, browser
 ):
     run = a_running_run_with_one_checkpoint()
 
-    open_run_page(browser, asgi_server, session_cookie, run)
+    open_run_page(browser, server, session_cookie, run)
     browser.wait_for(f"{LIVE_STATE} === 'live'", what="the event stream to open")
     services.append_checkpoints(run.id, [{"type": "after-open", "data": {"n": 2}}])
     browser.wait_for(f"{ROWS}.includes('after-open')", what="the new checkpoint row")
