@@ -43,6 +43,13 @@ class JSONClient:
         return self._send("delete", path, **headers)
 
 
+@pytest.fixture(autouse=True)
+def _no_rate_limit_unless_asked(settings):  # type: ignore[no-untyped-def]
+    """Tests of other features must not trip the limiter; its own tests set their limits."""
+    settings.RATE_LIMIT_MAX = 0
+    settings.RATE_LIMIT_WORKER_MAX = 0
+
+
 @pytest.fixture
 def api(db: None) -> JSONClient:
     return JSONClient(Client())

@@ -11,13 +11,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from runs import selectors, services, states
+from runs import selectors, services, states, tokens
 from runs.api import params
 from runs.api.openapi import ref
 from runs.exceptions import RunNotFound, SchemaViolation
 from runs.models import Run
 from runs.validation import validate
-from runs.wire import checkpoint_to_wire, run_to_wire
+from runs.wire import checkpoint_to_wire, format_ts, run_to_wire
 
 ERRORS = {
     code: OpenApiResponse(ref("errorResponse"), description=text)
@@ -192,3 +192,35 @@ class CheckpointCollectionView(APIView):
         if batch is None:
             return Response({"checkpointId": wire[0]["id"], "checkpoint": wire[0]}, status=201)
         return Response({"checkpointIds": [cp["id"] for cp in wire], "checkpoints": wire}, status=201)
+
+
+STREAM_TOKEN_RESPONSE = {
+    "type": "object",
+    "required": ["token", "expiresAt"],
+    "properties": {
+        "token": {"type": "string", "description": "pass as ?token= on this run's event stream"},
+        "expiresAt": {"type": "string", "format": "date-time"},
+    },
+    "additionalProperties": False,
+}
+
+
+class StreamTokenView(APIView):
+    """A short-lived token that opens this run's event stream and nothing else.
+
+    EventSource cannot send headers, so the browser carries this in the URL
+    instead of the API key, which never goes into a URL.
+    """
+
+    @extend_schema(
+        operation_id="createStreamToken",
+        summary="Mint a token for this run's event stream",
+        request=None,
+        responses={200: OpenApiResponse(STREAM_TOKEN_RESPONSE, description="the token"), **_errors(404)},
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        run = _run_or_404(run_id)
+        token, expires_at = tokens.mint(tokens.STREAM, str(run.id))
+        return Response(
+            {"token": token, "expiresAt": format_ts(expires_at)}, headers={"Cache-Control": "no-store"}
+        )
