@@ -80,3 +80,18 @@ def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):  # type: 
 
     with running_server(tmp_path_factory.mktemp("asgi")) as server:
         yield server
+
+
+# API keys of `keyed_server`; tests that count a key's requests use one of their own.
+SERVER_KEYS = ("server-key-alpha-0123456789", "server-key-beta-0123456789", "server-key-gamma-0123456789")
+
+
+@pytest.fixture(scope="session")
+def keyed_server(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A uvicorn process that requires an API key and writes JSON logs (read with `.log()`)."""
+    from tests.servers import running_server
+
+    with running_server(
+        tmp_path_factory.mktemp("keyed"), ORCHESTRATOR_API_KEY=",".join(SERVER_KEYS), LOG_FORMAT="json"
+    ) as server:
+        yield server
