@@ -15,6 +15,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django_ratelimit import ALL
 from django_ratelimit.core import get_usage
+from redis import RedisError
 
 from orchestrator import auth
 from orchestrator.middleware import _DualMiddleware
@@ -36,9 +37,11 @@ def client_address(request: HttpRequest) -> str:
         address = ipaddress.ip_address(raw)
     except ValueError:
         return f"addr:{raw[:64] or 'unknown'}"
-    if address.version == 6 and address.ipv4_mapped is None:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"ip:{address.ipv4_mapped}"
         return f"net:{ipaddress.ip_network(f'{address}/64', strict=False)}"
-    return f"ip:{address.ipv4_mapped or address}"
+    return f"ip:{address}"
 
 
 def _bucket(group: str, request: HttpRequest) -> str:
@@ -90,7 +93,7 @@ class RateLimitMiddleware(_DualMiddleware):
             usage = get_usage(
                 request, group=group, key=_bucket, rate=(limit, window), method=ALL, increment=True
             )
-        except Exception as exc:
+        except (RedisError, OSError) as exc:
             # The limiter protects the service; it must not take it down with the cache.
             logger.warning(
                 "rate limit cache unavailable; request allowed",
