@@ -32,6 +32,10 @@ ERRORS = {
 }
 
 
+# What statuses_param accepts, so generated clients and fuzzers send only that.
+STATUS_LIST_PATTERN = "^(?:({0})(?:,({0}))*)?$".format("|".join(states.STATUSES))
+
+
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: ERRORS[code] for code in codes}
 
@@ -48,12 +52,18 @@ class RunCollectionView(APIView):
         operation_id="listRuns",
         summary="List runs, newest first",
         parameters=[
-            OpenApiParameter("status", str, description="one status or several, comma-separated"),
+            OpenApiParameter(
+                "status",
+                {"type": "string", "pattern": STATUS_LIST_PATTERN},
+                description="one status or several, comma-separated",
+            ),
             OpenApiParameter("mode", str, enum=list(states.MODES)),
-            OpenApiParameter("owner", str),
+            OpenApiParameter("owner", {"type": "string", "maxLength": 200}),
             OpenApiParameter("createdAfter", str, description="RFC 3339"),
             OpenApiParameter("createdBefore", str, description="RFC 3339"),
-            OpenApiParameter("limit", int, description="1..200, default 50"),
+            OpenApiParameter(
+                "limit", {"type": "integer", "minimum": 1, "maximum": 200}, description="default 50"
+            ),
             OpenApiParameter("cursor", str, description="nextCursor of the previous page"),
         ],
         responses={200: ref("runListResponse"), **_errors(400)},
@@ -78,9 +88,17 @@ class RunCollectionView(APIView):
         parameters=[
             OpenApiParameter("mode", str, enum=["plan", *states.MODES], description="default plan"),
             OpenApiParameter("target", str, enum=list(states.MODES), description="plan mode only"),
-            OpenApiParameter("owner", str, description="or the X-Actor-ID header"),
-            OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER),
-            OpenApiParameter("X-Actor-ID", str, location=OpenApiParameter.HEADER),
+            OpenApiParameter(
+                "owner", {"type": "string", "maxLength": 200}, description="or the X-Actor-ID header"
+            ),
+            OpenApiParameter(
+                "Idempotency-Key",
+                {"type": "string", "pattern": "^[\\x21-\\x7e]{1,200}$"},
+                location=OpenApiParameter.HEADER,
+            ),
+            OpenApiParameter(
+                "X-Actor-ID", {"type": "string", "maxLength": 200}, location=OpenApiParameter.HEADER
+            ),
         ],
         request={"application/json": ref("createRunRequest")},
         responses={
@@ -152,7 +170,9 @@ class CheckpointCollectionView(APIView):
         summary="A run's checkpoints, oldest first",
         parameters=[
             OpenApiParameter("after", str, description="a checkpoint ts (RFC 3339)"),
-            OpenApiParameter("limit", int, description="1..1000, default 100"),
+            OpenApiParameter(
+                "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, description="default 100"
+            ),
         ],
         responses={200: ref("checkpointListResponse", "checkpoint"), **_errors(400, 404)},
     )
