@@ -220,7 +220,7 @@ RATELIMIT_FAIL_OPEN = True
 CACHES = {
     "default": (
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "orchestrator.cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "orchestrator"),
             "OPTIONS": {"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
