@@ -22,9 +22,14 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
-    from orchestrator.prometheus import clear_multiprocess_dir
+    # Samples of an earlier server run would be summed in; Django is not
+    # loaded in the master, so this stays free of project imports.
+    from pathlib import Path
 
-    clear_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]

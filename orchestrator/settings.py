@@ -176,14 +176,14 @@ def _around_body_limit(middleware: list[str]) -> list[str]:
     body_limit = "orchestrator.middleware.BodySizeLimitMiddleware"
     at = middleware.index(body_limit)
     return [
-        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        "orchestrator.prometheus.PrometheusBeforeMiddleware",
         *middleware[:at],
         "orchestrator.access.AccessLogMiddleware",
         "corsheaders.middleware.CorsMiddleware",
         "orchestrator.ratelimit.RateLimitMiddleware",
         "orchestrator.auth.APIKeyMiddleware",
         *middleware[at:],
-        "django_prometheus.middleware.PrometheusAfterMiddleware",
+        "orchestrator.prometheus.PrometheusAfterMiddleware",
     ]
 
 

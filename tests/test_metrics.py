@@ -174,3 +174,14 @@ def test_two_gunicorn_workers_report_the_total_of_both(tmp_path):
     assert sum(1 for n in per_worker.values() if n > 0) >= 2, per_worker
     assert sum(per_worker.values()) == created
     assert scrapes == [created] * len(scrapes)
+
+
+def test_made_up_methods_open_no_new_series(client):
+    for n in range(3):
+        client.generic(f"BREW{n}", "/runs")
+
+    text = scrape(client)
+
+    assert "BREW" not in text
+    other = {"method": "OTHER", "route": "/runs", "status_code": "405"}
+    assert value(text, "http_request_duration_seconds_count", **other) == 3
