@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
 from prometheus_client import Histogram
 
+from orchestrator import auth
 from orchestrator.middleware import _DualMiddleware
 
 logger = logging.getLogger("orchestrator.access")
@@ -59,7 +60,6 @@ class AccessLogMiddleware(_DualMiddleware):
         route = route_of(request)
         status = response.status_code
         HTTP_REQUEST_DURATION.labels(method=method, route=route, status_code=str(status)).observe(seconds)
-        principal = getattr(request, "principal", None)
         logger.info(
             "%s %s %s %.1fms",
             method,
@@ -74,7 +74,7 @@ class AccessLogMiddleware(_DualMiddleware):
                 "status": status,
                 "durationMs": round(seconds * 1000, 3),
                 "client": request.META.get("REMOTE_ADDR", ""),
-                "auth": getattr(principal, "kind", None),
+                "auth": auth.identify(request).kind,
                 "streaming": bool(getattr(response, "streaming", False)),
             },
         )
