@@ -170,24 +170,27 @@ WORKER_TOKEN_TTL_SECONDS = env_int("WORKER_TOKEN_TTL_SECONDS", 7 * 24 * 3600, mi
 INSTALLED_APPS += ["corsheaders", "django_prometheus"]
 
 
-def _around_body_limit(middleware: list[str]) -> list[str]:
-    """Our guards in order: request id, access log, CORS (preflight and headers
-    on every answer, refusals included), rate limit, API key, body limit."""
-    body_limit = "orchestrator.middleware.BodySizeLimitMiddleware"
-    at = middleware.index(body_limit)
+def _with_guards(middleware: list[str]) -> list[str]:
+    """Our guards, in order, after the middleware every answer needs (request
+    id, response headers): access log, CORS (preflight, and headers on every
+    answer, refusals included), rate limit, API key; then the rest."""
+    every_answer = (
+        "orchestrator.middleware.RequestIDMiddleware",
+        "orchestrator.middleware.ResponseHeadersMiddleware",
+    )
     return [
         "orchestrator.prometheus.PrometheusBeforeMiddleware",
-        *middleware[:at],
+        *[name for name in middleware if name in every_answer],
         "orchestrator.access.AccessLogMiddleware",
         "corsheaders.middleware.CorsMiddleware",
         "orchestrator.ratelimit.RateLimitMiddleware",
         "orchestrator.auth.APIKeyMiddleware",
-        *middleware[at:],
+        *[name for name in middleware if name not in every_answer],
         "orchestrator.prometheus.PrometheusAfterMiddleware",
     ]
 
 
-MIDDLEWARE = _around_body_limit(MIDDLEWARE)
+MIDDLEWARE = _with_guards(MIDDLEWARE)
 
 # One key, or several comma-separated so a new one can be rolled out before
 # the old one is withdrawn. Unset: no authentication (a warning at start-up).
