@@ -7,7 +7,7 @@ WEB_CONCURRENCY ?= 2
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint bench-ingest migrate install install-dev clean
+.PHONY: run test lint bench-ingest bench-security migrate install install-dev clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-ingest: $(BIN)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+## What the API key check, rate limit and access log cost per request.
+bench-security: $(BIN)/.installed-dev
+	$(BIN)/python bench/security
 
 ## Retention and admin figures (docs/performance.md, "Operations").
 bench-ops: $(BIN)/.installed-dev

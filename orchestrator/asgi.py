@@ -7,6 +7,11 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 django.setup(set_prefix=False)
 
-from orchestrator.handler import PooledThreadASGIHandler  # noqa: E402 - needs settings
+# Imported once settings and logging are configured.
+from orchestrator.asgi_guards import BodyLimit  # noqa: E402
+from orchestrator.auth import warn_if_open  # noqa: E402
+from orchestrator.handler import PooledThreadASGIHandler  # noqa: E402
 
-application = PooledThreadASGIHandler()
+application = BodyLimit(PooledThreadASGIHandler())
+
+warn_if_open()

@@ -11,3 +11,29 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 75
 accesslog = None
+
+# Metrics from every worker, summed at scrape time: prometheus_client's
+# multiprocess mode. The directory must be known before any worker imports
+# prometheus_client, hence here, in the master.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="orchestrator-metrics-")
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    # Samples of an earlier server run would be summed in; Django is not
+    # loaded in the master, so this stays free of project imports.
+    from pathlib import Path
+
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    # Live gauges of a dead worker (open streams) must stop counting.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -203,6 +203,84 @@ K8S_WATCH_TIMEOUT_SECONDS = env_int("K8S_WATCH_TIMEOUT_SECONDS", 300, minimum=1)
 K8S_RESYNC_SECONDS = env_float("K8S_RESYNC_SECONDS", 300.0)
 K8S_ORPHAN_GRACE_SECONDS = env_float("K8S_ORPHAN_GRACE_SECONDS", 120.0)
 
+# --- Security and observability: API keys, CORS, rate limits, metrics, logs ---
+# What each setting protects is in SECURITY.md.
+INSTALLED_APPS += ["corsheaders", "django_prometheus"]
+
+
+def _with_guards(middleware: list[str]) -> list[str]:
+    """Our guards, in order, after the middleware every answer needs (request
+    id, response headers): access log, CORS (preflight, and headers on every
+    answer, refusals included), rate limit, API key; then the rest."""
+    every_answer = (
+        "orchestrator.middleware.RequestIDMiddleware",
+        "orchestrator.middleware.ResponseHeadersMiddleware",
+    )
+    return [
+        "orchestrator.prometheus.PrometheusBeforeMiddleware",
+        *[name for name in middleware if name in every_answer],
+        "orchestrator.access.AccessLogMiddleware",
+        "corsheaders.middleware.CorsMiddleware",
+        "orchestrator.ratelimit.RateLimitMiddleware",
+        "orchestrator.auth.APIKeyMiddleware",
+        *[name for name in middleware if name not in every_answer],
+        "orchestrator.prometheus.PrometheusAfterMiddleware",
+    ]
+
+
+MIDDLEWARE = _with_guards(MIDDLEWARE)
+
+# One key, or several comma-separated so a new one can be rolled out before
+# the old one is withdrawn. Unset: no authentication (a warning at start-up).
+ORCHESTRATOR_API_KEYS = env_list("ORCHESTRATOR_API_KEY")
+METRICS_REQUIRE_AUTH = env_bool("METRICS_REQUIRE_AUTH", False)
+
+CORS_ALLOWED_ORIGINS = env_list("CORS_ORIGINS")
+CORS_ALLOW_ALL_ORIGINS = not CORS_ALLOWED_ORIGINS
+# The API authenticates with headers, never cookies, so no origin gets credentials.
+CORS_ALLOW_CREDENTIALS = False
+CORS_URLS_REGEX = r"^/(?!admin/).*$"
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "x-api-key",
+    "idempotency-key",
+    "last-event-id",
+    "x-request-id",
+    "x-actor-id",
+)
+CORS_EXPOSE_HEADERS = ("Location", "X-Request-ID", "Retry-After")
+
+RATE_LIMIT_WINDOW_MS = env_int("RATE_LIMIT_WINDOW_MS", 60_000, minimum=1)
+RATE_LIMIT_MAX = env_int("RATE_LIMIT_MAX", 120, minimum=0)  # 0: no limit
+RATE_LIMIT_WORKER_MAX = env_int("RATE_LIMIT_WORKER_MAX", 1200, minimum=0)
+RATELIMIT_USE_CACHE = "default"
+# A cache outage must not refuse every request; the limiter then lets them through.
+RATELIMIT_FAIL_OPEN = True
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "orchestrator.cache.SharedPoolRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "orchestrator"),
+            "OPTIONS": {"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "orchestrator"}
+    )
+}
+
+LOGGING["formatters"]["plain"] = {"()": "orchestrator.logging.PlainFormatter"}
+LOGGING["filters"]["redact"] = {"()": "orchestrator.logging.RedactCredentialsFilter"}
+LOGGING["handlers"]["console"]["filters"] = ["request_id", "redact"]
+LOGGING["loggers"]["orchestrator.access"] = {"level": env_str("ACCESS_LOG_LEVEL", "INFO")}
+
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    *SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"],
+    "orchestrator.openapi.add_security",
+]
+
 # --- Operations: admin static files ---
 # WhiteNoise (orchestrator.static_files) serves the admin's CSS and scripts
 # from the app server itself.

@@ -17,7 +17,10 @@ from django.core import signing
 
 STREAM = "stream"
 WORKER = "worker"
+KINDS = (STREAM, WORKER)
 _SALT = "orchestrator.run-token"
+# Genuine tokens are ~150 characters; anything far longer is not worth a signature check.
+MAX_TOKEN_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -26,12 +29,26 @@ class RunToken:
     run_id: str
     expires_at: datetime
 
+    @property
+    def expired(self) -> bool:
+        return self.expires_at.timestamp() <= time.time()
+
 
 class InvalidToken(Exception):
-    """Tampered, expired, of another kind, or for another run."""
+    """Tampered, expired, of another kind, or for another run.
+
+    `reason` is one of "bad_signature", "wrong_scope", "expired", for the
+    caller to choose its answer; the message never contains the token.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason.replace("_", " "))
+        self.reason = reason
 
 
 def mint(kind: str, run_id: str, *, ttl_seconds: int | None = None) -> tuple[str, datetime]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown token kind {kind!r}")
     if ttl_seconds is None:
         ttl_seconds = (
             settings.STREAM_TOKEN_TTL_SECONDS if kind == STREAM else settings.WORKER_TOKEN_TTL_SECONDS
@@ -41,15 +58,32 @@ def mint(kind: str, run_id: str, *, ttl_seconds: int | None = None) -> tuple[str
     return token, datetime.fromtimestamp(expires, UTC)
 
 
-def verify(token: str, *, kind: str, run_id: str) -> RunToken:
-    """The token's claims if it is genuine, unexpired, of `kind` and for `run_id`."""
+def read(token: str) -> RunToken:
+    """The claims of a genuine token, whatever its kind, run or expiry.
+
+    Raises InvalidToken("bad_signature") for anything we did not sign.
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("bad_signature")
     try:
         claims = signing.loads(token, salt=_SALT)
-    except signing.BadSignature:
-        raise InvalidToken("bad signature") from None
-    if not isinstance(claims, dict) or claims.get("k") != kind or claims.get("r") != str(run_id):
-        raise InvalidToken("wrong kind or run")
-    expires = claims.get("e")
-    if not isinstance(expires, int) or expires <= time.time():
+    except (signing.BadSignature, ValueError, UnicodeError):
+        raise InvalidToken("bad_signature") from None
+    if (
+        not isinstance(claims, dict)
+        or claims.get("k") not in KINDS
+        or not isinstance(claims.get("r"), str)
+        or not isinstance(claims.get("e"), int)
+    ):
+        raise InvalidToken("bad_signature")
+    return RunToken(kind=claims["k"], run_id=claims["r"], expires_at=datetime.fromtimestamp(claims["e"], UTC))
+
+
+def verify(token: str, *, kind: str, run_id: str) -> RunToken:
+    """The token's claims if it is genuine, unexpired, of `kind` and for `run_id`."""
+    claims = read(token)
+    if claims.kind != kind or claims.run_id != str(run_id):
+        raise InvalidToken("wrong_scope")
+    if claims.expired:
         raise InvalidToken("expired")
-    return RunToken(kind=kind, run_id=str(run_id), expires_at=datetime.fromtimestamp(expires, UTC))
+    return claims

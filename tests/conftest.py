@@ -45,6 +45,13 @@ class JSONClient:
         return self._send("delete", path, **headers)
 
 
+@pytest.fixture(autouse=True)
+def _no_rate_limit_unless_asked(settings):  # type: ignore[no-untyped-def]
+    """Tests of other features must not trip the limiter; its own tests set their limits."""
+    settings.RATE_LIMIT_MAX = 0
+    settings.RATE_LIMIT_WORKER_MAX = 0
+
+
 @pytest.fixture
 def api(db: None) -> JSONClient:
     return JSONClient(Client())
@@ -94,3 +101,18 @@ def fake_cluster() -> Iterator[Any]:
                 os.environ.pop("K8S_API_HOST", None)
             else:
                 os.environ["K8S_API_HOST"] = previous
+
+
+# API keys of `keyed_server`; tests that count a key's requests use one of their own.
+SERVER_KEYS = ("server-key-alpha-0123456789", "server-key-beta-0123456789", "server-key-gamma-0123456789")
+
+
+@pytest.fixture(scope="session")
+def keyed_server(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A uvicorn process that requires an API key and writes JSON logs (read with `.log()`)."""
+    from tests.servers import running_server
+
+    with running_server(
+        tmp_path_factory.mktemp("keyed"), ORCHESTRATOR_API_KEY=",".join(SERVER_KEYS), LOG_FORMAT="json"
+    ) as server:
+        yield server

@@ -48,6 +48,9 @@ def process_env(**extra: str) -> dict[str, str]:
             "REDIS_URL": settings.REDIS_URL,
             "LOG_FORMAT": "plain",
             "PYTHONUNBUFFERED": "1",
+            # Limits off unless a test sets them (RATE_LIMIT_MAX=...).
+            "RATE_LIMIT_MAX": "0",
+            "RATE_LIMIT_WORKER_MAX": "0",
         }
     )
     env.update(extra)

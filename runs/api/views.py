@@ -11,13 +11,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from runs import selectors, services, states
+from runs import selectors, services, states, tokens
 from runs.api import params
 from runs.api.openapi import ref
 from runs.exceptions import RunNotFound, SchemaViolation
 from runs.models import Run
 from runs.validation import validate
-from runs.wire import checkpoint_to_wire, run_to_wire
+from runs.wire import checkpoint_to_wire, format_ts, run_to_wire
 
 ERRORS = {
     code: OpenApiResponse(ref("errorResponse"), description=text)
@@ -30,6 +30,10 @@ ERRORS = {
         422: "JSON that breaks the schema; details.fields names each bad field",
     }.items()
 }
+
+
+# What statuses_param accepts, so generated clients and fuzzers send only that.
+STATUS_LIST_PATTERN = "^(?:({0})(?:,({0}))*)?$".format("|".join(states.STATUSES))
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -48,12 +52,18 @@ class RunCollectionView(APIView):
         operation_id="listRuns",
         summary="List runs, newest first",
         parameters=[
-            OpenApiParameter("status", str, description="one status or several, comma-separated"),
+            OpenApiParameter(
+                "status",
+                {"type": "string", "pattern": STATUS_LIST_PATTERN},
+                description="one status or several, comma-separated",
+            ),
             OpenApiParameter("mode", str, enum=list(states.MODES)),
-            OpenApiParameter("owner", str),
+            OpenApiParameter("owner", {"type": "string", "maxLength": 200}),
             OpenApiParameter("createdAfter", str, description="RFC 3339"),
             OpenApiParameter("createdBefore", str, description="RFC 3339"),
-            OpenApiParameter("limit", int, description="1..200, default 50"),
+            OpenApiParameter(
+                "limit", {"type": "integer", "minimum": 1, "maximum": 200}, description="default 50"
+            ),
             OpenApiParameter("cursor", str, description="nextCursor of the previous page"),
         ],
         responses={200: ref("runListResponse"), **_errors(400)},
@@ -78,9 +88,17 @@ class RunCollectionView(APIView):
         parameters=[
             OpenApiParameter("mode", str, enum=["plan", *states.MODES], description="default plan"),
             OpenApiParameter("target", str, enum=list(states.MODES), description="plan mode only"),
-            OpenApiParameter("owner", str, description="or the X-Actor-ID header"),
-            OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER),
-            OpenApiParameter("X-Actor-ID", str, location=OpenApiParameter.HEADER),
+            OpenApiParameter(
+                "owner", {"type": "string", "maxLength": 200}, description="or the X-Actor-ID header"
+            ),
+            OpenApiParameter(
+                "Idempotency-Key",
+                {"type": "string", "pattern": "^[\\x21-\\x7e]{1,200}$"},
+                location=OpenApiParameter.HEADER,
+            ),
+            OpenApiParameter(
+                "X-Actor-ID", {"type": "string", "maxLength": 200}, location=OpenApiParameter.HEADER
+            ),
         ],
         request={"application/json": ref("createRunRequest")},
         responses={
@@ -152,7 +170,9 @@ class CheckpointCollectionView(APIView):
         summary="A run's checkpoints, oldest first",
         parameters=[
             OpenApiParameter("after", str, description="a checkpoint ts (RFC 3339)"),
-            OpenApiParameter("limit", int, description="1..1000, default 100"),
+            OpenApiParameter(
+                "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, description="default 100"
+            ),
         ],
         responses={200: ref("checkpointListResponse", "checkpoint"), **_errors(400, 404)},
     )
@@ -192,3 +212,35 @@ class CheckpointCollectionView(APIView):
         if batch is None:
             return Response({"checkpointId": wire[0]["id"], "checkpoint": wire[0]}, status=201)
         return Response({"checkpointIds": [cp["id"] for cp in wire], "checkpoints": wire}, status=201)
+
+
+STREAM_TOKEN_RESPONSE = {
+    "type": "object",
+    "required": ["token", "expiresAt"],
+    "properties": {
+        "token": {"type": "string", "description": "pass as ?token= on this run's event stream"},
+        "expiresAt": {"type": "string", "format": "date-time"},
+    },
+    "additionalProperties": False,
+}
+
+
+class StreamTokenView(APIView):
+    """A short-lived token that opens this run's event stream and nothing else.
+
+    EventSource cannot send headers, so the browser carries this in the URL
+    instead of the API key, which never goes into a URL.
+    """
+
+    @extend_schema(
+        operation_id="createStreamToken",
+        summary="Mint a token for this run's event stream",
+        request=None,
+        responses={200: OpenApiResponse(STREAM_TOKEN_RESPONSE, description="the token"), **_errors(404)},
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        run = _run_or_404(run_id)
+        token, expires_at = tokens.mint(tokens.STREAM, str(run.id))
+        return Response(
+            {"token": token, "expiresAt": format_ts(expires_at)}, headers={"Cache-Control": "no-store"}
+        )

@@ -1,0 +1,205 @@
+"""Who is calling, and may they call this: API keys and run-scoped tokens.
+
+The decision is made by path in middleware, before URL resolution, so it
+covers every view alike: DRF views, the async event stream and plain Django
+views. The admin keeps Django's own session login and is not touched here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from orchestrator.middleware import _DualMiddleware
+from runs import tokens
+from runs.api.errors import error_response
+
+logger = logging.getLogger("orchestrator.auth")
+
+API_KEY = "api_key"
+STREAM_TOKEN = "stream_token"  # noqa: S105 (a kind of principal, not a secret)
+WORKER_TOKEN = "worker_token"  # noqa: S105
+ANONYMOUS = "anonymous"
+INVALID = "invalid"
+
+_RUN = r"(?P<run_id>[^/]+)"
+STREAM_PATH = re.compile(rf"^/runs/{_RUN}/events$")
+# What a worker token opens, for its own run only. GET of the run lets a
+# worker see that its run was canceled without holding the API key.
+WORKER_SCOPES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
+    (re.compile(rf"^/runs/{_RUN}/checkpoints$"), frozenset({"POST"})),
+    (re.compile(rf"^/runs/{_RUN}$"), frozenset({"PATCH", "GET"})),
+)
+OPEN_PATHS = frozenset({"/health", "/ready"})
+METRICS_PATH = "/metrics"
+# Left to Django's session authentication (and its CSRF protection).
+SESSION_PREFIXES = ("/admin/",)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The credential a request presented, judged on its own (not yet for this path).
+
+    `fingerprint` names the credential without revealing it (a hash), for
+    rate limiting; it is None when the request has no genuine credential.
+    """
+
+    kind: str
+    fingerprint: str | None = None
+    run_id: str | None = None
+    expired: bool = False
+    problem: str | None = None
+
+
+def api_keys() -> list[str]:
+    return list(settings.ORCHESTRATOR_API_KEYS)
+
+
+def fingerprint(secret: str) -> str:
+    return hashlib.sha256(b"orchestrator-credential:" + secret.encode()).hexdigest()[:32]
+
+
+def _matches_a_key(candidate: str, keys: list[str]) -> bool:
+    # Digests have one length, so the comparison leaks neither content nor
+    # length; every key is compared so timing does not tell which one matched.
+    digest = hashlib.sha256(candidate.encode()).digest()
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(digest, hashlib.sha256(key.encode()).digest())
+    return matched
+
+
+def _header_credential(request: HttpRequest) -> str | None:
+    api_key = request.headers.get("X-API-Key")
+    if api_key:
+        return api_key.strip()
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def _token_principal(raw: str, kind: str) -> Principal:
+    try:
+        claims = tokens.read(raw)
+    except tokens.InvalidToken:
+        return Principal(INVALID, problem="invalid_credentials")
+    if claims.kind != kind:
+        return Principal(INVALID, problem="invalid_credentials")
+    principal_kind = STREAM_TOKEN if kind == tokens.STREAM else WORKER_TOKEN
+    return Principal(principal_kind, fingerprint(raw), run_id=claims.run_id, expired=claims.expired)
+
+
+def identify(request: HttpRequest) -> Principal:
+    """The request's credential, judged once and kept on the request."""
+    cached = getattr(request, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    principal = _identify(request)
+    request.principal = principal  # type: ignore[attr-defined]
+    return principal
+
+
+def _identify(request: HttpRequest) -> Principal:
+    presented = _header_credential(request)
+    if presented is not None:
+        keys = api_keys()
+        if keys and _matches_a_key(presented, keys):
+            return Principal(API_KEY, fingerprint(presented))
+        if "X-API-Key" not in request.headers:
+            # A Bearer value that is not a key may be a worker token; a stream
+            # token is only ever accepted from the query string.
+            return _token_principal(presented, tokens.WORKER)
+        return Principal(INVALID, problem="invalid_credentials")
+    query_token = request.GET.get("token")
+    if query_token is not None:
+        if request.method == "GET" and STREAM_PATH.match(request.path_info):
+            return _token_principal(query_token, tokens.STREAM)
+        return Principal(INVALID, problem="invalid_credentials")
+    return Principal(ANONYMOUS, problem="missing_credentials")
+
+
+def is_open(request: HttpRequest) -> bool:
+    """Paths that never need a credential (probes, scraping, preflight, the admin)."""
+    path = request.path_info
+    if request.method == "OPTIONS" or path in OPEN_PATHS:
+        return True
+    if path == METRICS_PATH:
+        return not settings.METRICS_REQUIRE_AUTH
+    return path.startswith(SESSION_PREFIXES)
+
+
+def _same_run(path_run_id: str, token_run_id: str) -> bool:
+    try:
+        return uuid.UUID(path_run_id) == uuid.UUID(token_run_id)
+    except ValueError:
+        return False
+
+
+def _token_scope_run(request: HttpRequest, kind: str) -> str | None:
+    """The run id in the path when `kind` of token may call this method and path."""
+    path = request.path_info
+    if kind == STREAM_TOKEN:
+        match = STREAM_PATH.match(path) if request.method == "GET" else None
+        return match["run_id"] if match else None
+    for pattern, methods in WORKER_SCOPES:
+        match = pattern.match(path)
+        if match and request.method in methods:
+            return match["run_id"]
+    return None
+
+
+def refusal(request: HttpRequest) -> str | None:
+    """Why this request may not proceed (an error code), or None when it may."""
+    if is_open(request) or not api_keys():
+        return None
+    principal = identify(request)
+    if principal.kind == API_KEY:
+        return None
+    if principal.kind in (STREAM_TOKEN, WORKER_TOKEN):
+        scope_run = _token_scope_run(request, principal.kind)
+        if scope_run is None or principal.run_id is None or not _same_run(scope_run, principal.run_id):
+            return "token_not_valid_here"
+        if principal.expired:
+            return "expired_token"
+        return None
+    return principal.problem or "invalid_credentials"
+
+
+def unauthorized(code: str) -> HttpResponse:
+    return error_response(401, "unauthorized", code, headers={"WWW-Authenticate": "Bearer"})
+
+
+class APIKeyMiddleware(_DualMiddleware):
+    """401 for a request without a credential good for this path; never echoes it."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        code = refusal(request)
+        if code is None:
+            return None
+        logger.info("request refused", extra={"event": "auth_refused", "reason": code})
+        return unauthorized(code)
+
+
+_warned = False
+
+
+def warn_if_open() -> None:
+    """Say loudly, once per process, that the API answers anyone."""
+    global _warned
+    if _warned or api_keys():
+        return
+    _warned = True
+    logger.warning(
+        "ORCHESTRATOR_API_KEY is not set: the API accepts requests without credentials. "
+        "Set it before exposing this server beyond localhost.",
+        extra={"event": "auth_disabled"},
+    )

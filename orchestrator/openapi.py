@@ -1,0 +1,55 @@
+"""Auth and rate limiting in the OpenAPI document: the schemes, and the
+401 and 429 answers that any protected operation can give."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runs.api.openapi import ref
+
+SECURITY_SCHEMES = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (ORCHESTRATOR_API_KEY), or a run's worker token where it applies",
+    },
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "streamToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "From POST /runs/{run_id}/stream-token; opens that run's event stream only",
+    },
+}
+API_KEY = [{"bearerAuth": []}, {"apiKeyHeader": []}]
+_STREAM_PATH = "/runs/{run_id}/events"
+_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def add_security(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular post-processing hook."""
+    result.setdefault("components", {}).setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+    result["security"] = API_KEY
+    for path, item in result.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in _METHODS:
+                continue
+            if path == _STREAM_PATH:
+                operation["security"] = [*API_KEY, {"streamToken": []}]
+            responses = operation.setdefault("responses", {})
+            responses.setdefault(
+                "401", {"description": "missing, wrong or out-of-scope credential", "content": _json()}
+            )
+            responses.setdefault(
+                "429",
+                {
+                    "description": "rate limit reached; retry after Retry-After seconds",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": _json(),
+                },
+            )
+    return result
+
+
+def _json() -> dict[str, Any]:
+    return {"application/json": {"schema": ref("errorResponse")}}

@@ -1,0 +1,180 @@
+"""Requests per window: per credential, else per address, across processes."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import httpx
+import pytest
+from django.test import Client
+
+from runs import tokens
+
+pytestmark = pytest.mark.django_db
+
+KEY = "rate-key-1b2c3d4e5f60718293a4"
+OTHER_KEY = "rate-key-9f8e7d6c5b4a39281706"
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters(settings):  # type: ignore[no-untyped-def]
+    """Counters live in Redis across test runs; each test counts under its own prefix."""
+    cache = dict(settings.CACHES["default"])
+    cache["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
+    settings.CACHES = {"default": cache}
+    settings.ORCHESTRATOR_API_KEYS = [KEY, OTHER_KEY]
+    settings.RATE_LIMIT_WINDOW_MS = 60_000
+    settings.RATE_LIMIT_MAX = 3
+    settings.RATE_LIMIT_WORKER_MAX = 6
+
+
+def assert_rate_limited(response) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == 429, response.content
+    body = response.json()
+    assert body["error"] == "rate_limited"
+    assert body["code"] == "rate_limited"
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert body["details"]["retryAfter"] == int(response["Retry-After"])
+
+
+def test_a_key_over_its_budget_gets_429_with_retry_after(client):
+    answers = [client.get("/runs", headers={"X-API-Key": KEY}).status_code for _ in range(3)]
+
+    assert answers == [200, 200, 200]
+    assert_rate_limited(client.get("/runs", headers={"X-API-Key": KEY}))
+    assert client.get("/runs", headers={"X-API-Key": OTHER_KEY}).status_code == 200
+
+
+def test_ipv6_callers_are_counted_by_their_64_network():
+    from orchestrator.ratelimit import client_address
+
+    def address(raw: str) -> str:
+        return client_address(Client(REMOTE_ADDR=raw).get("/health").wsgi_request)
+
+    assert address("2001:db8:1:2::a") == address("2001:db8:1:2:ffff::b") != address("2001:db8:1:3::a")
+    assert address("::ffff:192.0.2.1") == address("192.0.2.1") == "ip:192.0.2.1"
+
+
+def test_callers_without_a_credential_are_counted_by_address(settings):
+    settings.ORCHESTRATOR_API_KEYS = []
+    first, second = Client(REMOTE_ADDR="192.0.2.10"), Client(REMOTE_ADDR="192.0.2.11")
+
+    for _ in range(3):
+        assert first.get("/runs").status_code == 200
+    assert_rate_limited(first.get("/runs"))
+    assert second.get("/runs").status_code == 200
+
+
+def test_guessing_keys_spends_the_guessers_address_budget(client):
+    for attempt in range(3):
+        assert client.get("/runs", headers={"X-API-Key": f"guess-{attempt}"}).status_code == 401
+
+    assert_rate_limited(client.get("/runs", headers={"X-API-Key": "guess-last"}))
+    assert client.get("/runs", headers={"X-API-Key": KEY}).status_code == 200
+
+
+def test_probes_and_metrics_are_not_counted(client):
+    for _ in range(10):
+        assert client.get("/health").status_code == 200
+        assert client.get("/metrics").status_code == 200
+
+    assert client.get("/runs", headers={"X-API-Key": KEY}).status_code == 200
+
+
+def test_a_workers_checkpoint_writes_have_their_own_higher_limit(client):
+    from runs import services
+
+    created, _ = services.create_run(mode="redis", spec={"task": "sleep"})
+    run = {"id": str(created.id)}
+    token, _ = tokens.mint(tokens.WORKER, run["id"])
+    worker = {"Authorization": f"Bearer {token}"}
+    url = f"/runs/{run['id']}/checkpoints"
+
+    answers = [
+        client.post(url, {"type": "log", "data": n}, content_type="application/json", headers=worker)
+        for n in range(6)
+    ]
+
+    assert [a.status_code for a in answers] == [201] * 6
+    assert_rate_limited(client.post(url, {"type": "log"}, content_type="application/json", headers=worker))
+    assert client.get(f"/runs/{run['id']}", headers={"X-API-Key": KEY}).status_code == 200
+
+
+def test_zero_means_no_limit(settings, client):
+    settings.RATE_LIMIT_MAX = 0
+
+    assert all(client.get("/runs", headers={"X-API-Key": KEY}).status_code == 200 for _ in range(10))
+
+
+def test_an_unreachable_cache_lets_requests_through_and_says_so(settings, client, caplog):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+
+    with caplog.at_level(logging.WARNING, logger="orchestrator.ratelimit"):
+        answers = [client.get("/runs", headers={"X-API-Key": KEY}).status_code for _ in range(5)]
+
+    assert answers == [200] * 5
+    assert "rate limit cache unavailable" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_limit_holds_across_two_server_processes(tmp_path):
+    from tests.servers import running_server
+
+    env = {
+        "ORCHESTRATOR_API_KEY": KEY,
+        "RATE_LIMIT_MAX": "6",
+        "RATE_LIMIT_WINDOW_MS": "60000",
+        "CACHE_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+    }
+    with (
+        running_server(tmp_path, **env) as first,
+        running_server(tmp_path, **env) as second,
+    ):
+        servers = [first, second] * 4
+        answers = [
+            httpx.get(f"{server.url}/runs", headers={"Authorization": f"Bearer {KEY}"}) for server in servers
+        ]
+
+    # Each process alone saw 4 requests, under the limit of 6; together they saw 8.
+    assert [a.status_code for a in answers] == [200] * 6 + [429] * 2
+    assert all(int(a.headers["Retry-After"]) >= 1 for a in answers[6:])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_open_event_stream_counts_once(tmp_path):
+    from tests.servers import running_server
+
+    env = {
+        "ORCHESTRATOR_API_KEY": KEY,
+        "RATE_LIMIT_MAX": "3",
+        "CACHE_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+    }
+    auth = {"X-API-Key": KEY}
+    with running_server(tmp_path, **env) as server:
+        created = httpx.post(f"{server.url}/runs?mode=redis", json={"spec": {"task": "sleep"}}, headers=auth)
+        run_id = created.json()["runId"]
+        worker = {"Authorization": f"Bearer {tokens.mint(tokens.WORKER, run_id)[0]}"}
+        with httpx.stream("GET", f"{server.url}/runs/{run_id}/events", headers=auth, timeout=10) as stream:
+            for n in range(5):
+                posted = httpx.post(
+                    f"{server.url}/runs/{run_id}/checkpoints", json={"type": "log", "data": n}, headers=worker
+                )
+                assert posted.status_code == 201
+            if stream.status_code == 200:
+                received = 0
+                for line in stream.iter_lines():
+                    received += line == "event: checkpoint"
+                    if received == 5:
+                        break
+        third = httpx.get(f"{server.url}/runs/{run_id}", headers=auth)
+        fourth = httpx.get(f"{server.url}/runs/{run_id}", headers=auth)
+
+    assert third.status_code == 200
+    assert fourth.status_code == 429
