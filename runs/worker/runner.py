@@ -36,7 +36,7 @@ from runs.worker.tasks import TaskError, get_task
 
 logger = logging.getLogger("runs.worker")
 
-READ_BLOCK_MS = 1000
+READ_BLOCK_MS = 500
 HAND_BACK_IDLE_MS = 10**9  # makes a handed-back entry look long abandoned: reclaimable at once
 DEPTH_INTERVAL_S = 5.0
 
