@@ -189,12 +189,16 @@ class RunQueue:
             self._enqueue(keys=[self.keys.guard(run_id), self.keys.stream], args=flat, client=pipe)
         return sum(1 for result in pipe.execute() if result)
 
-    def ensure_group(self) -> None:
+    def ensure_group(self, consumer: str | None = None) -> None:
+        """Create the stream and its group if missing (and join it as `consumer`)."""
         try:
             self.redis.xgroup_create(self.keys.stream, self.keys.group, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        if consumer:
+            # Visible in XINFO CONSUMERS from the start, not only after a first delivery.
+            self.redis.xgroup_createconsumer(self.keys.stream, self.keys.group, consumer)
 
     def acquire_lease(self, run_id: str, holder: str, ttl_ms: int) -> bool:
         return bool(self.redis.set(self.keys.lease(run_id), holder, nx=True, px=ttl_ms))

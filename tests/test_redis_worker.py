@@ -112,13 +112,15 @@ def test_a_command_run_turns_each_json_object_line_into_a_checkpoint(worker, api
 
 
 def test_a_command_that_exits_non_zero_fails_the_run_with_its_exit_code(worker, api):
-    run = create(api, {"task": "command", "command": [sys.executable, "-c", "raise SystemExit(3)"]})
+    script = "import sys; print('disk full', file=sys.stderr); raise SystemExit(3)"
+    run = create(api, {"task": "command", "command": [sys.executable, "-c", script]})
 
     done = wait_status(api, run["id"], "completed", "failed")
 
     assert done["status"] == "failed"
     assert done["error"]["code"] == "command_failed"
     assert done["error"]["exitCode"] == 3
+    assert done["error"]["stderrTail"] == "disk full\n"
 
 
 def test_an_unknown_task_or_a_task_that_raises_fails_the_run(worker, api):

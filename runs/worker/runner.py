@@ -121,7 +121,7 @@ class Worker:
     def _prepare_queue(self) -> None:
         while not self._stopping.is_set():
             try:
-                self.queue.ensure_group()
+                self.queue.ensure_group(self.id)
                 self._sweep(force=True)
                 return
             except redis.RedisError as exc:
@@ -149,9 +149,9 @@ class Worker:
         keys = self.queue.keys
         next_reclaim = next_sweep = next_depth = 0.0
         while not self._stopping.is_set():
+            self._slot_freed.clear()  # before counting, so a slot freed meanwhile is not missed
             free = self.concurrency - len(self._inflight)
             if free <= 0:
-                self._slot_freed.clear()
                 self._slot_freed.wait(0.5)
                 continue
             now = time.monotonic()

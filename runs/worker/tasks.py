@@ -26,6 +26,8 @@ from runs.worker.context import TaskContext
 
 TaskFunc = Callable[[Any, TaskContext], Any]
 
+STDERR_TAIL_BYTES = 2000  # of a failed command's stderr, kept in the run's error
+
 _registry: dict[str, TaskFunc] = {}
 
 
@@ -134,14 +136,14 @@ def command_task(input: Any, ctx: TaskContext) -> None:
     if not argv:
         raise TaskError("spec.command is required for the command task", code="bad_spec")
     lines: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
-    with tempfile.TemporaryDirectory(prefix="run-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="run-") as workdir, tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
             argv,
             cwd=workdir,
             env=_command_env(ctx),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             text=True,
             errors="replace",
             start_new_session=True,  # its own process group, so a stop reaches its children too
@@ -158,10 +160,16 @@ def command_task(input: Any, ctx: TaskContext) -> None:
         reader.start()
         _forward_checkpoints(lines, ctx)
         code = proc.wait()
-    if ctx.canceled:
-        return
-    if code != 0:
-        raise CommandFailed(f"command exited with {code}", exitCode=code)
+        if ctx.canceled:
+            return
+        if code != 0:
+            raise CommandFailed(f"command exited with {code}", exitCode=code, stderrTail=_tail(stderr))
+
+
+def _tail(file: Any, limit: int = STDERR_TAIL_BYTES) -> str:
+    file.seek(0, os.SEEK_END)
+    file.seek(max(0, file.tell() - limit))
+    return file.read().decode(errors="replace")
 
 
 def _forward_checkpoints(lines: queue.Queue[str | None], ctx: TaskContext) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import connections
 
 from runs.run_queue import run_queue
 from runs.worker import recovery
@@ -65,10 +66,18 @@ class Command(BaseCommand):
             return
         if options["metrics_port"]:
             _serve_metrics(options["metrics_port"])
+        _size_database_pool(options["concurrency"] or settings.WORKER_CONCURRENCY)
         worker = Worker(
             concurrency=options["concurrency"], stream=options["queue"], max_runs=options["max_runs"]
         )
         worker.run()
+
+
+def _size_database_pool(concurrency: int) -> None:
+    """Every slot, the heartbeat, timers and the fetch loop may hold a connection at once."""
+    pool = connections["default"].settings_dict.get("OPTIONS", {}).get("pool")
+    if isinstance(pool, dict):
+        pool["max_size"] = max(int(pool.get("max_size") or 0), concurrency + 4)
 
 
 def _serve_metrics(port: int) -> None:
