@@ -44,6 +44,14 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
 def drop_keys(prefix: str, url: str | None = None) -> None:
     conn = redis.Redis.from_url(url or settings.REDIS_URL)
     try:

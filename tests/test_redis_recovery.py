@@ -4,6 +4,7 @@ restarted Redis, duplicate deliveries, shutdown."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections import defaultdict
 from contextlib import contextmanager
 
@@ -13,7 +14,7 @@ from django.conf import settings
 
 from runs import run_queue
 from runs.models import Checkpoint, Run
-from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix, wait_for
+from tests.redis_workers import WorkerProcess, drop_keys, process_alive, unique_prefix, wait_for
 from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -72,8 +73,11 @@ def lease_holder(run: Run, url: str | None = None) -> str | None:
 def test_a_worker_killed_mid_run_is_replaced_and_attempts_are_counted(workers):
     (first,) = workers(concurrency=2)
     retried = create({"task": "sleep", "input": {"seconds": 1, "checkpoints": 4}, "maxAttempts": 2})
-    spent = create({"task": "sleep", "input": {"seconds": 1, "checkpoints": 4}, "maxAttempts": 1})
+    script = "import json, os, time; print(json.dumps({'type': 'pid', 'data': os.getpid()}), flush=True)"
+    script += "; time.sleep(60)"
+    spent = create({"task": "command", "command": [sys.executable, "-c", script], "maxAttempts": 1})
     wait_for(lambda: reload(retried).checkpoint_count >= 1 and reload(spent).checkpoint_count >= 1)
+    pid = Checkpoint.objects.get(run=spent, seq=1).data
     (second,) = workers(wait=False)
 
     first.kill()
@@ -83,6 +87,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_attempts_are_counted(workers):
     assert retried.checkpoint_count >= 5, "the second attempt ran the task again from the start"
     assert (spent.status, spent.attempt, spent.error["code"]) == ("failed", 1, "worker_lost")
     assert second.log().count("reclaimed runs of a silent worker") >= 1
+    wait_for(lambda: not process_alive(pid), timeout=5)
 
 
 def test_three_workers_never_run_the_same_run_at_once(workers):

@@ -12,7 +12,7 @@ import redis
 from django.conf import settings
 from django.test import override_settings
 
-from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix, wait_for
+from tests.redis_workers import WorkerProcess, drop_keys, process_alive, unique_prefix, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,14 +48,6 @@ def wait_status(api, run_id, *statuses, timeout=10.0):  # type: ignore[no-untype
 
 def checkpoints(api, run_id):  # type: ignore[no-untyped-def]
     return api.get(f"/runs/{run_id}/checkpoints?limit=1000").json()["checkpoints"]
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def lease_held(run_id: str) -> bool:

@@ -9,12 +9,14 @@ CommandFailed's `command_failed`).
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import os
 import queue
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from runs.worker.context import TaskContext
 
 TaskFunc = Callable[[Any, TaskContext], Any]
 
+PR_SET_PDEATHSIG = 1
 STDERR_TAIL_BYTES = 2000  # of a failed command's stderr, kept in the run's error
 
 _registry: dict[str, TaskFunc] = {}
@@ -113,6 +116,16 @@ def _as_checkpoint(line: str) -> dict[str, Any] | None:
     return {"type": "stdout", "data": value}
 
 
+def _die_with_worker() -> None:
+    """In the child: be SIGKILLed if the worker dies (a SIGKILLed worker cannot stop it).
+
+    The command has a session of its own, so signals to the worker's process
+    group do not reach it; without this a killed worker's command would keep
+    running beside the retry."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _stop_process(proc: subprocess.Popen[str], grace: float) -> None:
     """SIGTERM the process group, SIGKILL it after `grace` seconds."""
 
@@ -147,6 +160,7 @@ def command_task(input: Any, ctx: TaskContext) -> None:
             text=True,
             errors="replace",
             start_new_session=True,  # its own process group, so a stop reaches its children too
+            preexec_fn=_die_with_worker,
         )
         ctx.on_stop(lambda _reason: _stop_process(proc, settings.WORKER_KILL_GRACE_SECONDS))
 
