@@ -49,3 +49,14 @@ bench-ingest: $(BIN)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# --- Redis workers ---
+.PHONY: worker bench-workers
+
+## A worker for redis-mode runs, on the same database and Redis as `make run`.
+worker: migrate
+	SECRET_KEY="$${SECRET_KEY:-$$(cat .secret_key)}" LOG_FORMAT="$${LOG_FORMAT:-plain}" \
+	$(BIN)/python manage.py runworker
+
+bench-workers: $(BIN)/.installed-dev
+	$(BIN)/python bench/worker_throughput

@@ -75,9 +75,15 @@ class Command(BaseCommand):
 
 def _size_database_pool(concurrency: int) -> None:
     """Every slot, the heartbeat, timers and the fetch loop may hold a connection at once."""
-    pool = connections["default"].settings_dict.get("OPTIONS", {}).get("pool")
+    settings_dict = connections["default"].settings_dict
+    options = settings_dict.setdefault("OPTIONS", {})
+    pool = options.get("pool")
     if isinstance(pool, dict):
         pool["max_size"] = max(int(pool.get("max_size") or 0), concurrency + 4)
+    if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
+        # Slots write concurrently: take the write lock at BEGIN, where SQLite waits for it,
+        # rather than on the first write, where it fails at once with "database is locked".
+        options.setdefault("transaction_mode", "IMMEDIATE")
 
 
 def _serve_metrics(port: int) -> None:
