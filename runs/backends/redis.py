@@ -34,7 +34,9 @@ class RedisBackend(Backend):
         self._lock = threading.Lock()
 
     def dispatch(self, run: Run) -> None:
-        transaction.on_commit(lambda: self._send(run, after_failure_skip=True))
+        # robust: whatever goes wrong here is logged and the run stays pending for the
+        # sweep; the request that created the run still succeeds.
+        transaction.on_commit(lambda: self._send(run, after_failure_skip=True), robust=True)
 
     def ensure_dispatched(self, run: Run) -> bool:
         return self._send(run, after_failure_skip=False)
