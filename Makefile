@@ -54,6 +54,17 @@ clean:
 bench-security: $(BIN)/.installed-dev
 	$(BIN)/python bench/security
 
+# --- Redis workers ---
+.PHONY: worker bench-workers
+
+## A worker for redis-mode runs, on the same database and Redis as `make run`.
+worker: migrate
+	SECRET_KEY="$${SECRET_KEY:-$$(cat .secret_key)}" LOG_FORMAT="$${LOG_FORMAT:-plain}" \
+	$(BIN)/python manage.py runworker
+
+bench-workers: $(BIN)/.installed-dev
+	$(BIN)/python bench/worker_throughput
+
 ## Retention and admin figures (docs/performance.md, "Operations").
 bench-ops: $(BIN)/.installed-dev
 	$(BIN)/python bench/ops

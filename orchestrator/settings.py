@@ -145,7 +145,7 @@ SPECTACULAR_SETTINGS = {
 
 # Orchestrator behaviour.
 ORCHESTRATOR_BACKENDS = {
-    "redis": env_str("ORCHESTRATOR_REDIS_BACKEND", "runs.backends.base.NullBackend"),
+    "redis": env_str("ORCHESTRATOR_REDIS_BACKEND", "runs.backends.redis.RedisBackend"),
     "k8s": env_str("ORCHESTRATOR_K8S_BACKEND", "runs.backends.k8s.KubernetesBackend"),
 }
 PLAN_DEFAULT_TARGET = env_str("PLAN_DEFAULT_TARGET", "redis")
@@ -280,6 +280,31 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     *SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"],
     "orchestrator.openapi.add_security",
 ]
+
+# --- Redis workers ---
+# Redis-mode runs go on a Redis Stream read by `manage.py runworker`. With
+# REDIS_URL unset the API still serves (and /ready does not check Redis):
+# dispatch tries the local default below, and when that fails the run is kept
+# `pending` until a worker's sweep sends it. Keys and channels all start with
+# REDIS_KEY_PREFIX, so several deployments (or test runs) can share one Redis.
+REDIS_DEFAULT_URL = "redis://127.0.0.1:6379/0"
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "orchestrator:")
+REDIS_RUN_STREAM = env_str("REDIS_RUN_STREAM", "runs")
+REDIS_CONSUMER_GROUP = env_str("REDIS_CONSUMER_GROUP", "workers")
+REDIS_SOCKET_TIMEOUT_SECONDS = env_float("REDIS_SOCKET_TIMEOUT_SECONDS", 2.0)
+# After a failed dispatch, later dispatches skip Redis for this long (the sweep
+# sends those runs), so an outage does not slow every POST /runs.
+REDIS_DISPATCH_BACKOFF_SECONDS = env_float("REDIS_DISPATCH_BACKOFF_SECONDS", 5.0)
+WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 2, minimum=1)
+WORKER_LEASE_SECONDS = env_float("WORKER_LEASE_SECONDS", 15.0)
+WORKER_DEFAULT_MAX_ATTEMPTS = env_int("WORKER_DEFAULT_MAX_ATTEMPTS", 3, minimum=1)
+WORKER_KILL_GRACE_SECONDS = env_float("WORKER_KILL_GRACE_SECONDS", 10.0)
+WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 25.0)
+WORKER_SWEEP_INTERVAL_SECONDS = env_float("WORKER_SWEEP_INTERVAL_SECONDS", 30.0)
+WORKER_TASK_MODULES = env_list("WORKER_TASK_MODULES", "")
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)
+WORKER_COMMAND_PASS_ENV = env_list("WORKER_COMMAND_PASS_ENV", "PATH,HOME,LANG,LC_ALL,TZ")
+
 
 # --- Operations: admin static files ---
 # WhiteNoise (orchestrator.static_files) serves the admin's CSS and scripts

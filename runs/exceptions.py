@@ -69,3 +69,15 @@ class BackendUnavailable(OrchestratorError):
 
     def __init__(self, backend: str, reason: str) -> None:
         super().__init__(f"{backend} backend unavailable", details={"backend": backend, "reason": reason})
+
+
+class AttemptSuperseded(OrchestratorError):
+    """A write from a worker whose attempt at the run was taken over by another."""
+
+    status_code = 409
+    code = "attempt_superseded"
+
+    def __init__(self, attempt: int, current: int) -> None:
+        super().__init__(
+            "this attempt was superseded", details={"attempt": attempt, "currentAttempt": current}
+        )

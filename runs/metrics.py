@@ -24,3 +24,26 @@ RECONCILER_LAG_SECONDS = Gauge(
     "Age of the newest Kubernetes event the reconciler has applied",
     multiprocess_mode="mostrecent",
 )
+
+# Redis mode: the API's dispatches and the workers' own series.
+DISPATCH_FAILURES = Counter(
+    "orchestrator_dispatch_failures_total", "Redis dispatches that failed or were deferred (run left pending)"
+)
+WORKER_RUNS_STARTED = Counter("orchestrator_worker_runs_started_total", "Run attempts a worker started")
+WORKER_RUNS_FINISHED = Counter(
+    "orchestrator_worker_runs_finished_total",
+    "Run attempts a worker ended, by outcome",
+    ["outcome"],
+)
+WORKER_RUNS_RECLAIMED = Counter(
+    "orchestrator_worker_runs_reclaimed_total",
+    "Queue entries taken over from a worker that stopped answering",
+)
+WORKER_ACTIVE_SLOTS = Gauge(
+    "orchestrator_worker_active_slots", "Worker slots running a task now", multiprocess_mode="livesum"
+)
+WORKER_START_DELAY_SECONDS = Histogram(
+    "orchestrator_worker_start_delay_seconds",
+    "From a run's creation to a worker starting it",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

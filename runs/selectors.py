@@ -85,3 +85,18 @@ def last_checkpoints(run: Run, count: int) -> list[Checkpoint]:
         return []
     newest = list(Checkpoint.objects.filter(run_id=run.id).order_by("-ts")[:count])
     return newest[::-1]
+
+
+def redis_runs_in(statuses: tuple[str, ...]) -> Any:
+    """Redis-mode runs with a spec in these statuses, oldest first (what a sweep checks)."""
+    return (
+        Run.objects.filter(mode="redis", status__in=statuses, spec__isnull=False)
+        .order_by("created_at")
+        .only("id", "mode", "status", "spec", "created_at", "attempt")
+    )
+
+
+def statuses_of(run_ids: list[str]) -> dict[str, tuple[str, int]]:
+    """{run id: (status, attempt)} for these runs."""
+    rows = Run.objects.filter(pk__in=run_ids).values_list("id", "status", "attempt")
+    return {str(pk): (status, attempt) for pk, status, attempt in rows}

@@ -19,7 +19,13 @@ from django.utils import timezone
 
 from runs import checkpoint_writer, metrics, notify, states
 from runs.backends import get_backend
-from runs.exceptions import IdempotencyConflict, InvalidTransition, RunNotFound, SchemaViolation
+from runs.exceptions import (
+    AttemptSuperseded,
+    IdempotencyConflict,
+    InvalidTransition,
+    RunNotFound,
+    SchemaViolation,
+)
 from runs.models import Checkpoint, Run
 from runs.validation import validate
 from runs.wire import run_to_wire
@@ -248,6 +254,73 @@ def requeue_stale_runs(*, older_than: timedelta, dry_run: bool = False) -> list[
         if dry_run or get_backend(run.mode).ensure_dispatched(run):
             requeued.append(run)
     return requeued
+
+
+# --- Worker attempts (Redis mode) ---
+# A worker holds a run under a lease and stamps its writes with the attempt it
+# started; a write from an attempt that another worker took over is refused,
+# so a worker that stalled past its lease cannot touch the run again.
+
+
+def begin_attempt(run_id: Any, *, max_attempts: int) -> Run:
+    """A worker (holding the run's lease) starts executing the run.
+
+    A pending run becomes running. A run already running lost its previous
+    worker: it is retried as the next attempt, or, once `max_attempts` are
+    spent, failed with `worker_lost` (the returned run is then final).
+    Raises RunFinished when the run is already final (canceled meanwhile).
+    """
+    with transaction.atomic():
+        run = get_run_or_404(run_id, for_update=True)
+        if run.is_final:
+            raise RunFinished(run.status)
+        if run.status == states.PENDING:
+            _apply_status(run, states.RUNNING)
+            return run
+        if run.attempt >= max_attempts:
+            message = f"the worker running attempt {run.attempt} stopped answering; no attempts left"
+            _apply_status(run, states.FAILED, error={"code": "worker_lost", "message": message})
+            return run
+        run.attempt += 1
+        run.save(update_fields=["attempt", "updated_at"])
+        notify.run_changed(str(run.id))
+    logger.info(
+        "run attempt retried",
+        extra={"runId": str(run.id), "attempt": run.attempt, "event": "run_attempt"},
+    )
+    return run
+
+
+def _current_attempt(run_id: Any, attempt: int) -> Run:
+    run = get_run_or_404(run_id, for_update=True)
+    if run.is_final:
+        raise RunFinished(run.status)
+    if run.attempt != attempt:
+        raise AttemptSuperseded(attempt, run.attempt)
+    return run
+
+
+def append_attempt_checkpoints(run_id: Any, attempt: int, items: list[dict[str, Any]]) -> list[Checkpoint]:
+    """append_checkpoints for the worker running `attempt` (AttemptSuperseded otherwise)."""
+    with transaction.atomic():
+        _current_attempt(run_id, attempt)
+        return append_checkpoints(run_id, items)
+
+
+def finish_attempt(run_id: Any, attempt: int, status: str, *, error: dict[str, Any] | None = None) -> Run:
+    """The worker running `attempt` reports the end: completed, or failed with `error`."""
+    with transaction.atomic():
+        run = _current_attempt(run_id, attempt)
+        _apply_status(run, status, error=error if status == states.FAILED else None)
+    return run
+
+
+def fail_run(run_id: Any, code: str, message: str, *, attempt: int | None = None) -> Run:
+    """Fail a run with `error.code` `code` (for `attempt` only, when given)."""
+    error = {"code": code, "message": message[:4000]}
+    if attempt is not None:
+        return finish_attempt(run_id, attempt, states.FAILED, error=error)
+    return set_run_status(run_id, states.FAILED, error=error)
 
 
 # --- Retention ---

@@ -1,0 +1,127 @@
+"""Finding runs that nobody is working on: entries of dead workers (reclaim)
+and runs the queue lost (sweep)."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from runs import metrics, run_queue, selectors, states
+from runs.run_queue import Entry, RunQueue
+
+logger = logging.getLogger("runs.worker")
+
+SWEEP_BATCH = 500
+
+# A running run is an orphan when no worker holds its lease and its stream
+# entry is gone (Redis lost both). A live worker re-takes a vanished lease at
+# its next heartbeat, so the run is only re-sent once it has been seen
+# without a lease for a whole lease period, by Redis' own clock.
+_ORPHAN_CHECK = """
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DEL', KEYS[4]) return 0 end
+local gid = redis.call('GET', KEYS[1])
+if gid and #redis.call('XRANGE', KEYS[2], gid, gid) > 0 then redis.call('DEL', KEYS[4]) return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seen = redis.call('GET', KEYS[4])
+if not seen then redis.call('SET', KEYS[4], now, 'PX', tonumber(ARGV[1]) * 10) return 0 end
+if now - tonumber(seen) >= tonumber(ARGV[1]) then redis.call('DEL', KEYS[4]) return 1 end
+return 0
+"""
+
+
+class Reclaimer:
+    """Takes over entries that sat unacknowledged, with no heartbeat, for a lease period."""
+
+    def __init__(self, queue: RunQueue, consumer: str, lease_ms: int) -> None:
+        self.queue = queue
+        self.consumer = consumer
+        self.lease_ms = lease_ms
+        self._cursor = "0-0"
+
+    def reclaim(self, count: int) -> list[Entry]:
+        keys = self.queue.keys
+        next_cursor, claimed, *_deleted = self.queue.redis.xautoclaim(
+            keys.stream, keys.group, self.consumer, self.lease_ms, start_id=self._cursor, count=count
+        )
+        self._cursor = next_cursor
+        entries = []
+        for entry_id, fields in claimed:
+            if not fields:
+                continue
+            try:
+                entries.append(Entry.parse(entry_id, fields))
+            except ValueError:
+                logger.warning("unreadable queue entry dropped", extra={"entryId": entry_id})
+                self.queue.redis.xack(keys.stream, keys.group, entry_id)
+        if entries:
+            metrics.WORKER_RUNS_RECLAIMED.inc(len(entries))
+            logger.info(
+                "reclaimed runs of a silent worker",
+                extra={"runIds": [entry.run_id for entry in entries], "event": "runs_reclaimed"},
+            )
+        return entries
+
+
+def sweep(queue: RunQueue, *, holder: str, interval_s: float, lease_ms: int, force: bool = False) -> int:
+    """Send again the pending runs the queue lost, and the running runs whose
+    worker and entry are both gone. Returns how many were sent.
+
+    At most one worker sweeps per interval (a lock key), unless `force`.
+    """
+    if not force and not queue.redis.set(queue.keys.sweep_lock, holder, nx=True, px=int(interval_s * 1000)):
+        return 0
+    sent = _resend_pending(queue) + _resend_orphans(queue, lease_ms)
+    if sent:
+        logger.info("sweep re-sent runs", extra={"count": sent, "event": "sweep"})
+    return sent
+
+
+def _batches(statuses: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    batch = []
+    for run in selectors.redis_runs_in(statuses).iterator(chunk_size=SWEEP_BATCH):
+        batch.append(run)
+        if len(batch) == SWEEP_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _resend_pending(queue: RunQueue) -> int:
+    sent = 0
+    for batch in _batches((states.PENDING,)):
+        sent += queue.enqueue_many([(str(run.id), run_queue.entry_fields(run)) for run in batch])
+    return sent
+
+
+def _resend_orphans(queue: RunQueue, lease_ms: int) -> int:
+    check = queue.redis.register_script(_ORPHAN_CHECK)
+    sent = 0
+    for batch in _batches((states.RUNNING,)):
+        pipe = queue.redis.pipeline(transaction=False)
+        for run in batch:
+            run_id = str(run.id)
+            keys = queue.keys
+            check(
+                keys=[keys.guard(run_id), keys.stream, keys.lease(run_id), keys.orphan(run_id)],
+                args=[lease_ms],
+                client=pipe,
+            )
+        for run, orphaned in zip(batch, pipe.execute(), strict=True):
+            if orphaned and queue.enqueue(str(run.id), run_queue.entry_fields(run)):
+                logger.warning(
+                    "running run lost its worker and its queue entry: sent again",
+                    extra={"runId": str(run.id), "event": "orphan_resent"},
+                )
+                sent += 1
+    return sent
+
+
+def safe_sweep(queue: RunQueue, **kwargs: object) -> int:
+    try:
+        return sweep(queue, **kwargs)  # type: ignore[arg-type]
+    except redis.RedisError as exc:
+        logger.warning("sweep skipped: redis unreachable", extra={"reason": exc.__class__.__name__})
+        return 0

@@ -1,0 +1,454 @@
+"""The worker process: a fetch loop feeding N slot threads, a heartbeat that
+keeps their leases and a pub/sub listener that carries cancels.
+
+A run is executed only under its lease (`lease:{runId}`, renewed every third
+of WORKER_LEASE_SECONDS); every write carries the attempt number, so a worker
+that lost its lease cannot touch the run any more. The stream entry is
+acknowledged only once the run is final; a worker that dies leaves it pending
+in the consumer group, where another worker reclaims it (XAUTOCLAIM).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from runs import metrics, selectors, services, states
+from runs.exceptions import AttemptSuperseded, RunNotFound
+from runs.run_queue import Entry, RunQueue, run_queue
+from runs.worker import recovery
+from runs.worker.context import CANCELED, SHUTDOWN, SUPERSEDED, TIMEOUT, TaskContext, TaskStopped
+from runs.worker.tasks import TaskError, get_task
+
+logger = logging.getLogger("runs.worker")
+
+READ_BLOCK_MS = 500
+HAND_BACK_IDLE_MS = 10**9  # makes a handed-back entry look long abandoned: reclaimable at once
+DEPTH_INTERVAL_S = 5.0
+
+
+@dataclass
+class Slot:
+    entry: Entry
+    ctx: TaskContext
+    timer: threading.Timer | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        concurrency: int | None = None,
+        stream: str | None = None,
+        max_runs: int | None = None,
+    ) -> None:
+        self.concurrency = concurrency or settings.WORKER_CONCURRENCY
+        self.max_runs = max_runs
+        self.queue: RunQueue = run_queue(stream)
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.lease_ms = int(settings.WORKER_LEASE_SECONDS * 1000)
+        self.reclaimer = recovery.Reclaimer(self.queue, self.id, self.lease_ms)
+        self.slots: dict[str, Slot] = {}
+        self._slots_lock = threading.Lock()
+        self._inflight: set[Future[None]] = set()
+        self._slot_freed = threading.Event()
+        self._stopping = threading.Event()  # no new runs
+        self._closing = threading.Event()  # helper threads end
+        self._listening = threading.Event()  # subscribed to cancels
+        self._finished_runs = 0
+        self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="slot")
+
+    # ---- life cycle -------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT (or --max-runs), then hand back what is left."""
+        self._install_signal_handlers()
+        logger.info(
+            "worker started",
+            extra={"worker": self.id, "concurrency": self.concurrency, "stream": self.queue.keys.stream},
+        )
+        helpers = [
+            threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
+            threading.Thread(target=self._cancel_listener_loop, name="cancels", daemon=True),
+        ]
+        for thread in helpers:
+            thread.start()
+        try:
+            self._prepare_queue()
+            self._listening.wait(5)
+            logger.info("worker ready", extra={"worker": self.id})
+            self._fetch_loop()
+        finally:
+            self._shutdown()
+            self._closing.set()
+            for thread in helpers:
+                thread.join(timeout=3)
+            close_old_connections()
+            logger.info("worker stopped", extra={"worker": self.id})
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._slot_freed.set()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if self._stopping.is_set():
+                logger.warning("second signal: handing back runs now", extra={"worker": self.id})
+                self._hand_back_all()
+            self.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def _prepare_queue(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.queue.ensure_group(self.id)
+                self._sweep(force=True)
+                return
+            except redis.RedisError as exc:
+                logger.warning("redis unreachable, retrying", extra={"reason": exc.__class__.__name__})
+                self._stopping.wait(1.0)
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + settings.WORKER_SHUTDOWN_GRACE_SECONDS
+        while self._inflight and time.monotonic() < deadline:
+            self._slot_freed.clear()
+            self._slot_freed.wait(0.2)
+        if self._inflight:
+            self._hand_back_all()
+        self._executor.shutdown(wait=True)
+
+    def _hand_back_all(self) -> None:
+        with self._slots_lock:
+            slots = list(self.slots.values())
+        for slot in slots:
+            slot.ctx.request_stop(SHUTDOWN)
+
+    # ---- fetching ---------------------------------------------------------
+
+    def _fetch_loop(self) -> None:
+        keys = self.queue.keys
+        next_reclaim = next_sweep = next_depth = 0.0
+        while not self._stopping.is_set():
+            self._slot_freed.clear()  # before counting, so a slot freed meanwhile is not missed
+            free = self.concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_freed.wait(0.5)
+                continue
+            now = time.monotonic()
+            try:
+                if now >= next_reclaim:
+                    next_reclaim = now + settings.WORKER_LEASE_SECONDS / 2
+                    for entry in self.reclaimer.reclaim(free):
+                        self._submit(entry)
+                    free = self.concurrency - len(self._inflight)
+                if now >= next_sweep:
+                    next_sweep = now + settings.WORKER_SWEEP_INTERVAL_SECONDS
+                    self._sweep(force=False)
+                if now >= next_depth:
+                    next_depth = now + DEPTH_INTERVAL_S
+                    metrics.QUEUE_DEPTH.set(self.queue.depth())
+                if free <= 0:
+                    continue
+                response = self.queue.redis.xreadgroup(
+                    keys.group, self.id, {keys.stream: ">"}, count=free, block=READ_BLOCK_MS
+                )
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis lost the stream (a restart without persistence): rebuild and re-send.
+                logger.warning("consumer group missing: recreating it", extra={"worker": self.id})
+                self._prepare_queue()
+                continue
+            except redis.RedisError as exc:
+                logger.warning("redis unreachable", extra={"reason": exc.__class__.__name__})
+                self._stopping.wait(1.0)
+                continue
+            for _stream, messages in response or []:
+                for entry_id, fields in messages:
+                    try:
+                        self._submit(Entry.parse(entry_id, fields))
+                    except ValueError:
+                        logger.warning("unreadable queue entry dropped", extra={"entryId": entry_id})
+                        self.queue.redis.xack(keys.stream, keys.group, entry_id)
+
+    def _sweep(self, *, force: bool) -> None:
+        try:
+            recovery.safe_sweep(
+                self.queue,
+                holder=self.id,
+                interval_s=settings.WORKER_SWEEP_INTERVAL_SECONDS,
+                lease_ms=self.lease_ms,
+                force=force,
+            )
+        except DatabaseError as exc:
+            logger.warning("sweep skipped: database unreachable", extra={"reason": exc.__class__.__name__})
+        finally:
+            close_old_connections()
+
+    def _submit(self, entry: Entry) -> None:
+        future = self._executor.submit(self._execute, entry)
+        self._inflight.add(future)
+        future.add_done_callback(self._on_done)
+
+    def _on_done(self, future: Future[None]) -> None:
+        self._inflight.discard(future)
+        self._slot_freed.set()
+
+    # ---- one run ----------------------------------------------------------
+
+    def _execute(self, entry: Entry) -> None:
+        try:
+            self._execute_entry(entry)
+        except Exception:
+            # Leave the entry unacknowledged: it is reclaimed once the lease lapses.
+            logger.exception("run handling failed", extra={"runId": entry.run_id, "worker": self.id})
+            self._release(entry.run_id)
+        finally:
+            close_old_connections()
+
+    def _execute_entry(self, entry: Entry) -> None:
+        run_id = entry.run_id
+        if not self.queue.acquire_lease(run_id, self.id, self.lease_ms):
+            # Another worker is executing it (a duplicate entry): leave ours pending; it is
+            # reclaimed later and dropped once the run is final.
+            logger.info("run held by another worker", extra={"runId": run_id, "worker": self.id})
+            return
+        ctx = TaskContext(run_id, 0, entry.spec)
+        with self._slots_lock:
+            self.slots[run_id] = Slot(entry, ctx)
+        try:
+            self._run_attempt(entry, ctx)
+        finally:
+            with self._slots_lock:
+                slot = self.slots.pop(run_id, None)
+            if slot and slot.timer:
+                slot.timer.cancel()
+
+    def _run_attempt(self, entry: Entry, ctx: TaskContext) -> None:
+        run_id = entry.run_id
+        max_attempts = int(entry.spec.get("maxAttempts") or settings.WORKER_DEFAULT_MAX_ATTEMPTS)
+        try:
+            run = services.begin_attempt(run_id, max_attempts=max_attempts)
+        except (RunNotFound, services.RunFinished):
+            self.queue.finish(entry, self.id)  # canceled or deleted before it started
+            return
+        if run.is_final:  # attempts spent: failed with worker_lost
+            metrics.WORKER_RUNS_FINISHED.labels(outcome="worker_lost").inc()
+            self.queue.finish(entry, self.id)
+            return
+        ctx.attempt = run.attempt
+        ctx.spec = run.spec or {}
+        ctx.input = ctx.spec.get("input")
+        close_old_connections()
+        metrics.WORKER_RUNS_STARTED.inc()
+        if run.attempt == 1 and run.started_at is not None:
+            metrics.WORKER_START_DELAY_SECONDS.observe(
+                max(0.0, (timezone.now() - run.created_at).total_seconds())
+            )
+        self._arm_timeout(ctx)
+        metrics.WORKER_ACTIVE_SLOTS.inc()
+        try:
+            error = self._call_task(ctx)
+        finally:
+            metrics.WORKER_ACTIVE_SLOTS.dec()
+            with self._slots_lock:
+                slot = self.slots.get(run_id)
+            if slot and slot.timer:
+                slot.timer.cancel()
+        outcome = self._record_outcome(ctx, error)
+        metrics.WORKER_RUNS_FINISHED.labels(outcome=outcome).inc()
+        self._finished_runs += 1
+        if self.max_runs and self._finished_runs >= self.max_runs:
+            self.stop()
+        if outcome == SUPERSEDED:
+            return  # not ours any more: no ack, no lease to give back
+        if outcome == SHUTDOWN:
+            self._hand_back(entry)
+            return
+        self.queue.finish(entry, self.id)
+
+    def _call_task(self, ctx: TaskContext) -> dict[str, Any] | None:
+        """Run the task; the run's error when it failed, else None."""
+        name = str(ctx.spec.get("task", ""))
+        func = get_task(name)
+        if func is None:
+            return {"code": "unknown_task", "message": f"no task named {name!r} on this worker"}
+        if ctx.canceled:
+            return None
+        try:
+            func(ctx.input, ctx)
+        except TaskStopped:
+            return None
+        except TaskError as exc:
+            return {"code": exc.code, "message": str(exc)[:4000], **exc.fields}
+        except Exception as exc:
+            if ctx.canceled:
+                return None
+            logger.exception("task raised", extra={"runId": ctx.run_id, "task": name})
+            return {"code": "task_error", "message": f"{type(exc).__name__}: {exc}"[:4000]}
+        finally:
+            close_old_connections()
+        return None
+
+    def _record_outcome(self, ctx: TaskContext, error: dict[str, Any] | None) -> str:
+        """Write the run's end unless a stop already decided it; the outcome's name."""
+        reason = ctx.stop_reason
+        if reason in (CANCELED, SUPERSEDED, SHUTDOWN):
+            return reason
+        if reason == TIMEOUT:
+            self._fail_timeout(ctx)  # normally done by the timer already
+            return TIMEOUT
+        status = states.FAILED if error else states.COMPLETED
+        try:
+            services.finish_attempt(ctx.run_id, ctx.attempt, status, error=error)
+        except services.RunFinished:
+            return CANCELED  # canceled (or timed out) while finishing
+        except AttemptSuperseded:
+            return SUPERSEDED
+        finally:
+            close_old_connections()
+        return status
+
+    def _arm_timeout(self, ctx: TaskContext) -> None:
+        seconds = ctx.spec.get("timeoutSeconds")
+        if not seconds:
+            return
+
+        def expire() -> None:
+            if ctx.canceled:
+                return
+            # Fail first, then stop: once the task returns the worker must find the run final.
+            self._fail_timeout(ctx)
+            ctx.request_stop(TIMEOUT)
+
+        timer = threading.Timer(float(seconds), expire)
+        timer.daemon = True
+        with self._slots_lock:
+            slot = self.slots.get(ctx.run_id)
+            if slot is None:
+                return
+            slot.timer = timer
+        timer.start()
+
+    def _fail_timeout(self, ctx: TaskContext) -> None:
+        seconds = ctx.spec.get("timeoutSeconds")
+        try:
+            services.fail_run(
+                ctx.run_id, "timeout", f"the run exceeded timeoutSeconds ({seconds})", attempt=ctx.attempt
+            )
+        except (services.RunFinished, AttemptSuperseded):
+            pass
+        except DatabaseError:
+            logger.exception("could not record the timeout", extra={"runId": ctx.run_id})
+        finally:
+            close_old_connections()
+
+    def _hand_back(self, entry: Entry) -> None:
+        """Shutting down mid-run: make the entry reclaimable now by another worker."""
+        keys = self.queue.keys
+        try:
+            self.queue.redis.xclaim(
+                keys.stream, keys.group, self.id, 0, [entry.entry_id], idle=HAND_BACK_IDLE_MS, justid=True
+            )
+        finally:
+            self._release(entry.run_id)
+        logger.info("run handed back", extra={"runId": entry.run_id, "worker": self.id})
+
+    def _release(self, run_id: str) -> None:
+        try:
+            self.queue.release_lease(run_id, self.id)
+        except redis.RedisError:
+            logger.warning("lease not released (it lapses)", extra={"runId": run_id})
+
+    # ---- heartbeat and cancels -------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        interval = settings.WORKER_LEASE_SECONDS / 3
+        while not self._closing.wait(interval):
+            with self._slots_lock:
+                slots = [slot for slot in self.slots.values() if not slot.ctx.canceled]
+            if not slots:
+                continue
+            try:
+                self._renew(slots)
+            except redis.RedisError as exc:
+                # Keep working: nobody can take the runs over while Redis is away either.
+                logger.warning("heartbeat failed", extra={"reason": exc.__class__.__name__})
+            try:
+                self._check_database(slots)
+            except DatabaseError as exc:
+                logger.warning("status check failed", extra={"reason": exc.__class__.__name__})
+            finally:
+                close_old_connections()
+
+    def _renew(self, slots: list[Slot]) -> None:
+        held = [(slot.ctx.run_id, slot.entry.entry_id) for slot in slots]
+        renewed = self.queue.renew_leases(held, self.id, self.lease_ms)
+        for slot, kept in zip(slots, renewed, strict=True):
+            if not kept:
+                logger.warning("lease taken by another worker: stopping", extra={"runId": slot.ctx.run_id})
+                slot.ctx.request_stop(SUPERSEDED)
+
+    def _check_database(self, slots: list[Slot]) -> None:
+        """The slow path behind pub/sub: a cancel or takeover the listener missed."""
+        current = selectors.statuses_of([slot.ctx.run_id for slot in slots])
+        for slot in slots:
+            status, attempt = current.get(slot.ctx.run_id, (states.CANCELED, slot.ctx.attempt))
+            if slot.ctx.attempt and attempt != slot.ctx.attempt:
+                slot.ctx.request_stop(SUPERSEDED)
+            elif status == states.CANCELED:
+                slot.ctx.request_stop(CANCELED)
+
+    def _cancel_listener_loop(self) -> None:
+        channel = self.queue.keys.cancel_channel
+        while not self._closing.is_set():
+            pubsub = self.queue.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(channel)
+                self._listening.set()
+                self._check_cancel_flags()  # whatever was announced while we were not listening
+                while not self._closing.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and message.get("type") == "message":
+                        self._cancel(str(message["data"]))
+            except redis.RedisError as exc:
+                logger.warning("cancel listener reconnecting", extra={"reason": exc.__class__.__name__})
+                self._closing.wait(1.0)
+            finally:
+                pubsub.close()
+
+    def _check_cancel_flags(self) -> None:
+        with self._slots_lock:
+            run_ids = list(self.slots)
+        if not run_ids:
+            return
+        flags = self.queue.redis.mget([self.queue.keys.cancel_flag(run_id) for run_id in run_ids])
+        for run_id, flag in zip(run_ids, flags, strict=True):
+            if flag:
+                self._cancel(run_id)
+
+    def _cancel(self, run_id: str) -> None:
+        with self._slots_lock:
+            slot = self.slots.get(run_id)
+        if slot and slot.ctx.request_stop(CANCELED):
+            logger.info("run canceled: stopping its task", extra={"runId": run_id, "worker": self.id})
