@@ -164,3 +164,20 @@ LOGGING = {
 # Scoped run tokens (runs.tokens).
 STREAM_TOKEN_TTL_SECONDS = env_int("STREAM_TOKEN_TTL_SECONDS", 300, minimum=10)
 WORKER_TOKEN_TTL_SECONDS = env_int("WORKER_TOKEN_TTL_SECONDS", 7 * 24 * 3600, minimum=60)
+
+# --- Event stream (runs.stream) ---
+# Keep-alive comment interval while a stream is idle; `retry:` sent first.
+SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0)
+SSE_RETRY_MS = env_int("SSE_RETRY_MS", 2000, minimum=0)
+SSE_DEFAULT_REPLAY = env_int("SSE_DEFAULT_REPLAY", 10, minimum=0)
+# How often every followed run is re-read without a wake-up; negative means
+# automatic: off on PostgreSQL (LISTEN wakes), 1 s elsewhere (SQLite).
+SSE_POLL_SECONDS = env_float("SSE_POLL_SECONDS", -1.0)
+# Checkpoints read per query, and stream reads in flight at once per process
+# (each borrows a pooled connection for milliseconds).
+SSE_BATCH_SIZE = env_int("SSE_BATCH_SIZE", 500, minimum=1)
+SSE_DB_CONCURRENCY = env_int("SSE_DB_CONCURRENCY", 2, minimum=1)
+# Frames queued for one slow client before its stream is closed (it resumes).
+SSE_MAX_BUFFERED_EVENTS = env_int("SSE_MAX_BUFFERED_EVENTS", 5000, minimum=10)
+SSE_LISTEN_MAX_BACKOFF_SECONDS = env_float("SSE_LISTEN_MAX_BACKOFF_SECONDS", 5.0)
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"].append("runs.stream.openapi.add_event_stream")
