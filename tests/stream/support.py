@@ -73,12 +73,15 @@ def read_events(
     stop: Callable[[ServerSentEvent], bool] | None = None,
     on_event: Callable[[ServerSentEvent], None] | None = None,
 ) -> list[ServerSentEvent]:
-    """Events until the server closes the stream, or until `stop(event)` is true."""
+    """Events until the server closes the stream, or until `stop(event)` is true;
+    no events at all when the server answers 204 (a finished run, nothing newer)."""
     events: list[ServerSentEvent] = []
     with httpx.Client(timeout=TIMEOUT) as client:
         with connect_sse(
             client, "GET", f"{server.url}/runs/{run_id}/events", params=params, headers=dict(headers or {})
         ) as source:
+            if source.response.status_code == 204:
+                return events
             assert source.response.status_code == 200, source.response.read()
             for event in source.iter_sse():
                 if event.retry is not None and not event.data:
