@@ -257,12 +257,16 @@ class Hub:
             self.loop.call_soon_threadsafe(self.wake, run_id)
 
     # --- shutdown ----------------------------------------------------------
-    def begin_shutdown(self) -> None:
-        """Close every stream so that clients reconnect elsewhere with their Last-Event-ID."""
-        self.closing = True
+    def close_all(self) -> None:
+        """End every open stream after what is queued; clients resume with their Last-Event-ID."""
         for tail in list(self.tails.values()):
             for subscriber in list(tail.subscribers):
                 subscriber.close()
+
+    def begin_shutdown(self) -> None:
+        """Close every stream so that clients reconnect elsewhere with their Last-Event-ID."""
+        self.closing = True
+        self.close_all()
         for task in self.background:
             task.cancel()
 
