@@ -92,6 +92,17 @@ class Server:
         ).stdout
         return [int(pid) for pid in out.split()]
 
+    def worker_threads(self) -> int:
+        total = 0
+        for pid in self.worker_pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("Threads:"):
+                        total += int(line.split()[1])
+            except FileNotFoundError:
+                continue
+        return total
+
     def workers_rss_bytes(self) -> int:
         total = 0
         for pid in self.worker_pids():

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -93,6 +93,7 @@ async def _events(hub: Hub, subscriber: Subscriber, head: bytes) -> AsyncIterato
     metrics.EVENT_STREAMS_OPEN.inc()
     try:
         yield head
+        release_request_thread()
         hub.subscribe(subscriber)
         while True:
             if not subscriber.frames and not subscriber.done:
@@ -114,6 +115,27 @@ async def _events(hub: Hub, subscriber: Subscriber, head: bytes) -> AsyncIterato
     finally:
         hub.unsubscribe(subscriber)
         metrics.EVENT_STREAMS_OPEN.dec()
+
+
+def release_request_thread() -> None:
+    """Let this request's sync thread go while its stream stays open.
+
+    Django runs a request's sync work (its request_started receivers, here)
+    on a one-thread executor kept until the request ends. A stream lives for
+    hours, so thousands of streams would park thousands of threads, which
+    measurably slows every other request of the process. Nothing in the
+    stream needs that thread; a later sync call of this request (the
+    request_finished receivers) gets a fresh one. An executor that the
+    server's handler supplied and reuses is left to its owner.
+    """
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None:
+        return
+    executor = SyncToAsync.context_to_thread_executor.get(context)
+    if executor is None or getattr(context, "_executor", None) is executor:
+        return
+    del SyncToAsync.context_to_thread_executor[context]
+    executor.shutdown(wait=False)
 
 
 @csrf_exempt

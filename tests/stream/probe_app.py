@@ -84,6 +84,10 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _answer(send, b"{}")
     elif path == "/_test/report":
         await _answer(send, json.dumps(_report[0] if _report else None).encode())
+    elif path == "/_test/threads":
+        import threading
+
+        await _answer(send, json.dumps([t.name for t in threading.enumerate()]).encode())
     elif path == "/_test/requests":
         await _answer(send, json.dumps(_requests).encode())
     else:
