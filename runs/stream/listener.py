@@ -68,6 +68,13 @@ def release_connection() -> None:
     connection.close()
 
 
+def load_run(run_id: uuid.UUID) -> Run | None:
+    try:
+        return Run.objects.filter(pk=run_id).first()
+    finally:
+        release_connection()
+
+
 def read_tail(run_id: uuid.UUID, since: datetime | None, limit: int) -> TailRead | None:
     """The run, then its checkpoints after `since`.
 
@@ -171,10 +178,7 @@ class RunTail:
                     break
                 since = None if any(s.pos is None for s in subscribers) else min(s.pos for s in subscribers)  # type: ignore[type-var]
                 try:
-                    async with self.hub.db_slots:
-                        read = await sync_to_async(read_tail, thread_sensitive=False)(
-                            self.run_id, since, self.hub.batch_size
-                        )
+                    read = await self.hub.db(read_tail, self.run_id, since, self.hub.batch_size)
                 except Exception:
                     failures += 1
                     logger.warning(
@@ -210,6 +214,28 @@ class Hub:
     listening: bool = False
     closing: bool = False
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    run_loads: dict[uuid.UUID, asyncio.Task[Run | None]] = field(default_factory=dict)
+
+    async def db(self, func: Any, *args: Any) -> Any:
+        """Run a sync ORM read off the loop; at most `db_slots` at once."""
+        async with self.db_slots:
+            return await sync_to_async(func, thread_sensitive=False)(*args)
+
+    async def run_snapshot(self, run_id: uuid.UUID) -> Run | None:
+        """The run as one read in flight finds it, shared by every stream
+        opening on it meanwhile (a reconnect storm costs one query per run).
+
+        Sharing a read that began before the caller arrived is safe: a final
+        status never changes, and anything newer than the snapshot reaches
+        the stream through its tail's reads.
+        """
+        pending = self.run_loads.get(run_id)
+        if pending is None:
+            # A task of its own: a caller that goes away must not cancel the
+            # read the others are waiting for.
+            pending = self.run_loads[run_id] = self.loop.create_task(self.db(load_run, run_id))
+            pending.add_done_callback(lambda _: self.run_loads.pop(run_id, None))
+        return await asyncio.shield(pending)
 
     # --- subscribers -------------------------------------------------------
     def subscribe(self, subscriber: Subscriber) -> None:

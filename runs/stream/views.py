@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from runs import metrics
 from runs.api.errors import error_response
 from runs.exceptions import BadParameter, OrchestratorError, RunNotFound
-from runs.models import Checkpoint, Run
+from runs.models import Checkpoint
 from runs.stream import sse
 from runs.stream.listener import Hub, Subscriber, get_hub, observe_delivery, release_connection
 from runs.wire import parse_ts, run_to_wire
@@ -63,28 +63,53 @@ def _resume_point(request: HttpRequest) -> datetime | None:
         raise BadParameter(name, "must be a checkpoint ts (RFC 3339 timestamp)") from None
 
 
-def open_stream(run_id: str, resume: datetime | None, replay: int) -> StreamStart | None:
+def replay_start(run_id: uuid.UUID, replay: int) -> datetime | None:
+    """The (replay+1)-th newest checkpoint's ts: the last `replay` come after it."""
+    try:
+        newest = Checkpoint.objects.filter(run_id=run_id).order_by("-ts").values_list("ts", flat=True)
+        return newest[replay : replay + 1].first()
+    finally:
+        release_connection()
+
+
+async def open_stream(hub: Hub, run_id: str, resume: datetime | None, replay: int) -> StreamStart | None:
     """Where a new stream starts; None when a final run has nothing after the resume point."""
     try:
         pk = uuid.UUID(run_id)
     except ValueError:
         raise RunNotFound() from None
-    try:
-        run = Run.objects.filter(pk=pk).first()
-        if run is None:
-            raise RunNotFound()
-        if resume is not None:
-            if run.is_final and (run.last_checkpoint_ts is None or run.last_checkpoint_ts <= resume):
-                return None
-            pos: datetime | None = resume
-        else:
-            # The (replay+1)-th newest checkpoint: the last `replay` come after it.
-            newest = Checkpoint.objects.filter(run_id=pk).order_by("-ts").values_list("ts", flat=True)
-            pos = newest[replay : replay + 1].first()
-    finally:
-        release_connection()
+    run = await hub.run_snapshot(pk)
+    if run is None:
+        raise RunNotFound()
+    if resume is not None:
+        if run.is_final and (run.last_checkpoint_ts is None or run.last_checkpoint_ts <= resume):
+            return None
+        pos: datetime | None = resume
+    else:
+        pos = await hub.db(replay_start, pk, replay)
     hello = sse.event("hello", {"runId": str(run.id), "run": run_to_wire(run)})
     return StreamStart(run_id=pk, status=run.status, pos=pos, hello=hello)
+
+
+def release_request_thread() -> None:
+    """Let this request's sync thread go while its stream stays open.
+
+    Django runs a request's sync work (its request_started receivers, here)
+    on a one-thread executor kept until the request ends. A stream lives for
+    hours, so thousands of streams would park thousands of threads, which
+    measurably slows every other request of the process. Nothing in the
+    stream needs that thread; a later sync call of this request (the
+    request_finished receivers) gets a fresh one. An executor that the
+    server's handler supplied and reuses is left to its owner.
+    """
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None:
+        return
+    executor = SyncToAsync.context_to_thread_executor.get(context)
+    if executor is None or getattr(context, "_executor", None) is executor:
+        return
+    del SyncToAsync.context_to_thread_executor[context]
+    executor.shutdown(wait=False)
 
 
 async def _events(hub: Hub, subscriber: Subscriber, head: bytes) -> AsyncIterator[bytes]:
@@ -117,27 +142,6 @@ async def _events(hub: Hub, subscriber: Subscriber, head: bytes) -> AsyncIterato
         metrics.EVENT_STREAMS_OPEN.dec()
 
 
-def release_request_thread() -> None:
-    """Let this request's sync thread go while its stream stays open.
-
-    Django runs a request's sync work (its request_started receivers, here)
-    on a one-thread executor kept until the request ends. A stream lives for
-    hours, so thousands of streams would park thousands of threads, which
-    measurably slows every other request of the process. Nothing in the
-    stream needs that thread; a later sync call of this request (the
-    request_finished receivers) gets a fresh one. An executor that the
-    server's handler supplied and reuses is left to its owner.
-    """
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is None:
-        return
-    executor = SyncToAsync.context_to_thread_executor.get(context)
-    if executor is None or getattr(context, "_executor", None) is executor:
-        return
-    del SyncToAsync.context_to_thread_executor[context]
-    executor.shutdown(wait=False)
-
-
 @csrf_exempt
 async def run_events(request: HttpRequest, run_id: str) -> HttpResponse:
     if request.method != "GET":
@@ -146,8 +150,7 @@ async def run_events(request: HttpRequest, run_id: str) -> HttpResponse:
         resume = _resume_point(request)
         replay = _replay_count(request)
         hub = get_hub()
-        async with hub.db_slots:
-            start = await sync_to_async(open_stream, thread_sensitive=False)(run_id, resume, replay)
+        start = await open_stream(hub, run_id, resume, replay)
     except OrchestratorError as exc:
         return error_response(exc.status_code, exc.message, exc.code, exc.details, extra=exc.extra)
     if start is None:
