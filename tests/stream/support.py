@@ -84,8 +84,10 @@ def read_events(
                 return events
             assert source.response.status_code == 200, source.response.read()
             for event in source.iter_sse():
-                if event.retry is not None and not event.data:
-                    continue  # the leading `retry:` block
+                if not event.data:
+                    # The leading `retry:` block, or a keep-alive comment that
+                    # httpx-sse reports as an empty event once an id was seen.
+                    continue
                 events.append(event)
                 if on_event:
                     on_event(event)
