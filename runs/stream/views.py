@@ -124,7 +124,9 @@ async def _events(hub: Hub, subscriber: Subscriber, head: bytes) -> AsyncIterato
             if not subscriber.frames and not subscriber.done:
                 subscriber.ready.clear()
                 try:
-                    await asyncio.wait_for(subscriber.ready.wait(), keepalive)
+                    # A timer, not wait_for's extra task per wait: thousands of these idle.
+                    async with asyncio.timeout(keepalive):
+                        await subscriber.ready.wait()
                 except TimeoutError:
                     yield sse.KEEP_ALIVE
                     continue
