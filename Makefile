@@ -49,3 +49,10 @@ bench-ingest: $(BIN)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# --- Event stream ---
+.PHONY: bench-stream
+## Event stream fan-out (2,000 subscribers) and resume storm (1,000 reconnects).
+bench-stream: $(BIN)/.installed-dev
+	$(BIN)/python bench/stream_fanout
+	$(BIN)/python bench/resume_storm
