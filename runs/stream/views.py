@@ -23,7 +23,7 @@ from runs.api.errors import error_response
 from runs.exceptions import BadParameter, OrchestratorError, RunNotFound
 from runs.models import Checkpoint
 from runs.stream import sse
-from runs.stream.listener import Hub, Subscriber, get_hub, observe_delivery, release_connection
+from runs.stream.listener import Hub, Subscriber, get_hub, load_run, observe_delivery, release_connection
 from runs.wire import parse_ts, run_to_wire
 
 MAX_REPLAY = 1000
@@ -79,6 +79,9 @@ async def open_stream(hub: Hub, run_id: str, resume: datetime | None, replay: in
     except ValueError:
         raise RunNotFound() from None
     run = await hub.run_snapshot(pk)
+    if run is None:
+        # A shared read may have begun before this run was created; a 404 must not.
+        run = await hub.db(load_run, pk)
     if run is None:
         raise RunNotFound()
     if resume is not None:
