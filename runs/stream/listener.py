@@ -15,6 +15,7 @@ Elsewhere (SQLite) in-process wake-ups after commit plus a short poll do it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import signal
 import threading
@@ -66,6 +67,14 @@ def checkpoint_frame(checkpoint: Checkpoint) -> bytes:
 def release_connection() -> None:
     """Give this thread's database connection back (to the pool on PostgreSQL)."""
     connection.close()
+
+
+def drop_broken_connections() -> None:
+    """After a failed read. A database restart leaves every pooled connection
+    dead; test them all at once rather than failing once per dead one."""
+    pool = getattr(connection, "pool", None) if connection.vendor == "postgresql" else None
+    if pool is not None:
+        pool.check()
 
 
 def load_run(run_id: uuid.UUID) -> Run | None:
@@ -164,7 +173,7 @@ class RunTail:
     def wake(self) -> None:
         self.dirty = True
         if self.task is None:
-            self.task = self.hub.loop.create_task(self._drain())
+            self.task = self.hub.spawn(self._drain())
 
     async def _drain(self) -> None:
         failures = 0
@@ -185,6 +194,10 @@ class RunTail:
                         "event stream read failed", exc_info=True, extra={"runId": str(self.run_id)}
                     )
                     self.dirty = True
+                    try:
+                        await self.hub.db(drop_broken_connections)
+                    except Exception:
+                        logger.warning("database unreachable for event streams", exc_info=True)
                     await asyncio.sleep(min(0.05 * 2**failures, 5.0))
                     continue
                 failures = 0
@@ -216,6 +229,11 @@ class Hub:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     run_loads: dict[uuid.UUID, asyncio.Task[Run | None]] = field(default_factory=dict)
 
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A task serving every stream, so not in the context (request id) of
+        whichever request happened to start it."""
+        return self.loop.create_task(coro, context=contextvars.Context())
+
     async def db(self, func: Any, *args: Any) -> Any:
         """Run a sync ORM read off the loop; at most `db_slots` at once."""
         async with self.db_slots:
@@ -233,7 +251,7 @@ class Hub:
         if pending is None:
             # A task of its own: a caller that goes away must not cancel the
             # read the others are waiting for.
-            pending = self.run_loads[run_id] = self.loop.create_task(self.db(load_run, run_id))
+            pending = self.run_loads[run_id] = self.spawn(self.db(load_run, run_id))
             pending.add_done_callback(lambda _: self.run_loads.pop(run_id, None))
         return await asyncio.shield(pending)
 
@@ -387,12 +405,12 @@ def get_hub() -> Hub:
         )
         if connection.vendor == "postgresql":
             listen = hub.listen_forever(listener_params(), settings.SSE_LISTEN_MAX_BACKOFF_SECONDS)
-            hub.background.append(loop.create_task(listen))
+            hub.background.append(hub.spawn(listen))
         else:
             notify.add_local_listener(hub.wake_threadsafe)
         interval = poll_interval()
         if interval > 0:
-            hub.background.append(loop.create_task(hub.poll_forever(interval)))
+            hub.background.append(hub.spawn(hub.poll_forever(interval)))
         _install_shutdown_hook(hub)
         _hub = hub
         return hub

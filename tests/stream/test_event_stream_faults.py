@@ -220,3 +220,40 @@ def test_a_server_shutdown_closes_open_streams_cleanly(tmp_path, serve):
         assert time.monotonic() - started < 10
 
     assert events == ["hello", "checkpoint", "checkpoint"]
+
+
+def _terminate_other_backends() -> int:
+    """What a PostgreSQL restart does to the server: every connection but ours dies."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_after_every_server_connection_is_dropped_streams_carry_on(stream_app):
+    run_id = new_run()
+    services.set_run_status(run_id, "running")
+    received: list[int] = []
+
+    def on_event(event):  # type: ignore[no-untyped-def]
+        if event.event == "hello":
+            wait_for(lambda: stats(stream_app)["listening"], what="the listener to be up")
+            old = _listener_pids()
+            assert _terminate_other_backends() >= 1
+            append(run_id, 3)
+            wait_for(lambda: _listener_pids() - old, what="a new LISTEN connection")
+        elif event.event == "checkpoint":
+            received.append(event.json()["seq"])
+            if event.json()["seq"] == 3:
+                append(run_id, 3)
+
+    read_events(
+        stream_app, run_id, on_event=on_event, stop=lambda e: e.event == "checkpoint" and e.json()["seq"] == 6
+    )
+
+    assert received == list(range(1, 7))
+    # The server's pool recovered too: a new stream opens and replays from the table.
+    assert [e.json()["seq"] for e in read_events(stream_app, run_id, stop=lambda e: e.event == "checkpoint"
+            and e.json()["seq"] == 6) if e.event == "checkpoint"] == [1, 2, 3, 4, 5, 6]  # fmt: skip
