@@ -64,3 +64,10 @@ worker: migrate
 
 bench-workers: $(BIN)/.installed-dev
 	$(BIN)/python bench/worker_throughput
+
+# --- Event stream ---
+.PHONY: bench-stream
+## Event stream fan-out (2,000 subscribers) and resume storm (1,000 reconnects).
+bench-stream: $(BIN)/.installed-dev
+	$(BIN)/python bench/stream_fanout
+	$(BIN)/python bench/resume_storm
