@@ -65,6 +65,13 @@ worker: migrate
 bench-workers: $(BIN)/.installed-dev
 	$(BIN)/python bench/worker_throughput
 
+# --- Event stream ---
+.PHONY: bench-stream
+## Event stream fan-out (2,000 subscribers) and resume storm (1,000 reconnects).
+bench-stream: $(BIN)/.installed-dev
+	$(BIN)/python bench/stream_fanout
+	$(BIN)/python bench/resume_storm
+
 ## Retention and admin figures (docs/performance.md, "Operations").
 bench-ops: $(BIN)/.installed-dev
 	$(BIN)/python bench/ops

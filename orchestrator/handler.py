@@ -25,6 +25,12 @@ class PooledThreadASGIHandler(ASGIHandler):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        if scope["path"].endswith("/events"):
+            # An event stream lasts hours: Django's own per-request executor,
+            # which the stream lets go once it is open (runs.stream.views),
+            # instead of a pooled thread parked for all that time.
+            await super().__call__(scope, receive, send)
+            return
         executor = self._idle.pop() if self._idle else ThreadPoolExecutor(1, thread_name_prefix="request")
         try:
             async with ThreadSensitiveContext(executor=executor):

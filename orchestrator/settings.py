@@ -140,6 +140,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "runs.api.openapi.add_wire_schemas",
+        "runs.stream.openapi.add_event_stream",
     ],
 }
 
@@ -304,6 +305,22 @@ WORKER_SWEEP_INTERVAL_SECONDS = env_float("WORKER_SWEEP_INTERVAL_SECONDS", 30.0)
 WORKER_TASK_MODULES = env_list("WORKER_TASK_MODULES", "")
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)
 WORKER_COMMAND_PASS_ENV = env_list("WORKER_COMMAND_PASS_ENV", "PATH,HOME,LANG,LC_ALL,TZ")
+
+# --- Event stream (runs.stream) ---
+# Keep-alive comment interval while a stream is idle; `retry:` sent first.
+SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0)
+SSE_RETRY_MS = env_int("SSE_RETRY_MS", 2000, minimum=0)
+SSE_DEFAULT_REPLAY = env_int("SSE_DEFAULT_REPLAY", 10, minimum=0)
+# How often every followed run is re-read without a wake-up; negative means
+# automatic: off on PostgreSQL (LISTEN wakes), 1 s elsewhere (SQLite).
+SSE_POLL_SECONDS = env_float("SSE_POLL_SECONDS", -1.0)
+# Checkpoints read per query, and stream reads in flight at once per process
+# (each borrows a pooled connection for milliseconds).
+SSE_BATCH_SIZE = env_int("SSE_BATCH_SIZE", 500, minimum=1)
+SSE_DB_CONCURRENCY = env_int("SSE_DB_CONCURRENCY", 2, minimum=1)
+# Frames queued for one slow client before its stream is closed (it resumes).
+SSE_MAX_BUFFERED_EVENTS = env_int("SSE_MAX_BUFFERED_EVENTS", 5000, minimum=10)
+SSE_LISTEN_MAX_BACKOFF_SECONDS = env_float("SSE_LISTEN_MAX_BACKOFF_SECONDS", 5.0)
 
 
 # --- Operations: admin static files ---

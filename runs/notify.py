@@ -2,7 +2,9 @@
 
 On PostgreSQL the wake-up is a NOTIFY sent inside the writing transaction, so
 it is delivered when, and only if, the change commits, to every server
-process. Elsewhere (SQLite) in-process listeners are called after commit.
+process (NOTIFYs of one transaction with the same payload are folded into
+one). Elsewhere (SQLite) in-process listeners are called after commit; other
+processes' writes are then found by the stream's short poll.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ def run_changed(run_id: str) -> None:
     """Announce that a run or its checkpoints changed; call inside the write's transaction."""
     run_id = str(run_id)
     if connection.vendor == "postgresql":
+        # Delivered to every process's listener, this one included, so the
+        # in-process call below would only be a second wake-up for the same commit.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, run_id])
+        return
     transaction.on_commit(lambda: _call_local(run_id))

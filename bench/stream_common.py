@@ -1,0 +1,357 @@
+"""What the event-stream benchmarks share: a scratch PostgreSQL database, the
+server under gunicorn with 2 uvicorn workers, a lean raw-socket SSE client,
+a paced checkpoint writer in its own process, and server-side samplers
+(worker RSS, PostgreSQL connections). Benchmarks print figures; they assert
+nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def raise_fd_limit(wanted: int = 16384) -> None:
+    """Thousands of sockets on each side; children (the server) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def server_env(db_url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": db_url,
+            "SECRET_KEY": env.get("SECRET_KEY", "bench-only-secret"),
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "orchestrator.settings",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def fresh_database(name: str) -> str:
+    """Drop and create `name`, migrate it, and return its URL."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = database_url(name)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT, env=server_env(url), check=True,
+    )  # fmt: skip
+    return url
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True, check=False
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def worker_threads(self) -> int:
+        total = 0
+        for pid in self.worker_pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("Threads:"):
+                        total += int(line.split()[1])
+            except FileNotFoundError:
+                continue
+        return total
+
+    def workers_rss_bytes(self) -> int:
+        total = 0
+        for pid in self.worker_pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except FileNotFoundError:
+                continue
+        return total
+
+
+@contextmanager
+def gunicorn(db_url: str, *, workers: int = 2, **extra_env: str) -> Iterator[Server]:
+    """The app under gunicorn + uvicorn workers, as `make run` serves it."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "orchestrator.asgi:application",
+         "-c", str(ROOT / "orchestrator" / "gunicorn.conf.py"),
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--backlog", "4096"],
+        cwd=ROOT, env=server_env(db_url, **extra_env), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    server = Server(f"http://127.0.0.1:{port}", port, proc)
+    try:
+        _wait_healthy(port, proc)
+        yield server
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("server exited during start-up")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("server did not become healthy")
+
+
+def create_runs(url: str, count: int) -> list[str]:
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        ids = []
+        for _ in range(count):
+            response = client.post("/runs?mode=redis", json={"spec": {"task": "sleep", "input": {}}})
+            response.raise_for_status()
+            ids.append(response.json()["runId"])
+            client.patch(f"/runs/{ids[-1]}", json={"status": "running"}).raise_for_status()
+        return ids
+
+
+def pg_connections(db_name: str) -> int:
+    """Server connections to the benchmark database (this sampler's own excluded)."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [db_name],
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+class ConnectionSampler:
+    """Highest number of server connections to the database seen while running."""
+
+    def __init__(self, db_name: str, every: float = 0.25) -> None:
+        self.db_name, self.every, self.peak = db_name, every, 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            count = await asyncio.to_thread(pg_connections, self.db_name)
+            self.peak = max(self.peak, count)
+            await asyncio.sleep(self.every)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> int:
+        if self._task:
+            self._task.cancel()
+        return self.peak
+
+
+# --- a lean SSE subscriber over a raw socket --------------------------------
+@dataclass
+class Subscriber:
+    run_id: str
+    port: int
+    replay: int = 0
+    last_id: str | None = None
+    seqs: list[int] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    hello: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False
+    status: int | None = None
+    on_checkpoint: Callable[[Subscriber, int], None] | None = None
+    _writer: asyncio.StreamWriter | None = None
+
+    async def run(self) -> None:
+        """One connection: read until the server closes it or `drop()` is called."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self._writer = writer
+        headers = f"Last-Event-ID: {self.last_id}\r\n" if self.last_id else ""
+        writer.write(
+            f"GET /runs/{self.run_id}/events?replay={self.replay} HTTP/1.1\r\nHost: bench\r\n"
+            f"Accept: text/event-stream\r\n{headers}\r\n".encode()
+        )
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.status = int(head.split(b" ", 2)[1])
+            if self.status != 200:
+                self.hello.set()
+                return
+            buffer = b""
+            while True:
+                size_line = await reader.readuntil(b"\r\n")
+                size = int(size_line.strip().split(b";")[0], 16)
+                chunk = await reader.readexactly(size + 2)
+                if size == 0:
+                    return
+                buffer += chunk[:-2]
+                *blocks, buffer = buffer.split(b"\n\n")
+                for block in blocks:
+                    self._event(block)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            return
+        finally:
+            writer.close()
+
+    def _event(self, block: bytes) -> None:
+        name = event_id = data = None
+        for line in block.split(b"\n"):
+            if line.startswith(b"event: "):
+                name = line[7:]
+            elif line.startswith(b"id: "):
+                event_id = line[4:].decode()
+            elif line.startswith(b"data: "):
+                data = line[6:]
+        if name == b"checkpoint" and data is not None:
+            body = json.loads(data)
+            self.seqs.append(body["seq"])
+            sent = (body.get("data") or {}).get("sent")
+            if sent:
+                self.latencies.append(time.time() - sent)
+            self.last_id = event_id
+            if self.on_checkpoint:
+                self.on_checkpoint(self, body["seq"])
+        elif name == b"hello":
+            self.hello.set()
+        elif name == b"end":
+            self.ended = True
+            self.last_id = event_id
+
+    def drop(self) -> None:
+        if self._writer is not None:
+            self._writer.transport.abort()
+
+
+def lost_and_duplicates(seqs: list[int], expected: int) -> tuple[int, int]:
+    unique = set(seqs)
+    lost = len(set(range(1, expected + 1)) - unique)
+    return lost, len(seqs) - len(unique)
+
+
+# --- a paced writer in its own process ---------------------------------------
+def _writer_main(port: int, run_ids: list[str], rate: float, seconds: float, out: Any) -> None:
+    import httpx
+
+    async def main() -> dict[str, Any]:
+        counts = dict.fromkeys(run_ids, 0)
+        post_latency: list[float] = []
+        failures = 0
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits
+        ) as client:
+            inflight: set[asyncio.Task[None]] = set()
+
+            async def post(run_id: str) -> None:
+                nonlocal failures
+                started = time.time()
+                response = await client.post(
+                    f"/runs/{run_id}/checkpoints", json={"type": "tick", "data": {"sent": started}}
+                )
+                post_latency.append(time.time() - started)
+                if response.status_code == 201:
+                    counts[run_id] += 1
+                else:
+                    failures += 1
+
+            total = int(rate * seconds)
+            start = time.monotonic()
+            for i in range(total):
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(post(run_ids[i % len(run_ids)]))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+            await asyncio.gather(*inflight)
+        return {"counts": counts, "postLatency": sorted(post_latency), "failures": failures}
+
+    out.send(asyncio.run(main()))
+
+
+class PacedWriter:
+    """Appends `rate` checkpoints/s round-robin over the runs, from another process."""
+
+    def __init__(self, port: int, run_ids: list[str], rate: float, seconds: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_writer_main, args=(port, run_ids, rate, seconds, send))
+
+    def start(self) -> None:
+        self._proc.start()
+
+    async def result(self) -> dict[str, Any]:
+        result = await asyncio.to_thread(self._recv.recv)
+        self._proc.join()
+        return result
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def latency_summary(latencies: list[float]) -> str:
+    values = sorted(latencies)
+    if not values:
+        return "no samples"
+    return (
+        f"p50 {percentile(values, 50) * 1000:.1f} ms, p99 {percentile(values, 99) * 1000:.1f} ms, "
+        f"max {values[-1] * 1000:.1f} ms ({len(values)} samples)"
+    )

@@ -1,0 +1,170 @@
+"""`GET /runs/{id}/events`: an async view streaming Server-Sent Events.
+
+Everything that can fail (bad parameters, unknown run) is checked before
+the first byte, so those answers are ordinary JSON errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from asgiref.sync import SyncToAsync
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from runs import metrics
+from runs.api.errors import error_response
+from runs.exceptions import BadParameter, OrchestratorError, RunNotFound
+from runs.models import Checkpoint
+from runs.stream import sse
+from runs.stream.listener import Hub, Subscriber, get_hub, load_run, observe_delivery, release_connection
+from runs.wire import parse_ts, run_to_wire
+
+MAX_REPLAY = 1000
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    run_id: uuid.UUID
+    status: str
+    # Stream checkpoints with ts after this (None: from the first).
+    pos: datetime | None
+    hello: bytes
+
+
+def _replay_count(request: HttpRequest) -> int:
+    raw = request.GET.get("replay")
+    if raw is None or raw == "":
+        return settings.SSE_DEFAULT_REPLAY
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter("replay", "must be an integer") from None
+    if not 0 <= value <= MAX_REPLAY:
+        raise BadParameter("replay", f"must be between 0 and {MAX_REPLAY}")
+    return value
+
+
+def _resume_point(request: HttpRequest) -> datetime | None:
+    """The `Last-Event-ID` header (what browsers send on reconnect) wins over `lastEventId`."""
+    header = request.headers.get("Last-Event-ID")
+    name, raw = ("Last-Event-ID", header) if header else ("lastEventId", request.GET.get("lastEventId"))
+    if not raw:
+        return None
+    try:
+        return parse_ts(raw)
+    except ValueError:
+        raise BadParameter(name, "must be a checkpoint ts (RFC 3339 timestamp)") from None
+
+
+def replay_start(run_id: uuid.UUID, replay: int) -> datetime | None:
+    """The (replay+1)-th newest checkpoint's ts: the last `replay` come after it."""
+    try:
+        newest = Checkpoint.objects.filter(run_id=run_id).order_by("-ts").values_list("ts", flat=True)
+        return newest[replay : replay + 1].first()
+    finally:
+        release_connection()
+
+
+async def open_stream(hub: Hub, run_id: str, resume: datetime | None, replay: int) -> StreamStart | None:
+    """Where a new stream starts; None when a final run has nothing after the resume point."""
+    try:
+        pk = uuid.UUID(run_id)
+    except ValueError:
+        raise RunNotFound() from None
+    run = await hub.run_snapshot(pk)
+    if run is None:
+        # A shared read may have begun before this run was created; a 404 must not.
+        run = await hub.db(load_run, pk)
+    if run is None:
+        raise RunNotFound()
+    if resume is not None:
+        if run.is_final and (run.last_checkpoint_ts is None or run.last_checkpoint_ts <= resume):
+            return None
+        pos: datetime | None = resume
+    else:
+        pos = await hub.db(replay_start, pk, replay)
+    hello = sse.event("hello", {"runId": str(run.id), "run": run_to_wire(run)})
+    return StreamStart(run_id=pk, status=run.status, pos=pos, hello=hello)
+
+
+def release_request_thread() -> None:
+    """Let this request's sync thread go while its stream stays open.
+
+    Django runs a request's sync work (its request_started receivers, here)
+    on a one-thread executor kept until the request ends. A stream lives for
+    hours, so thousands of streams would park thousands of threads, which
+    measurably slows every other request of the process. Nothing in the
+    stream needs that thread; a later sync call of this request (the
+    request_finished receivers) gets a fresh one. An executor that the
+    server's handler supplied and reuses is left to its owner.
+    """
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None:
+        return
+    executor = SyncToAsync.context_to_thread_executor.get(context)
+    if executor is None or getattr(context, "_executor", None) is executor:
+        return
+    del SyncToAsync.context_to_thread_executor[context]
+    executor.shutdown(wait=False)
+
+
+async def _events(hub: Hub, subscriber: Subscriber, head: bytes) -> AsyncIterator[bytes]:
+    keepalive = settings.SSE_KEEPALIVE_SECONDS
+    connected_at = time.time()
+    metrics.EVENT_STREAMS_OPEN.inc()
+    try:
+        yield head
+        release_request_thread()
+        hub.subscribe(subscriber)
+        while True:
+            if not subscriber.frames and not subscriber.done:
+                subscriber.ready.clear()
+                try:
+                    # A timer, not wait_for's extra task per wait: thousands of these idle.
+                    async with asyncio.timeout(keepalive):
+                        await subscriber.ready.wait()
+                except TimeoutError:
+                    yield sse.KEEP_ALIVE
+                    continue
+            frames, subscriber.frames = subscriber.frames, []
+            if frames:
+                yield b"".join(frame for frame, _ in frames)
+                for _, ts in frames:
+                    # Replayed history would drown the live delivery latency.
+                    if ts is not None and ts.timestamp() >= connected_at:
+                        observe_delivery(ts)
+            if subscriber.done and not subscriber.frames:
+                return
+    finally:
+        hub.unsubscribe(subscriber)
+        metrics.EVENT_STREAMS_OPEN.dec()
+
+
+@csrf_exempt
+async def run_events(request: HttpRequest, run_id: str) -> HttpResponse:
+    if request.method != "GET":
+        return error_response(405, "method not allowed", "method_not_allowed", headers={"Allow": "GET"})
+    try:
+        resume = _resume_point(request)
+        replay = _replay_count(request)
+        hub = get_hub()
+        start = await open_stream(hub, run_id, resume, replay)
+    except OrchestratorError as exc:
+        return error_response(exc.status_code, exc.message, exc.code, exc.details, extra=exc.extra)
+    if start is None:
+        # Tells EventSource to stop reconnecting: the run is over and it has everything.
+        return HttpResponse(status=204, headers={"Cache-Control": "no-cache"})
+    subscriber = Subscriber(start.run_id, start.pos, start.status)
+    head = sse.retry(settings.SSE_RETRY_MS) + start.hello
+    return StreamingHttpResponse(
+        _events(hub, subscriber, head),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,88 @@
+"""A real browser's EventSource follows a run: it resumes after a dropped
+connection without repeats, and stops for good after `end` (204)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runs import services
+from tests.stream.support import append, new_run, stream_server, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def browser_server(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    # A short retry so the browser reconnects quickly after a drop.
+    with stream_server(tmp_path, SSE_RETRY_MS="200") as server:
+        yield server
+
+
+@pytest.fixture
+def open_page(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def open_(url: str) -> None:
+        argv = [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", url,
+        ]  # fmt: skip
+        log = (tmp_path / "chromium.log").open("wb")
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+
+    yield open_
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package `chromium`)")
+def test_a_browser_event_source_resumes_after_a_drop_and_stops_after_end(browser_server, open_page):
+    url = browser_server.url
+    run_id = new_run()
+    services.set_run_status(run_id, "running")
+    append(run_id, 3)
+
+    def report() -> dict | None:  # type: ignore[type-arg]
+        return httpx.get(f"{url}/_test/report", timeout=5).json()
+
+    def seen() -> list[str]:
+        return (report() or {}).get("seen", [])
+
+    open_page(f"{url}/_test/eventsource.html?run={run_id}")
+    wait_for(lambda: "checkpoint:3" in seen(), timeout=30, what="the browser to replay three checkpoints")
+
+    # Drop the connection; write while the browser is away.
+    httpx.post(f"{url}/_test/drop-streams", timeout=5)
+    append(run_id, 2)
+    wait_for(lambda: "checkpoint:5" in seen(), timeout=20, what="the browser to resume")
+
+    services.set_run_status(run_id, "completed")
+    final = wait_for(lambda: (report() or {}).get("readyState") == 2 and report(), timeout=20, what="CLOSED")
+
+    checkpoints = [item for item in final["seen"] if item.startswith("checkpoint:")]
+    assert checkpoints == [f"checkpoint:{n}" for n in range(1, 6)]  # resumed: nothing twice
+    assert final["seen"].count("hello") == 2
+    # Each close makes EventSource reconnect (error, CONNECTING); the 204 closes it (CLOSED).
+    assert final["seen"][-4:] == ["status:completed", "end", "error:0", "error:2"]
+
+    requests = httpx.get(f"{url}/_test/requests", timeout=5).json()
+    assert [r["status"] for r in requests] == [200, 200, 204]
+    assert requests[0]["lastEventId"] == ""
+    assert requests[1]["lastEventId"]  # the third checkpoint's ts, sent by the browser
+    assert requests[2]["lastEventId"] == final["lastEventId"]  # the end's id

@@ -1,0 +1,50 @@
+"""With the embedded SQLite database the stream works without LISTEN:
+in-process wake-ups after commit, and a short poll for other processes' writes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.servers import ROOT, process_env
+from tests.stream.support import read_events, stream_server
+
+
+def test_on_sqlite_in_process_and_other_process_writes_reach_the_stream(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'embedded.sqlite3'}", "SSE_POLL_SECONDS": "0.2"}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT, env=process_env(**env), check=True,
+    )  # fmt: skip
+    with stream_server(tmp_path, **env) as server:
+        run_id = httpx.post(f"{server.url}/runs?mode=redis", json={"spec": {"task": "sleep"}}).json()["runId"]
+        arrival: dict[int, float] = {}
+
+        def on_event(event):  # type: ignore[no-untyped-def]
+            if event.event == "hello":
+                # Same process as the stream: woken after commit.
+                httpx.post(f"{server.url}/runs/{run_id}/checkpoints", json={"type": "a", "data": 1})
+            elif event.event == "checkpoint":
+                arrival[event.json()["seq"]] = time.monotonic()
+                if event.json()["seq"] == 1:
+                    # Another process (a management command): found by the poll.
+                    script = (
+                        "from runs import services; "
+                        f"services.append_checkpoints('{run_id}', [{{'type': 'b', 'data': 2}}]); "
+                        f"services.set_run_status('{run_id}', 'running'); "
+                        f"services.set_run_status('{run_id}', 'completed')"
+                    )
+                    subprocess.run(
+                        [sys.executable, "manage.py", "shell", "-c", script],
+                        cwd=ROOT, env=process_env(**env), check=True,
+                    )  # fmt: skip
+
+        events = read_events(server, run_id, on_event=on_event)
+
+    assert [e.event for e in events] == ["hello", "checkpoint", "checkpoint", "status", "end"], [
+        (e.event, e.data, e.id, e.retry) for e in events
+    ]
+    assert [e.json()["seq"] for e in events if e.event == "checkpoint"] == [1, 2]
