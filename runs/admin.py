@@ -294,7 +294,7 @@ class RunAdmin(admin.ModelAdmin):
         resume_after = newest_shown if on_last_page else format_ts(run.last_checkpoint_ts)
         return {
             "live": {
-                "events_url": reverse("run", args=[run.id]) + "/events",
+                "events_url": reverse("run-events", args=[run.id]),
                 "token": token,
                 "token_expires_at": format_ts(expires_at),
                 "token_url": reverse("admin:runs_run_stream_token", args=[run.id]),
