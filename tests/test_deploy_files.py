@@ -53,12 +53,16 @@ def settings_read() -> set[str]:
     return names - PLATFORM_SET
 
 
-def env_example() -> dict[str, str]:
+_ENV_LINE = re.compile(r"^(#?)([A-Z][A-Z0-9_]*)=(.*)$")
+
+
+def env_example(*, unset_too: bool = True) -> dict[str, str]:
+    """NAME=value lines, and `#NAME=` lines (listed, left unset) unless told not to."""
     pairs = {}
     for line in (ROOT / ".env.example").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, value = line.partition("=")
-            pairs[name.strip()] = value
+        match = _ENV_LINE.match(line)
+        if match and (unset_too or not match.group(1)):
+            pairs[match.group(2)] = match.group(3)
     return pairs
 
 
@@ -75,9 +79,9 @@ def test_env_example_lists_exactly_the_settings_the_service_reads():
 def test_env_example_explains_every_setting():
     lines = (ROOT / ".env.example").read_text().splitlines()
     for index, line in enumerate(lines):
-        if line and not line.startswith("#"):
+        if _ENV_LINE.match(line):
             above = index - 1
-            while above >= 0 and lines[above] and not lines[above].startswith("#"):
+            while above >= 0 and _ENV_LINE.match(lines[above]):
                 above -= 1  # settings grouped under one comment
             assert lines[above].startswith("# "), f"{line.split('=')[0]} has no comment above it"
 
@@ -235,13 +239,24 @@ def test_the_guides_name_only_manage_py_commands_that_exist():
     assert {name for name in named if name not in get_commands()} - {"help"} == set()
 
 
-def test_the_settings_load_from_a_copy_of_env_example():
-    env = {name: value for name, value in env_example().items()}
+def test_the_settings_load_from_a_copy_of_env_example(tmp_path):
+    env = env_example(unset_too=False)
     env.update({"PATH": "/usr/bin:/bin", "SECRET_KEY": "example-secret-for-the-check"})
 
     result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, str(ROOT / "manage.py"), "check"],
+        cwd=tmp_path,  # anything written to the working directory lands here, and is caught
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_optional_settings_are_left_unset_rather_than_set_empty():
+    # An empty PROMETHEUS_MULTIPROC_DIR, for one, means "write metric files here".
+    assert [name for name, value in env_example(unset_too=False).items() if value == ""] == ["SECRET_KEY"]
