@@ -92,7 +92,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Under ASGI every request runs on a fresh thread, so Django's persistent
     # per-thread connections would leak; a process-wide pool replaces them.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    # Names this process's connections in pg_stat_activity.
+    DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = env_str(
+        "DB_APPLICATION_NAME", "orchestrator"
+    )
+    DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": env_int("DB_POOL_MIN_SIZE", 1, minimum=0),
         "max_size": env_int("DB_POOL_MAX_SIZE", 8, minimum=1),
         "timeout": env_float("DB_POOL_TIMEOUT", 10.0),

@@ -63,6 +63,8 @@ class ServerProcess:
     def __init__(self, argv: Sequence[str], port: int, env: dict[str, str], log_path: Path) -> None:
         self.argv = list(argv)
         self.port = port
+        # Names its database connections, so a test can cut exactly this server's.
+        self.db_application_name = env.setdefault("DB_APPLICATION_NAME", f"orchestrator-test-{port}")
         self.env = env
         self.log_path = log_path
         self.url = f"http://127.0.0.1:{port}"

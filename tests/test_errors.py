@@ -194,3 +194,25 @@ def test_every_log_line_of_a_request_carries_its_id(api, caplog):
     assert all(getattr(r, "request_id", None) == "req-42" for r in records) or all(
         "req-42" in str(getattr(r, "request_id", "")) for r in records
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_restart_costs_one_503_not_a_500_per_pooled_connection(asgi_server):
+    """PostgreSQL restarted under a running server: its pooled connections are all dead."""
+    import httpx
+    from django.db import connection
+
+    with httpx.Client(base_url=asgi_server.url, timeout=10) as http:
+        for _ in range(3):
+            assert http.get("/runs").status_code == 200
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                [asgi_server.db_application_name],
+            )
+            assert cursor.fetchone()[0] >= 1
+
+        statuses = [http.get("/runs").status_code for _ in range(5)]
+
+    assert statuses[0] in (200, 503)  # 503 `database_unavailable`, never a 500
+    assert statuses[1:] == [200, 200, 200, 200]

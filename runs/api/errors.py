@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError, connection
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 
@@ -34,6 +35,28 @@ def error_response(
     if extra:
         body.update(extra)
     return JsonResponse(body, status=status, headers=headers)
+
+
+def database_unavailable(exc: Exception) -> JsonResponse:
+    """503 for a database that cannot be reached, instead of a 500.
+
+    After a PostgreSQL restart every idle pooled connection is dead; checking
+    them all now means one request sees the outage, not one per connection.
+    """
+    logger.warning("database unavailable: %s", exc.__class__.__name__)
+    pool = getattr(connection, "pool", None) if connection.vendor == "postgresql" else None
+    try:
+        connection.close()
+        if pool is not None:
+            pool.check()
+    except Exception:  # the database may still be down; the next request retries
+        logger.debug("pool check failed", exc_info=True)
+    return error_response(
+        503,
+        "database unavailable",
+        "database_unavailable",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _drf_error(exc: drf.APIException) -> JsonResponse:
@@ -69,6 +92,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse |
         return _drf_error(exc)
     if isinstance(exc, RequestDataTooBig):
         return error_response(413, "request body too large", "body_too_large")
+    if isinstance(exc, OperationalError | InterfaceError):
+        return database_unavailable(exc)
     if isinstance(exc, Http404):
         return error_response(404, "not found", "not_found")
     if isinstance(exc, PermissionDenied):

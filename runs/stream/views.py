@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from runs import metrics
-from runs.api.errors import error_response
+from runs.api.errors import database_unavailable, error_response
 from runs.exceptions import BadParameter, OrchestratorError, RunNotFound
 from runs.models import Checkpoint
 from runs.stream import sse
@@ -158,6 +159,8 @@ async def run_events(request: HttpRequest, run_id: str) -> HttpResponse:
         start = await open_stream(hub, run_id, resume, replay)
     except OrchestratorError as exc:
         return error_response(exc.status_code, exc.message, exc.code, exc.details, extra=exc.extra)
+    except (OperationalError, InterfaceError) as exc:
+        return await sync_to_async(database_unavailable)(exc)
     if start is None:
         # Tells EventSource to stop reconnecting: the run is over and it has everything.
         return HttpResponse(status=204, headers={"Cache-Control": "no-cache"})

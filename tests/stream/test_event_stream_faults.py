@@ -146,19 +146,22 @@ def test_many_writers_and_many_subscribers_see_every_seq_in_order(stream_app):
         assert seqs == list(range(1, total + 1))
 
 
-def _terminate_listeners() -> int:
+def _terminate_listeners(server) -> int:  # type: ignore[no-untyped-def]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%%' AND application_name = %s",
+            [server.db_application_name],
         )
         return cursor.fetchone()[0]
 
 
-def _listener_pids() -> set[int]:
+def _listener_pids(server) -> set[int]:  # type: ignore[no-untyped-def]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+            " AND application_name = %s",
+            [server.db_application_name],
         )
         return {row[0] for row in cursor.fetchall()}
 
@@ -172,11 +175,11 @@ def test_the_listener_reconnects_after_postgres_drops_it_and_subscribers_catch_u
     def on_event(event):  # type: ignore[no-untyped-def]
         if event.event == "hello":
             wait_for(lambda: stats(stream_app)["listening"], what="the listener to be up")
-            old = _listener_pids()
-            assert _terminate_listeners() >= 1
+            old = _listener_pids(stream_app)
+            assert _terminate_listeners(stream_app) >= 1
             # Written while nobody listens: no wake-up reaches the server for these.
             append(run_id, 5)
-            new = wait_for(lambda: _listener_pids() - old, what="a new LISTEN connection")
+            new = wait_for(lambda: _listener_pids(stream_app) - old, what="a new LISTEN connection")
             assert new
             phase["cut"] = True
         elif event.event == "checkpoint":
@@ -222,12 +225,13 @@ def test_a_server_shutdown_closes_open_streams_cleanly(tmp_path, serve):
     assert events == ["hello", "checkpoint", "checkpoint"]
 
 
-def _terminate_other_backends() -> int:
-    """What a PostgreSQL restart does to the server: every connection but ours dies."""
+def _terminate_server_backends(server) -> int:  # type: ignore[no-untyped-def]
+    """What a PostgreSQL restart does to a server: every connection it has dies."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " WHERE datname = current_database() AND application_name = %s",
+            [server.db_application_name],
         )
         return cursor.fetchone()[0]
 
@@ -240,10 +244,10 @@ def test_after_every_server_connection_is_dropped_streams_carry_on(stream_app):
     def on_event(event):  # type: ignore[no-untyped-def]
         if event.event == "hello":
             wait_for(lambda: stats(stream_app)["listening"], what="the listener to be up")
-            old = _listener_pids()
-            assert _terminate_other_backends() >= 1
+            old = _listener_pids(stream_app)
+            assert _terminate_server_backends(stream_app) >= 1
             append(run_id, 3)
-            wait_for(lambda: _listener_pids() - old, what="a new LISTEN connection")
+            wait_for(lambda: _listener_pids(stream_app) - old, what="a new LISTEN connection")
         elif event.event == "checkpoint":
             received.append(event.json()["seq"])
             if event.json()["seq"] == 3:
