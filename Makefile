@@ -71,3 +71,7 @@ bench-workers: $(BIN)/.installed-dev
 bench-stream: $(BIN)/.installed-dev
 	$(BIN)/python bench/stream_fanout
 	$(BIN)/python bench/resume_storm
+
+## Retention and admin figures (docs/performance.md, "Operations").
+bench-ops: $(BIN)/.installed-dev
+	$(BIN)/python bench/ops

@@ -46,6 +46,7 @@ MIDDLEWARE = [
     "orchestrator.middleware.RequestIDMiddleware",
     "orchestrator.middleware.BodySizeLimitMiddleware",
     "orchestrator.middleware.ResponseHeadersMiddleware",
+    "orchestrator.static_files.StaticFilesMiddleware",
     "orchestrator.middleware.AdminOnlyMiddleware",
 ]
 ADMIN_PATH_PREFIX = "/admin/"
@@ -110,7 +111,9 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
-STATIC_URL = "static/"
+# The only static files are the admin's: under its prefix, every guard that
+# treats the admin apart from the API (sessions, API keys, CORS) covers them.
+STATIC_URL = "admin/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # Request guards. The body limit is checked before a byte of the body is
@@ -322,3 +325,12 @@ SSE_DB_CONCURRENCY = env_int("SSE_DB_CONCURRENCY", 2, minimum=1)
 # Frames queued for one slow client before its stream is closed (it resumes).
 SSE_MAX_BUFFERED_EVENTS = env_int("SSE_MAX_BUFFERED_EVENTS", 5000, minimum=10)
 SSE_LISTEN_MAX_BACKOFF_SECONDS = env_float("SSE_LISTEN_MAX_BACKOFF_SECONDS", 5.0)
+
+
+# --- Operations: admin static files ---
+# WhiteNoise (orchestrator.static_files) serves the admin's CSS and scripts
+# from the app server itself.
+# The image collects them at build time; where collectstatic has not run
+# (`make run`, the test suite) they are served straight from the apps.
+WHITENOISE_USE_FINDERS = True
+ADMIN_CHECKPOINTS_PER_PAGE = env_int("ADMIN_CHECKPOINTS_PER_PAGE", 50, minimum=1)

@@ -7,11 +7,14 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from runs import checkpoint_writer, metrics, notify, states
@@ -318,3 +321,85 @@ def fail_run(run_id: Any, code: str, message: str, *, attempt: int | None = None
     if attempt is not None:
         return finish_attempt(run_id, attempt, states.FAILED, error=error)
     return set_run_status(run_id, states.FAILED, error=error)
+
+
+# --- Retention ---
+
+
+@dataclass(frozen=True)
+class PruneBatch:
+    """One committed batch of `prune_finished_runs` (or, dry, what it would hold)."""
+
+    runs: int
+    checkpoints: int
+
+
+def _prunable(older_than: timedelta, statuses: tuple[str, ...]) -> QuerySet[Run]:
+    unknown = [status for status in statuses if not states.is_final(status)]
+    if unknown:
+        raise ValueError(f"only finished runs can be pruned, not {', '.join(unknown)}")
+    cutoff = timezone.now() - older_than
+    return Run.objects.filter(status__in=statuses or tuple(states.FINAL_STATUSES)).filter(
+        Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
+    )
+
+
+def prune_finished_runs(
+    *,
+    older_than: timedelta,
+    statuses: tuple[str, ...] = (),
+    batch_size: int = 500,
+    dry_run: bool = False,
+) -> Iterator[PruneBatch]:
+    """Delete finished runs that ended before `older_than` ago, with their checkpoints.
+
+    Yields after each batch. Every batch is its own short transaction, and a
+    run's checkpoints go `batch_size * 20` rows at a time before the run
+    itself, so no statement holds locks for long however large the runs are.
+    A finished run never changes again, so deleting it races no writer.
+    Runs that were retried from a pruned run keep existing; their `retry_of`
+    becomes null.
+    """
+    queryset = _prunable(older_than, statuses)
+    if dry_run:
+        ids_in_order = queryset.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=batch_size)
+        for ids in _id_batches(ids_in_order, batch_size):
+            yield PruneBatch(runs=len(ids), checkpoints=Checkpoint.objects.filter(run_id__in=ids).count())
+        return
+    checkpoint_chunk = batch_size * 20
+    while True:
+        ids = list(queryset.order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return
+        checkpoints = 0
+        while True:
+            with transaction.atomic():
+                chunk = Checkpoint.objects.filter(run_id__in=ids).values("pk")[:checkpoint_chunk]
+                deleted, _ = Checkpoint.objects.filter(pk__in=chunk).delete()
+            checkpoints += deleted
+            if deleted < checkpoint_chunk:
+                break
+        with transaction.atomic():
+            # Runs retried from these keep existing: the collector nulls their retry_of.
+            _, per_model = Run.objects.filter(pk__in=ids).delete()
+        runs = per_model.get(Run._meta.label, 0)
+        logger.info(
+            "runs pruned",
+            extra={"event": "runs_pruned", "runs": runs, "checkpoints": checkpoints},
+        )
+        yield PruneBatch(runs=runs, checkpoints=checkpoints)
+
+
+def count_prunable(*, older_than: timedelta, statuses: tuple[str, ...] = ()) -> int:
+    return _prunable(older_than, statuses).count()
+
+
+def _id_batches(ids: Iterable[uuid.UUID], size: int) -> Iterator[list[uuid.UUID]]:
+    batch: list[uuid.UUID] = []
+    for run_id in ids:
+        batch.append(run_id)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

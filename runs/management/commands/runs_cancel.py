@@ -1,0 +1,39 @@
+"""Cancel runs through the service layer, as `DELETE /runs/{id}` does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from runs import services
+from runs.exceptions import InvalidTransition, RunNotFound
+from runs.management import options
+
+
+class Command(BaseCommand):
+    help = (
+        "Cancel one or more runs: each is marked canceled at once and its backend is told "
+        "to stop the work. Exits non-zero when any run could not be canceled."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("run_ids", nargs="+", metavar="run_id", help="ids (UUIDs) of the runs to cancel")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        # Every id is checked before anything is canceled, so a typo cancels nothing.
+        run_ids = [options.run_id(text) for text in opts["run_ids"]]
+        failures = 0
+        for run_id in run_ids:
+            try:
+                services.cancel_run(run_id)
+            except RunNotFound:
+                failures += 1
+                self.stderr.write(f"{run_id}: not found")
+            except InvalidTransition as exc:
+                failures += 1
+                self.stderr.write(f"{run_id}: already {exc.current}, not canceled")
+            else:
+                self.stdout.write(f"{run_id}: canceled")
+        if failures:
+            raise CommandError(f"{failures} of {len(run_ids)} runs could not be canceled")

@@ -1,0 +1,111 @@
+"""Headless Chromium driven over the DevTools protocol, for tests of pages
+whose scripts matter (the admin's live run page)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websocket
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Browser:
+    """One page of a headless Chromium, spoken to over its DevTools websocket."""
+
+    def __init__(self, ws_url: str) -> None:
+        self.ws = websocket.create_connection(ws_url, timeout=10, suppress_origin=True)
+        self.ids = itertools.count(1)
+
+    def send(self, method: str, **params: Any) -> dict[str, Any]:
+        message_id = next(self.ids)
+        self.ws.send(json.dumps({"id": message_id, "method": method, "params": params}))
+        while True:
+            reply = json.loads(self.ws.recv())
+            if reply.get("id") == message_id:  # anything else is an event we did not ask for
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(result["exceptionDetails"])
+        return result["result"].get("value")
+
+    def set_cookie(self, url: str, name: str, value: str) -> None:
+        self.send("Network.setCookie", url=url, name=name, value=value, httpOnly=True)
+
+    def open(self, url: str) -> None:
+        """Navigate and wait until the new document has loaded."""
+        self.send("Page.navigate", url=url)
+        self.wait_for(
+            f"location.href === {json.dumps(url)} && document.readyState === 'complete'",
+            what=f"{url} to load",
+        )
+
+    def wait_for(self, expression: str, *, timeout: float = 20.0, what: str = "") -> Any:
+        """Poll a JS expression until it is truthy; its last value on timeout."""
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError:
+                value = None  # the page is between documents while it navigates
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what or expression}; last value {value!r}")
+
+
+def _devtools_port(profile: Path, proc: subprocess.Popen[bytes], timeout: float) -> int:
+    marker = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("chromium exited at start")
+        if marker.exists() and marker.read_text().strip():
+            return int(marker.read_text().splitlines()[0])
+        time.sleep(0.05)
+    raise RuntimeError("chromium did not open its DevTools port")
+
+
+@contextmanager
+def chromium(tmp_path: Path) -> Iterator[Browser]:
+    """A headless Chromium with a throwaway profile; closed at the end of the block."""
+    assert CHROMIUM, "no chromium on PATH"
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    argv = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+        "--remote-debugging-port=0", "about:blank",
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    browser = None
+    try:
+        port = _devtools_port(profile, proc, timeout=30)
+        pages = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"]
+        browser = Browser(pages[0]["webSocketDebuggerUrl"])
+        browser.send("Page.enable")
+        browser.send("Network.enable")
+        yield browser
+    finally:
+        if browser is not None:
+            browser.ws.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
