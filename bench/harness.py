@@ -5,6 +5,7 @@ percentiles. Benchmarks print figures; they assert nothing."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,13 @@ def fresh_database(name: str) -> str:
     return url
 
 
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def server_env(db_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -54,30 +63,66 @@ def server_env(db_url: str, **extra: str) -> dict[str, str]:
             "SECRET_KEY": env.get("SECRET_KEY", "bench-only-secret"),
             "LOG_LEVEL": "WARNING",
             "DJANGO_SETTINGS_MODULE": "orchestrator.settings",
+            # Capacity is measured here; what the guards cost, in bench/security.
+            "RATE_LIMIT_MAX": env.get("RATE_LIMIT_MAX", "0"),
         }
     )
     env.update(extra)
     return env
 
 
+@dataclass
+class Server:
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True, check=False
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def _status_total(self, field: str, scale: int = 1) -> int:
+        total = 0
+        for pid in self.worker_pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith(f"{field}:"):
+                        total += int(line.split()[1]) * scale
+            except FileNotFoundError:
+                continue
+        return total
+
+    def worker_threads(self) -> int:
+        return self._status_total("Threads")
+
+    def workers_rss_bytes(self) -> int:
+        return self._status_total("VmRSS", 1024)
+
+
 @contextmanager
-def gunicorn(db_url: str, *, workers: int = 2, **extra_env: str) -> Iterator[str]:
+def gunicorn(db_url: str, *, workers: int = 2, **extra_env: str) -> Iterator[Server]:
     """The app under gunicorn + uvicorn workers, as `make run` serves it."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "orchestrator.asgi:application",
          "-c", str(ROOT / "orchestrator" / "gunicorn.conf.py"),
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--backlog", "4096"],
         cwd=ROOT, env=server_env(db_url, **extra_env), start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    server = Server(f"http://127.0.0.1:{port}", port, proc)
     try:
         _wait_healthy(port, proc)
-        yield url
+        yield server
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -86,20 +131,13 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is not None:
             raise SystemExit("server exited during start-up")
         try:
-            status, _ = asyncio.run(_one_request(port, "GET", "/health"))
-            if status == 200:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
                 return
         except OSError:
             time.sleep(0.1)
     raise SystemExit("server did not become healthy")
-
-
-async def _one_request(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    conn = await Connection.open(port)
-    try:
-        return await conn.request(method, path, body)
-    finally:
-        conn.close()
 
 
 class Connection:

@@ -9,21 +9,26 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import os
 import resource
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (  # noqa: F401 - re-exported for the stream benchmarks
+    PG_ADMIN_URL,
+    ROOT,
+    Server,
+    database_url,
+    drop_database,
+    free_port,
+    fresh_database,
+    gunicorn,
+    server_env,
+)
 
 
 def raise_fd_limit(wanted: int = 16384) -> None:
@@ -32,126 +37,6 @@ def raise_fd_limit(wanted: int = 16384) -> None:
     target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def database_url(name: str) -> str:
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def server_env(db_url: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "DATABASE_URL": db_url,
-            "SECRET_KEY": env.get("SECRET_KEY", "bench-only-secret"),
-            "LOG_LEVEL": "WARNING",
-            "DJANGO_SETTINGS_MODULE": "orchestrator.settings",
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def fresh_database(name: str) -> str:
-    """Drop and create `name`, migrate it, and return its URL."""
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = database_url(name)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT, env=server_env(url), check=True,
-    )  # fmt: skip
-    return url
-
-
-def drop_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@dataclass
-class Server:
-    url: str
-    port: int
-    proc: subprocess.Popen[bytes]
-
-    def worker_pids(self) -> list[int]:
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True, check=False
-        ).stdout
-        return [int(pid) for pid in out.split()]
-
-    def worker_threads(self) -> int:
-        total = 0
-        for pid in self.worker_pids():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("Threads:"):
-                        total += int(line.split()[1])
-            except FileNotFoundError:
-                continue
-        return total
-
-    def workers_rss_bytes(self) -> int:
-        total = 0
-        for pid in self.worker_pids():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-            except FileNotFoundError:
-                continue
-        return total
-
-
-@contextmanager
-def gunicorn(db_url: str, *, workers: int = 2, **extra_env: str) -> Iterator[Server]:
-    """The app under gunicorn + uvicorn workers, as `make run` serves it."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "orchestrator.asgi:application",
-         "-c", str(ROOT / "orchestrator" / "gunicorn.conf.py"),
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--backlog", "4096"],
-        cwd=ROOT, env=server_env(db_url, **extra_env), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    server = Server(f"http://127.0.0.1:{port}", port, proc)
-    try:
-        _wait_healthy(port, proc)
-        yield server
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("server exited during start-up")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit("server did not become healthy")
 
 
 def create_runs(url: str, count: int) -> list[str]:
