@@ -203,6 +203,8 @@ def percentile(sorted_values: list[float], pct: float) -> float:
 
 def latency_summary(latencies: list[float]) -> str:
     values = sorted(latencies)
+    if not values:
+        return "no samples"
     return (
         f"p50 {percentile(values, 50) * 1000:.1f} ms, p99 {percentile(values, 99) * 1000:.1f} ms, "
         f"max {values[-1] * 1000:.1f} ms"

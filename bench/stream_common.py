@@ -27,6 +27,8 @@ from harness import (  # noqa: F401 - re-exported for the stream benchmarks
     free_port,
     fresh_database,
     gunicorn,
+    latency_summary,
+    percentile,
     server_env,
 )
 
@@ -223,20 +225,3 @@ class PacedWriter:
         result = await asyncio.to_thread(self._recv.recv)
         self._proc.join()
         return result
-
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * (len(sorted_values) - 1))))
-    return sorted_values[index]
-
-
-def latency_summary(latencies: list[float]) -> str:
-    values = sorted(latencies)
-    if not values:
-        return "no samples"
-    return (
-        f"p50 {percentile(values, 50) * 1000:.1f} ms, p99 {percentile(values, 99) * 1000:.1f} ms, "
-        f"max {values[-1] * 1000:.1f} ms ({len(values)} samples)"
-    )

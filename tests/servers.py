@@ -105,9 +105,12 @@ class ServerProcess:
             return self.proc.wait(5)
 
 
-def uvicorn_argv(port: int) -> list[str]:
+APP = "orchestrator.asgi:application"
+
+
+def uvicorn_argv(port: int, app: str = APP) -> list[str]:
     return [
-        sys.executable, "-m", "uvicorn", "orchestrator.asgi:application",
+        sys.executable, "-m", "uvicorn", app,
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--lifespan", "off",
     ]  # fmt: skip
 
@@ -122,11 +125,11 @@ def gunicorn_argv(port: int, workers: int = 2) -> list[str]:
 
 @contextmanager
 def running_server(
-    tmp_path: Path, *, gunicorn_workers: int | None = None, **env: str
+    tmp_path: Path, *, gunicorn_workers: int | None = None, app: str = APP, **env: str
 ) -> Iterator[ServerProcess]:
-    """Serve the app in a child process for the duration of the block."""
+    """Serve the app (uvicorn, or gunicorn with workers) in a child process for the block."""
     port = free_port()
-    argv = gunicorn_argv(port, gunicorn_workers) if gunicorn_workers else uvicorn_argv(port)
+    argv = gunicorn_argv(port, gunicorn_workers) if gunicorn_workers else uvicorn_argv(port, app)
     server = ServerProcess(argv, port, process_env(**env), tmp_path / f"server-{port}.log")
     server.start()
     try:

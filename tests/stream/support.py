@@ -3,7 +3,6 @@ and writes that commit from the test process (another process than the server)."
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ import httpx
 from httpx_sse import ServerSentEvent, connect_sse
 
 from runs import services
-from tests.servers import ServerProcess, free_port, process_env
+from tests.servers import ServerProcess, running_server
 
 TIMEOUT = httpx.Timeout(15.0)
 
@@ -22,18 +21,10 @@ TIMEOUT = httpx.Timeout(15.0)
 @contextmanager
 def stream_server(tmp_path: Path, **env: str) -> Iterator[ServerProcess]:
     """uvicorn serving the app with the hub probe; a short keep-alive by default."""
-    port = free_port()
-    argv = [
-        sys.executable, "-m", "uvicorn", "tests.stream.probe_app:application",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--lifespan", "off",
-    ]  # fmt: skip
-    env = {"SSE_KEEPALIVE_SECONDS": "1", **env}
-    server = ServerProcess(argv, port, process_env(**env), tmp_path / f"stream-{port}.log")
-    server.start()
-    try:
+    with running_server(
+        tmp_path, app="tests.stream.probe_app:application", **{"SSE_KEEPALIVE_SECONDS": "1", **env}
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def new_run() -> str:
