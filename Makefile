@@ -28,6 +28,7 @@ install-dev: $(BIN)/.installed-dev
 
 migrate: $(BIN)/.installed .secret_key
 	SECRET_KEY="$${SECRET_KEY:-$$(cat .secret_key)}" $(BIN)/python manage.py migrate --noinput
+	SECRET_KEY="$${SECRET_KEY:-$$(cat .secret_key)}" $(BIN)/python manage.py collectstatic --noinput -v 0
 
 ## Serve the API on :$(PORT) (embedded SQLite unless DATABASE_URL is set).
 run: migrate
