@@ -10,7 +10,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import time
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django_ratelimit import ALL
@@ -80,13 +82,23 @@ class RateLimitMiddleware(_DualMiddleware):
 
     An event stream is one request, so opening it counts once however many
     events it carries. Probes, scraping and CORS preflight are not counted.
+
+    The count lives in Redis, and the client is sync: under ASGI the check runs
+    on a worker thread, so a slow or unreachable Redis never stalls the event
+    loop that carries every open event stream. After a cache failure the
+    limiter stands aside for RATE_LIMIT_CACHE_BACKOFF_SECONDS instead of
+    paying a connect timeout on every request.
     """
 
-    def before(self, request: HttpRequest) -> HttpResponse | None:
+    _cache_down_until = 0.0
+
+    def _rate_for(self, request: HttpRequest) -> tuple[str, int, int] | None:
         if auth.is_open(request) and not request.path_info.startswith(auth.SESSION_PREFIXES):
             return None
-        rate = _rate(request)
-        if rate is None:
+        return _rate(request)
+
+    def _check(self, request: HttpRequest, rate: tuple[str, int, int]) -> HttpResponse | None:
+        if time.monotonic() < RateLimitMiddleware._cache_down_until:
             return None
         group, limit, window = rate
         try:
@@ -95,8 +107,10 @@ class RateLimitMiddleware(_DualMiddleware):
             )
         except (RedisError, OSError) as exc:
             # The limiter protects the service; it must not take it down with the cache.
+            backoff = settings.RATE_LIMIT_CACHE_BACKOFF_SECONDS
+            RateLimitMiddleware._cache_down_until = time.monotonic() + backoff
             logger.warning(
-                "rate limit cache unavailable; request allowed",
+                "rate limit cache unavailable; requests allowed",
                 extra={"event": "ratelimit_unavailable", "errorType": type(exc).__name__},
             )
             return None
@@ -108,3 +122,16 @@ class RateLimitMiddleware(_DualMiddleware):
             extra={"event": "rate_limited", "group": group, "limit": limit, "windowSeconds": window},
         )
         return rate_limited(retry_after)
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        rate = self._rate_for(request)
+        return None if rate is None else self._check(request, rate)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        rate = self._rate_for(request)
+        early = None
+        if rate is not None:
+            early = await sync_to_async(self._check, thread_sensitive=False)(request, rate)
+        if early is not None:
+            return self.after(request, early)
+        return self.after(request, await self.get_response(request))  # type: ignore[misc]

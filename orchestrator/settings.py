@@ -260,6 +260,8 @@ CORS_EXPOSE_HEADERS = ("Location", "X-Request-ID", "Retry-After")
 RATE_LIMIT_WINDOW_MS = env_int("RATE_LIMIT_WINDOW_MS", 60_000, minimum=1)
 RATE_LIMIT_MAX = env_int("RATE_LIMIT_MAX", 120, minimum=0)  # 0: no limit
 RATE_LIMIT_WORKER_MAX = env_int("RATE_LIMIT_WORKER_MAX", 1200, minimum=0)
+# After the rate-limit cache fails, the limiter stands aside this long.
+RATE_LIMIT_CACHE_BACKOFF_SECONDS = env_float("RATE_LIMIT_CACHE_BACKOFF_SECONDS", 5.0)
 RATELIMIT_USE_CACHE = "default"
 # A cache outage must not refuse every request; the limiter then lets them through.
 RATELIMIT_FAIL_OPEN = True

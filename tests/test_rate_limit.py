@@ -120,7 +120,8 @@ def test_an_unreachable_cache_lets_requests_through_and_says_so(settings, client
         answers = [client.get("/runs", headers={"X-API-Key": KEY}).status_code for _ in range(5)]
 
     assert answers == [200] * 5
-    assert "rate limit cache unavailable" in caplog.text
+    # One failed attempt, then the limiter stands aside instead of timing out on every request.
+    assert caplog.text.count("rate limit cache unavailable") == 1
 
 
 @pytest.mark.django_db(transaction=True)
