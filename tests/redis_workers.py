@@ -6,16 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import redis
 from django.conf import settings
 
-from tests.servers import ROOT, process_env
+from tests.servers import ROOT, process_env, stop_process_group
+from tests.waiting import wait_for
 
 # Fast enough for tests: a dead worker's runs are reclaimed within about two seconds.
 TEST_WORKER_ENV = {
@@ -30,18 +28,6 @@ TEST_WORKER_ENV = {
 
 def unique_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:10]}:"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {condition}")
-        time.sleep(interval)
 
 
 def process_alive(pid: int) -> bool:
@@ -106,14 +92,7 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGTERM)
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return self.proc.returncode
+        return stop_process_group(self.proc, timeout=timeout)
 
     def exited(self) -> bool:
         return self.proc is not None and self.proc.poll() is not None

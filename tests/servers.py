@@ -95,14 +95,21 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        os.killpg(self.proc.pid, sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(5)
+        return stop_process_group(self.proc, sig, timeout)
+
+
+def stop_process_group(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 15.0
+) -> int | None:
+    """Signal a child started with start_new_session and all it started; SIGKILL after `timeout`."""
+    if proc is None or proc.poll() is not None:
+        return proc.returncode if proc else None
+    os.killpg(proc.pid, sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait(5)
 
 
 APP = "orchestrator.asgi:application"

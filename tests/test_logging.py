@@ -11,7 +11,7 @@ import pytest
 from orchestrator.logging import PlainFormatter, redact
 from runs import tokens
 from tests.conftest import SERVER_KEYS
-from tests.test_metrics import poll
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,7 +51,7 @@ def test_requests_and_state_changes_log_json_lines_without_credentials(keyed_ser
                 return line
         return None
 
-    assert poll(lambda: access_line_for("log-test-patch") is not None, timeout=5)
+    wait_for(lambda: access_line_for("log-test-patch") is not None, timeout=5, what="the access log line")
     log = keyed_server.log()
     access = access_line_for("log-test-create")
     assert access is not None

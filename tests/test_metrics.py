@@ -3,7 +3,6 @@ when several worker processes serve the API."""
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,17 +11,9 @@ import pytest
 from django.urls import Resolver404, resolve
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.waiting import wait_for
+
 pytestmark = pytest.mark.django_db
-
-
-def poll(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    """Wait for `condition` to hold, checking every 20 ms, up to `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -119,8 +110,8 @@ def test_open_event_streams_are_counted_while_open(asgi_server):
     before = gauge()
     with httpx.stream("GET", f"{asgi_server.url}/runs/{run_id}/events", timeout=10) as stream:
         assert stream.status_code == 200
-        assert poll(lambda: gauge() == before + 1, timeout=5)
-    assert poll(lambda: gauge() == before, timeout=5)
+        wait_for(lambda: gauge() == before + 1, timeout=5, what="the gauge to count the open stream")
+    wait_for(lambda: gauge() == before, timeout=5, what="the gauge to drop when the stream closes")
 
 
 def _created_per_worker(directory: Path) -> dict[str, float]:

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from tests.kube.fake_apiserver import FakeKubeAPI
+from tests.waiting import wait_for
 
 NS = "runs"
 
 
 def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
     """Poll `check` (which reads the database, so no event can be awaited) until truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
-        time.sleep(0.02)
+    return wait_for(check, timeout, what=getattr(check, "__name__", "condition"))
 
 
 @pytest.fixture

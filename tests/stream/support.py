@@ -3,7 +3,6 @@ and writes that commit from the test process (another process than the server)."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ from httpx_sse import ServerSentEvent, connect_sse
 
 from runs import services
 from tests.servers import ServerProcess, running_server
+from tests.waiting import wait_for  # noqa: F401 - the stream tests import it from here
 
 TIMEOUT = httpx.Timeout(15.0)
 
@@ -42,17 +42,6 @@ def append(run_id: str, count: int = 1, type_: str = "step") -> list[str]:
 
 def stats(server: ServerProcess) -> dict[str, Any]:
     return httpx.get(f"{server.url}/_test/stream-stats", timeout=5).json()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll a condition with a deadline (for state in another process)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read_events(

@@ -3,9 +3,7 @@ connection without repeats, and stops for good after `end` (204)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ import httpx
 import pytest
 
 from runs import services
+from tests.servers import stop_process_group
 from tests.stream.support import append, new_run, stream_server, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,13 +41,7 @@ def open_page(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
 
     yield open_
     for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_process_group(proc, timeout=10)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package `chromium`)")
