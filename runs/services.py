@@ -155,11 +155,16 @@ def retry_run(run_id: Any, *, owner: str | None = None) -> Run:
     return run
 
 
-def get_run_or_404(run_id: Any, *, for_update: bool = False) -> Run:
+def _run_pk(run_id: Any) -> uuid.UUID:
+    """The run's primary key; an id that is not a UUID names no run."""
     try:
-        pk = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
+        return run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
     except ValueError:
         raise RunNotFound() from None
+
+
+def get_run_or_404(run_id: Any, *, for_update: bool = False) -> Run:
+    pk = _run_pk(run_id)
     queryset = Run.objects.select_for_update() if for_update else Run.objects
     run = queryset.filter(pk=pk).first()
     if run is None:
@@ -231,11 +236,7 @@ def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpo
     """Append checkpoints in order; see `runs.checkpoint_writer` for the guarantees."""
     _check_data_size(items)
     try:
-        pk = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
-    except ValueError:
-        raise RunNotFound() from None
-    try:
-        rows = checkpoint_writer.append(pk, items)
+        rows = checkpoint_writer.append(_run_pk(run_id), items)
     except checkpoint_writer.AppendRefused as refused:
         if refused.status is None:
             raise RunNotFound() from None
