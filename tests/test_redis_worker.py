@@ -129,7 +129,10 @@ def _command_that_reports_sigterm(marker: Path, *, ignore_sigterm: bool = False)
     script = f"""
 import json, os, signal, sys, time
 def on_term(signum, frame):
-    open({str(marker)!r}, "w").write(repr(time.time()))
+    # Written aside, then renamed: the test must never see the marker empty.
+    with open({str(marker) + ".tmp"!r}, "w") as out:
+        out.write(repr(time.time()))
+    os.replace({str(marker) + ".tmp"!r}, {str(marker)!r})
     sys.exit(0)
 signal.signal(signal.SIGTERM, {handler})
 print(json.dumps({{"type": "pid", "data": os.getpid()}}), flush=True)
