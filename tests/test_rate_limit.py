@@ -3,18 +3,62 @@
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 import uuid
+from collections.abc import Callable, Iterable
 
 import httpx
 import pytest
 from django.test import Client
+from django_ratelimit.core import _get_window
 
+from orchestrator.auth import fingerprint
 from runs import tokens
 
 pytestmark = pytest.mark.django_db
 
-KEY = "rate-key-1b2c3d4e5f60718293a4"
-OTHER_KEY = "rate-key-9f8e7d6c5b4a39281706"
+WINDOW_SECONDS = 60
+# Longer than any test here takes from its first counted request to its last.
+ROOM_SECONDS = 20
+
+
+def with_room(candidates: Iterable[str], bucket: Callable[[str], str]) -> str:
+    """The first candidate whose counting window will not turn over during the test.
+
+    django-ratelimit counts in fixed windows, and offsets each bucket's window
+    edge by a hash of the bucket's name. A test whose requests straddled its
+    bucket's edge would see the count start again from zero.
+    """
+    for candidate in candidates:
+        if _get_window(bucket(candidate), WINDOW_SECONDS) - time.time() >= ROOM_SECONDS:
+            return candidate
+    raise AssertionError("no candidate had room in its window")
+
+
+def a_key() -> str:
+    fresh = (f"rate-key-{secrets.token_hex(12)}" for _ in range(100))
+    return with_room(fresh, lambda key: f"cred:{fingerprint(key)}")
+
+
+def a_worker_token(run_id: str) -> str:
+    # Tokens minted in the same second differ only by their lifetime.
+    fresh = (tokens.mint(tokens.WORKER, run_id, ttl_seconds=3600 + n)[0] for n in range(100))
+    return with_room(fresh, lambda token: f"cred:{fingerprint(token)}")
+
+
+def an_address() -> str:
+    return with_room((f"192.0.2.{n}" for n in range(1, 255)), lambda address: f"ip:{address}")
+
+
+@pytest.fixture
+def key(settings) -> str:  # type: ignore[no-untyped-def]
+    return settings.ORCHESTRATOR_API_KEYS[0]
+
+
+@pytest.fixture
+def other_key(settings) -> str:  # type: ignore[no-untyped-def]
+    return settings.ORCHESTRATOR_API_KEYS[1]
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +67,7 @@ def fresh_counters(settings):  # type: ignore[no-untyped-def]
     cache = dict(settings.CACHES["default"])
     cache["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
     settings.CACHES = {"default": cache}
-    settings.ORCHESTRATOR_API_KEYS = [KEY, OTHER_KEY]
+    settings.ORCHESTRATOR_API_KEYS = [a_key(), a_key()]
     settings.RATE_LIMIT_WINDOW_MS = 60_000
     settings.RATE_LIMIT_MAX = 3
     settings.RATE_LIMIT_WORKER_MAX = 6
@@ -38,12 +82,12 @@ def assert_rate_limited(response) -> None:  # type: ignore[no-untyped-def]
     assert body["details"]["retryAfter"] == int(response["Retry-After"])
 
 
-def test_a_key_over_its_budget_gets_429_with_retry_after(client):
-    answers = [client.get("/runs", headers={"X-API-Key": KEY}).status_code for _ in range(3)]
+def test_a_key_over_its_budget_gets_429_with_retry_after(client, key, other_key):
+    answers = [client.get("/runs", headers={"X-API-Key": key}).status_code for _ in range(3)]
 
     assert answers == [200, 200, 200]
-    assert_rate_limited(client.get("/runs", headers={"X-API-Key": KEY}))
-    assert client.get("/runs", headers={"X-API-Key": OTHER_KEY}).status_code == 200
+    assert_rate_limited(client.get("/runs", headers={"X-API-Key": key}))
+    assert client.get("/runs", headers={"X-API-Key": other_key}).status_code == 200
 
 
 def test_ipv6_callers_are_counted_by_their_64_network():
@@ -58,7 +102,7 @@ def test_ipv6_callers_are_counted_by_their_64_network():
 
 def test_callers_without_a_credential_are_counted_by_address(settings):
     settings.ORCHESTRATOR_API_KEYS = []
-    first, second = Client(REMOTE_ADDR="192.0.2.10"), Client(REMOTE_ADDR="192.0.2.11")
+    first, second = Client(REMOTE_ADDR=an_address()), Client(REMOTE_ADDR="198.51.100.7")
 
     for _ in range(3):
         assert first.get("/runs").status_code == 200
@@ -66,28 +110,29 @@ def test_callers_without_a_credential_are_counted_by_address(settings):
     assert second.get("/runs").status_code == 200
 
 
-def test_guessing_keys_spends_the_guessers_address_budget(client):
+def test_guessing_keys_spends_the_guessers_address_budget(key):
+    client = Client(REMOTE_ADDR=an_address())
     for attempt in range(3):
         assert client.get("/runs", headers={"X-API-Key": f"guess-{attempt}"}).status_code == 401
 
     assert_rate_limited(client.get("/runs", headers={"X-API-Key": "guess-last"}))
-    assert client.get("/runs", headers={"X-API-Key": KEY}).status_code == 200
+    assert client.get("/runs", headers={"X-API-Key": key}).status_code == 200
 
 
-def test_probes_and_metrics_are_not_counted(client):
+def test_probes_and_metrics_are_not_counted(client, key):
     for _ in range(10):
         assert client.get("/health").status_code == 200
         assert client.get("/metrics").status_code == 200
 
-    assert client.get("/runs", headers={"X-API-Key": KEY}).status_code == 200
+    assert client.get("/runs", headers={"X-API-Key": key}).status_code == 200
 
 
-def test_a_workers_checkpoint_writes_have_their_own_higher_limit(client):
+def test_a_workers_checkpoint_writes_have_their_own_higher_limit(client, key):
     from runs import services
 
     created, _ = services.create_run(mode="redis", spec={"task": "sleep"})
     run = {"id": str(created.id)}
-    token, _ = tokens.mint(tokens.WORKER, run["id"])
+    token = a_worker_token(run["id"])
     worker = {"Authorization": f"Bearer {token}"}
     url = f"/runs/{run['id']}/checkpoints"
 
@@ -98,16 +143,16 @@ def test_a_workers_checkpoint_writes_have_their_own_higher_limit(client):
 
     assert [a.status_code for a in answers] == [201] * 6
     assert_rate_limited(client.post(url, {"type": "log"}, content_type="application/json", headers=worker))
-    assert client.get(f"/runs/{run['id']}", headers={"X-API-Key": KEY}).status_code == 200
+    assert client.get(f"/runs/{run['id']}", headers={"X-API-Key": key}).status_code == 200
 
 
-def test_zero_means_no_limit(settings, client):
+def test_zero_means_no_limit(settings, client, key):
     settings.RATE_LIMIT_MAX = 0
 
-    assert all(client.get("/runs", headers={"X-API-Key": KEY}).status_code == 200 for _ in range(10))
+    assert all(client.get("/runs", headers={"X-API-Key": key}).status_code == 200 for _ in range(10))
 
 
-def test_an_unreachable_cache_lets_requests_through_and_says_so(settings, client, caplog):
+def test_an_unreachable_cache_lets_requests_through_and_says_so(settings, client, caplog, key):
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -117,7 +162,7 @@ def test_an_unreachable_cache_lets_requests_through_and_says_so(settings, client
     }
 
     with caplog.at_level(logging.WARNING, logger="orchestrator.ratelimit"):
-        answers = [client.get("/runs", headers={"X-API-Key": KEY}).status_code for _ in range(5)]
+        answers = [client.get("/runs", headers={"X-API-Key": key}).status_code for _ in range(5)]
 
     assert answers == [200] * 5
     # One failed attempt, then the limiter stands aside instead of timing out on every request.
@@ -125,11 +170,11 @@ def test_an_unreachable_cache_lets_requests_through_and_says_so(settings, client
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_limit_holds_across_two_server_processes(tmp_path):
+def test_the_limit_holds_across_two_server_processes(tmp_path, key):
     from tests.servers import running_server
 
     env = {
-        "ORCHESTRATOR_API_KEY": KEY,
+        "ORCHESTRATOR_API_KEY": key,
         "RATE_LIMIT_MAX": "6",
         "RATE_LIMIT_WINDOW_MS": "60000",
         "CACHE_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
@@ -140,7 +185,7 @@ def test_the_limit_holds_across_two_server_processes(tmp_path):
     ):
         servers = [first, second] * 4
         answers = [
-            httpx.get(f"{server.url}/runs", headers={"Authorization": f"Bearer {KEY}"}) for server in servers
+            httpx.get(f"{server.url}/runs", headers={"Authorization": f"Bearer {key}"}) for server in servers
         ]
 
     # Each process alone saw 4 requests, under the limit of 6; together they saw 8.
@@ -149,19 +194,19 @@ def test_the_limit_holds_across_two_server_processes(tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_open_event_stream_counts_once(tmp_path):
+def test_an_open_event_stream_counts_once(tmp_path, key):
     from tests.servers import running_server
 
     env = {
-        "ORCHESTRATOR_API_KEY": KEY,
+        "ORCHESTRATOR_API_KEY": key,
         "RATE_LIMIT_MAX": "3",
         "CACHE_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
     }
-    auth = {"X-API-Key": KEY}
+    auth = {"X-API-Key": key}
     with running_server(tmp_path, **env) as server:
         created = httpx.post(f"{server.url}/runs?mode=redis", json={"spec": {"task": "sleep"}}, headers=auth)
         run_id = created.json()["runId"]
-        worker = {"Authorization": f"Bearer {tokens.mint(tokens.WORKER, run_id)[0]}"}
+        worker = {"Authorization": f"Bearer {a_worker_token(run_id)}"}
         with httpx.stream("GET", f"{server.url}/runs/{run_id}/events", headers=auth, timeout=10) as stream:
             for n in range(5):
                 posted = httpx.post(
