@@ -8,6 +8,8 @@ from typing import Any
 from asgiref.sync import ThreadSensitiveContext
 from django.core.handlers.asgi import ASGIHandler
 
+from orchestrator import db_threads
+
 MAX_IDLE_EXECUTORS = 64
 
 
@@ -25,6 +27,7 @@ class PooledThreadASGIHandler(ASGIHandler):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        db_threads.served_by_asgi_server.set(True)
         if scope["path"].endswith("/events"):
             # An event stream lasts hours: Django's own per-request executor,
             # which the stream lets go once it is open (runs.stream.views),

@@ -15,7 +15,8 @@ default) the same rules run through the ORM under a row lock.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -48,6 +49,22 @@ RETURNING id, seq, ts
 """  # noqa: S608 - the only interpolation is the fixed list of final statuses
 
 
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """A checkpoint as its append stored it, with a Checkpoint's field names.
+
+    A batch answers with hundreds of these; building model instances for
+    them cost more than the statement that stored them.
+    """
+
+    pk: int
+    run_id: Any
+    seq: int
+    ts: datetime
+    type: str
+    data: Any
+
+
 class AppendRefused(Exception):
     """No row took the append: the run is missing (status None) or final."""
 
@@ -56,13 +73,13 @@ class AppendRefused(Exception):
         self.status = status
 
 
-def append(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpoint]:
+def append(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
     if connection.vendor == "postgresql":
         return _append_postgresql(run_id, items)
     return _append_portable(run_id, items)
 
 
-def _append_postgresql(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpoint]:
+def _append_postgresql(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
     payload = [{"type": item["type"], "data": item.get("data")} for item in items]
     with connection.cursor() as cursor:
         cursor.execute(
@@ -79,12 +96,12 @@ def _append_postgresql(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpo
     if not rows:
         raise AppendRefused(Run.objects.filter(pk=run_id).values_list("status", flat=True).first())
     return [
-        Checkpoint(pk=pk, run_id=run_id, seq=seq, ts=ts, type=item["type"], data=item.get("data"))
+        Appended(pk, run_id, seq, ts, item["type"], item.get("data"))
         for (pk, seq, ts), item in zip(rows, items, strict=True)
     ]
 
 
-def _append_portable(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpoint]:
+def _append_portable(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
     with transaction.atomic():
         run = Run.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.is_final:
@@ -100,4 +117,4 @@ def _append_portable(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpoin
         Checkpoint.objects.bulk_create(rows)
         Run.objects.filter(pk=run.id).update(checkpoint_count=seq, last_checkpoint_ts=ts, updated_at=now)
         notify.run_changed(str(run.id))
-    return rows
+    return [Appended(row.pk, row.run_id, row.seq, row.ts, row.type, row.data) for row in rows]

@@ -232,7 +232,7 @@ def _check_data_size(items: list[dict[str, Any]]) -> None:
         raise SchemaViolation(too_large)
 
 
-def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[Checkpoint]:
+def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[checkpoint_writer.Appended]:
     """Append checkpoints in order; see `runs.checkpoint_writer` for the guarantees."""
     _check_data_size(items)
     try:
@@ -301,7 +301,9 @@ def _current_attempt(run_id: Any, attempt: int) -> Run:
     return run
 
 
-def append_attempt_checkpoints(run_id: Any, attempt: int, items: list[dict[str, Any]]) -> list[Checkpoint]:
+def append_attempt_checkpoints(
+    run_id: Any, attempt: int, items: list[dict[str, Any]]
+) -> list[checkpoint_writer.Appended]:
     """append_checkpoints for the worker running `attempt` (AttemptSuperseded otherwise)."""
     with transaction.atomic():
         _current_attempt(run_id, attempt)

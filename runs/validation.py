@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 from django.conf import settings
 from jsonschema import Draft202012Validator
 
@@ -53,17 +54,33 @@ def _inline(node: Any, file_name: str) -> Any:
     return node
 
 
+def _schema(ref: str) -> Any:
+    file_name, _, pointer = ref.partition("#")
+    return _inline(_definition(file_name, pointer), file_name)
+
+
 @cache
 def validator(ref: str) -> Draft202012Validator:
     """A validator for `file#/$defs/name` (or a whole file)."""
-    file_name, _, pointer = ref.partition("#")
-    return Draft202012Validator(_inline(_definition(file_name, pointer), file_name))
+    return Draft202012Validator(_schema(ref))
+
+
+@cache
+def quick_validator(ref: str) -> jsonschema_rs.Validator:
+    """The same schema in a compiled validator, a few hundred times faster.
+    Formats are not asserted, as in `validator`."""
+    return jsonschema_rs.Draft202012Validator(_schema(ref), validate_formats=False)
+
+
+def _joined(parts: Any, prefix: str) -> str:
+    path = prefix
+    for part in parts:
+        path = f"{path}[{part}]" if isinstance(part, int) else (f"{path}.{part}" if path else str(part))
+    return path
 
 
 def _field_path(error: Any, prefix: str) -> str:
-    path = prefix
-    for part in error.absolute_path:
-        path = f"{path}[{part}]" if isinstance(part, int) else (f"{path}.{part}" if path else str(part))
+    path = _joined(error.absolute_path, prefix)
     if error.validator == "required" and isinstance(error.validator_value, list):
         missing = next((name for name in error.validator_value if name not in (error.instance or {})), None)
         if missing:
@@ -97,13 +114,48 @@ def _leaf_errors(error: Any) -> list[Any]:
     return [leaf for sub in chosen for leaf in _leaf_errors(sub)]
 
 
+def _quick_leaf_errors(error: Any) -> list[Any]:
+    """`_leaf_errors` for the compiled validator's errors."""
+    branches = getattr(error.kind, "context", None)
+    if not branches:
+        return [error]
+    depth = len(error.instance_path)
+    kinds = jsonschema_rs.ValidationErrorKind
+
+    def misfit(subs: list[Any]) -> bool:
+        return any(
+            isinstance(s.kind, kinds.Type | kinds.Constant) and len(s.instance_path) == depth for s in subs
+        )
+
+    fitting = [subs for subs in branches if not misfit(subs)] or list(branches)
+    chosen = min(fitting, key=len)
+    return [leaf for sub in chosen for leaf in _quick_leaf_errors(sub)]
+
+
 def validate(ref: str, instance: Any, *, prefix: str = "") -> None:
-    """Raise SchemaViolation naming every bad field, or return quietly."""
-    errors = list(validator(ref).iter_errors(instance))
-    if not errors:
-        return
+    """Raise SchemaViolation naming every bad field, or return quietly.
+
+    The compiled validator decides; jsonschema, much slower, only names the
+    fields of what it refused. They agree but on regular expressions: JSON
+    Schema's are ECMA-262, where `$` does not match before a final newline,
+    and the compiled validator follows that where Python's `re` does not.
+    """
+    quick = quick_validator(ref)
+    try:
+        if quick.is_valid(instance):
+            return
+        quick_refused = True
+    except ValueError:  # a string Rust cannot hold (a lone surrogate): jsonschema alone judges
+        quick_refused = False
     fields: dict[str, list[str]] = {}
-    for error in errors:
+    for error in validator(ref).iter_errors(instance):
         for leaf in _leaf_errors(error):
             fields.setdefault(_field_path(leaf, prefix), []).append(leaf.message[:300])
-    raise SchemaViolation(dict(sorted(fields.items())))
+    if not fields and quick_refused:
+        for error in quick.iter_errors(instance):
+            for leaf in _quick_leaf_errors(error):
+                fields.setdefault(_joined(leaf.instance_path, prefix) or "(body)", []).append(
+                    leaf.message[:300]
+                )
+    if fields:
+        raise SchemaViolation(dict(sorted(fields.items())))

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runs.models import Checkpoint, Run
+
+if TYPE_CHECKING:
+    from runs.checkpoint_writer import Appended
 
 _TS_PATTERN = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(Z|z|[+-]\d{2}:\d{2})$"
@@ -59,7 +62,7 @@ def run_to_wire(run: Run) -> dict[str, Any]:
     return body
 
 
-def checkpoint_to_wire(checkpoint: Checkpoint) -> dict[str, Any]:
+def checkpoint_to_wire(checkpoint: Checkpoint | Appended) -> dict[str, Any]:
     return {
         "id": str(checkpoint.pk),
         "runId": str(checkpoint.run_id),

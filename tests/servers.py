@@ -91,8 +91,10 @@ class ServerProcess:
                 time.sleep(0.05)
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+    def log(self, tail: int | None = 5000) -> str:
+        """What the server wrote, the last `tail` characters of it (None: all of it)."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text if tail is None else text[-tail:]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
         return stop_process_group(self.proc, sig, timeout)

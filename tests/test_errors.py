@@ -52,6 +52,26 @@ def test_a_nul_character_is_refused_with_the_field_named(api, make_run):
     assert "data.s" in body["details"]["fields"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("checkpoints", b'{"type": "x", "data": {"s": "\\ud800"}}', "data.s"),
+        ("checkpoints", b'{"type": "x", "data": {"\\udfff": 1}}', "data"),
+        ("checkpoints", b'{"checkpoints": [{"type": "\\ud83d"}]}', "checkpoints[0].type"),
+        ("run", b'{"metadata": {"k": "a\\udc00b"}}', "metadata.k"),
+    ],
+)
+def test_an_unpaired_surrogate_is_refused_with_the_field_named(api, make_run, path, body, field):
+    """JSON may escape half of a surrogate pair; PostgreSQL cannot store it."""
+    url = f"/runs/{make_run()['id']}/checkpoints" if path == "checkpoints" else "/runs?mode=redis"
+
+    answer = assert_error(api.post(url, body), 422, "validation_error")
+
+    [(named, [message])] = answer["details"]["fields"].items()
+    assert named == field
+    assert message.endswith("must not contain unpaired surrogates")
+
+
 def test_a_body_that_is_not_json_is_415(api):
     assert_error(
         api.post("/runs?mode=redis", "spec=1", content_type="text/plain"), 415, "unsupported_media_type"

@@ -6,6 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from django.http import HttpRequest
 from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.request import Request
 
@@ -76,10 +77,15 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-def json_body(request: Request) -> Any:
-    """The parsed JSON body; a body sent as anything but JSON is a 415."""
+def require_json_content(request: HttpRequest | Request) -> None:
+    """A body sent as anything but JSON is a 415."""
     has_body = int(request.META.get("CONTENT_LENGTH") or 0) > 0 or "HTTP_TRANSFER_ENCODING" in request.META
     content_type = request.content_type.split(";")[0].strip().lower()
     if has_body and content_type != "application/json":
         raise UnsupportedMediaType(content_type or "(none)")
+
+
+def json_body(request: Request) -> Any:
+    """The parsed JSON body."""
+    require_json_content(request)
     return request.data

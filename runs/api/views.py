@@ -3,8 +3,6 @@ shape the answer. Business rules live in `runs.services`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
@@ -14,7 +12,7 @@ from rest_framework.views import APIView
 from runs import selectors, services, states, tokens
 from runs.api import params
 from runs.api.openapi import ref
-from runs.exceptions import RunNotFound, SchemaViolation
+from runs.exceptions import RunNotFound
 from runs.models import Run
 from runs.validation import validate
 from runs.wire import checkpoint_to_wire, format_ts, run_to_wire
@@ -202,16 +200,9 @@ class CheckpointCollectionView(APIView):
         },
     )
     def post(self, request: Request, run_id: str) -> Response:
-        body = params.json_body(request)
-        validate("checkpoint.schema.json#/$defs/appendRequest", body)
-        batch: list[dict[str, Any]] | None = body.get("checkpoints") if isinstance(body, dict) else None
-        if batch is not None and len(batch) > settings.MAX_CHECKPOINT_BATCH:
-            raise SchemaViolation({"checkpoints": [f"at most {settings.MAX_CHECKPOINT_BATCH} per batch"]})
-        created = services.append_checkpoints(run_id, batch if batch is not None else [body])
-        wire = [checkpoint_to_wire(cp) for cp in created]
-        if batch is None:
-            return Response({"checkpointId": wire[0]["id"], "checkpoint": wire[0]}, status=201)
-        return Response({"checkpointIds": [cp["id"] for cp in wire], "checkpoints": wire}, status=201)
+        """Served by `runs.api.append.append_checkpoints` on the event loop (the
+        route sends POST there); declared here so that OpenAPI documents it."""
+        raise NotImplementedError
 
 
 STREAM_TOKEN_RESPONSE = {

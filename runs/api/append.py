@@ -1,0 +1,92 @@
+"""`POST /runs/{id}/checkpoints`, the ingest hot path, as an async view.
+
+Workers call it once per checkpoint, so it is the busiest request the
+service serves. A sync DRF view costs a thread hop and DRF's request
+wrapping on every call; this view parses, checks and answers on the event
+loop and leaves it only for the one-statement append. What it accepts and
+answers is what `CheckpointCollectionView.post` declares for OpenAPI, and
+its errors go through the same handler as every DRF view's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from rest_framework.renderers import JSONRenderer
+
+from orchestrator import db_threads
+from runs import services
+from runs.api.errors import exception_handler
+from runs.api.params import require_json_content
+from runs.api.parsers import parse_json
+from runs.checkpoint_writer import Appended
+from runs.exceptions import SchemaViolation
+from runs.validation import validate
+from runs.wire import checkpoint_to_wire
+
+# Bigger bodies are parsed and validated on a thread: a batch of hundreds of
+# checkpoints would hold the event loop, and every open event stream with it.
+INLINE_BODY_BYTES = 64 * 1024
+
+_renderer = JSONRenderer()
+
+
+def _items(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
+    """The checkpoints to append, and whether they came as a batch."""
+    body = parse_json(raw)
+    if isinstance(body, dict) and "checkpoints" not in body:
+        # appendRequest is oneOf(checkpointInput, batch), and a batch needs
+        # "checkpoints": this body is valid exactly when it is a valid
+        # checkpointInput, which is the one branch worth checking (and naming
+        # in errors) on the busiest path.
+        validate("checkpoint.schema.json#/$defs/checkpointInput", body)
+        return [body], False
+    validate("checkpoint.schema.json#/$defs/appendRequest", body)
+    batch: list[dict[str, Any]] = body["checkpoints"]
+    if len(batch) > settings.MAX_CHECKPOINT_BATCH:
+        raise SchemaViolation({"checkpoints": [f"at most {settings.MAX_CHECKPOINT_BATCH} per batch"]})
+    return batch, True
+
+
+def _created(checkpoints: list[Appended], batch: bool) -> HttpResponse:
+    wire = [checkpoint_to_wire(cp) for cp in checkpoints]
+    if batch:
+        body: dict[str, Any] = {"checkpointIds": [cp["id"] for cp in wire], "checkpoints": wire}
+    else:
+        body = {"checkpointId": wire[0]["id"], "checkpoint": wire[0]}
+    return HttpResponse(_renderer.render(body), status=201, content_type="application/json")
+
+
+async def append_checkpoints(request: HttpRequest, run_id: str) -> HttpResponse:
+    try:
+        require_json_content(request)
+        raw = request.body
+        if len(raw) <= INLINE_BODY_BYTES:
+            items, batch = _items(raw)
+        else:
+            items, batch = await sync_to_async(_items, thread_sensitive=False)(raw)
+        created = await db_threads.run(services.append_checkpoints, run_id, items)
+    except Exception as exc:  # every failure becomes the one JSON error shape
+        # Off the loop: a database error makes the handler check the pool.
+        return await sync_to_async(exception_handler)(exc, {})
+    return _created(created, batch)
+
+
+def checkpoints_view() -> Any:
+    """The view of `/runs/{id}/checkpoints`: POST here, other methods to the DRF view."""
+    from runs.api.views import CheckpointCollectionView
+
+    drf_view = sync_to_async(CheckpointCollectionView.as_view())
+
+    async def checkpoints(request: HttpRequest, run_id: str) -> HttpResponse:
+        if request.method == "POST":
+            return await append_checkpoints(request, run_id)
+        return await drf_view(request, run_id=run_id)
+
+    # What drf-spectacular reads to document the route from the DRF view.
+    checkpoints.cls = CheckpointCollectionView  # type: ignore[attr-defined]
+    checkpoints.initkwargs = {}  # type: ignore[attr-defined]
+    return checkpoints
