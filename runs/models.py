@@ -68,7 +68,9 @@ class Run(models.Model):
 
 
 class Checkpoint(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="checkpoints")
+    # No index of its own: the (run, seq) and (run, ts) constraints lead with
+    # the run, and every append would otherwise update a third index.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="checkpoints", db_index=False)
     seq = models.PositiveIntegerField()
     ts = models.DateTimeField()
     type = models.CharField(max_length=200)
