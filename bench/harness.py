@@ -94,6 +94,18 @@ class Server:
                 continue
         return total
 
+    def worker_cpu_seconds(self) -> dict[int, float]:
+        """CPU time (user + system) each worker has used so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        used = {}
+        for pid in self.worker_pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+        return used
+
     def worker_threads(self) -> int:
         return self._status_total("Threads")
 
