@@ -36,6 +36,24 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
+def serve_process_metrics(port: int) -> None:
+    """Serve this process's metrics on `port` from a background thread.
+
+    For processes that are not the web server (a worker, the reconciler):
+    Prometheus scrapes each of them on its own port.
+    """
+    from prometheus_client import start_http_server
+
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(port, registry=registry)
+    else:
+        start_http_server(port)
+
+
 # django-prometheus's middleware, without the thread hops its MiddlewareMixin
 # base costs under ASGI (two per hook, on one shared thread). Its hooks only
 # touch counters, so they run inline, on the event loop.

@@ -207,6 +207,7 @@ K8S_POD_TEMPLATE_OVERLAY_FILE = env_str("K8S_POD_TEMPLATE_OVERLAY_FILE")  # JSON
 K8S_WATCH_TIMEOUT_SECONDS = env_int("K8S_WATCH_TIMEOUT_SECONDS", 300, minimum=1)
 K8S_RESYNC_SECONDS = env_float("K8S_RESYNC_SECONDS", 300.0)
 K8S_ORPHAN_GRACE_SECONDS = env_float("K8S_ORPHAN_GRACE_SECONDS", 120.0)
+RECONCILER_METRICS_PORT = env_int("RECONCILER_METRICS_PORT", 0, minimum=0)
 
 # --- Security and observability: API keys, CORS, rate limits, metrics, logs ---
 # What each setting protects is in SECURITY.md.

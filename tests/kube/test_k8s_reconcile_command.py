@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from runs.models import Run
 from tests.kube.conftest import NS, eventually
 from tests.kube.fake_apiserver import FakeKubeAPI
-from tests.servers import ROOT, process_env
+from tests.servers import ROOT, free_port, process_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,3 +60,35 @@ def test_reconcile_once_repairs_drift_and_exits(api, cluster, tmp_path) -> None:
 
     run = Run.objects.get(pk=run_id)
     assert run.status == "failed" and run.error["code"] == "job_deleted"
+
+
+def test_the_reconciler_serves_its_own_metrics_lag_included(api, cluster, tmp_path) -> None:
+    run_id = api.post("/runs?mode=k8s", {"spec": {"image": "busybox"}}).json()["runId"]
+    port = free_port()
+    log_path = tmp_path / "reconcile.log"
+
+    def lag() -> float | None:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.TransportError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("orchestrator_reconciler_lag_seconds "):
+                return float(line.split()[1])
+        return None
+
+    with log_path.open("wb") as log:
+        proc = command(cluster, "--metrics-port", str(port), log=log)
+        try:
+            assert cluster.wait_for(lambda: cluster.open_watches == 2, timeout=20), log_path.read_text()
+            cluster.set_job_status(NS, f"run-{run_id}", COMPLETE)
+            eventually(lambda: Run.objects.get(pk=run_id).status == "completed", timeout=10)
+
+            # The Job was created moments ago (its timestamp in whole seconds):
+            # the reconciler saw it within seconds, and said so.
+            seen = lag()
+            assert seen is not None, log_path.read_text()
+            assert 0 < seen < 30
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)

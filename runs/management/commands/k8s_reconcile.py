@@ -6,8 +6,10 @@ import logging
 import signal
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from orchestrator.prometheus import serve_process_metrics
 from runs.k8s.reconciler import Reconciler
 
 logger = logging.getLogger("runs.k8s.reconciler")
@@ -21,6 +23,12 @@ class Command(BaseCommand):
         parser.add_argument("--resync-seconds", type=float, default=None, help="default K8S_RESYNC_SECONDS")
         parser.add_argument(
             "--watch-timeout-seconds", type=int, default=None, help="default K8S_WATCH_TIMEOUT_SECONDS"
+        )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=settings.RECONCILER_METRICS_PORT,
+            help="serve the reconciler's Prometheus metrics on this port (0: off; RECONCILER_METRICS_PORT)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -37,6 +45,8 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, shut_down)
         signal.signal(signal.SIGINT, shut_down)
+        if options["metrics_port"]:
+            serve_process_metrics(options["metrics_port"])
         logger.info("reconciler watching namespace %s", reconciler.namespace)
         reconciler.run()
         logger.info("reconciler stopped")

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
+from orchestrator.prometheus import serve_process_metrics
 from runs.run_queue import run_queue
 from runs.worker import recovery
 from runs.worker.runner import Worker
@@ -65,7 +66,7 @@ class Command(BaseCommand):
             self.stdout.write(f"re-sent {sent} run(s)")
             return
         if options["metrics_port"]:
-            _serve_metrics(options["metrics_port"])
+            serve_process_metrics(options["metrics_port"])
         _size_database_pool(options["concurrency"] or settings.WORKER_CONCURRENCY)
         worker = Worker(
             concurrency=options["concurrency"], stream=options["queue"], max_runs=options["max_runs"]
@@ -84,20 +85,3 @@ def _size_database_pool(concurrency: int) -> None:
         # Slots write concurrently: take the write lock at BEGIN, where SQLite waits for it,
         # rather than on the first write, where it fails at once with "database is locked".
         options.setdefault("transaction_mode", "IMMEDIATE")
-
-
-def _serve_metrics(port: int) -> None:
-    import os
-
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    registry = None
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    if registry is None:
-        start_http_server(port)
-    else:
-        start_http_server(port, registry=registry)
