@@ -1,18 +1,18 @@
 """Body limits enforced at the ASGI edge, before Django reads a byte.
 
 Django's ASGI handler receives the whole body (spooling it to a temporary
-file) before any middleware runs, so a middleware 413 comes too late to save
-memory or disk. Here a declared oversized body is refused at once, and a
-chunked body is counted as it arrives and refused past the limit. A chunked
-body within the limit is handed on with its Content-Length, which Django and
-DRF need to read it at all.
+file) before any middleware runs, so a middleware cannot save memory or disk
+by itself. Here a declared oversized body is refused before a byte of it is
+read, and a chunked body is counted as it arrives and refused past the limit.
+A refused request goes on to Django without its body, marked in its scope,
+and `BodySizeLimitMiddleware` answers it: so the 413 carries what every
+answer carries (CORS headers a browser needs to read it, the request id, an
+access-log line, metrics). A chunked body within the limit is handed on with
+its Content-Length, which Django and DRF need to read it at all.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -24,7 +24,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+# Where a refusal waits for BodySizeLimitMiddleware: (status, message, code, details).
+REFUSED = "orchestrator.refused"
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -32,25 +33,6 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key.lower() == name:
             return value
     return None
-
-
-async def _error(scope: Scope, send: Send, status: int, message: str, code: str, details: dict) -> None:
-    incoming = _header(scope, b"x-request-id") or b""
-    request_id = incoming.decode() if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    body = json.dumps({"error": message, "code": code, "details": details, "requestId": request_id}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:
@@ -70,10 +52,12 @@ class BodyLimit:
             try:
                 length = int(declared)
             except ValueError:
-                await _error(scope, send, 400, "invalid Content-Length header", "bad_request", {})
+                await self._refuse(
+                    scope, receive, send, (400, "invalid Content-Length header", "bad_request", {})
+                )
                 return
             if length > limit:
-                await _error(scope, send, 413, *too_large)
+                await self._refuse(scope, receive, send, (413, *too_large))
                 return
             await self.app(scope, receive, send)
             return
@@ -89,16 +73,11 @@ class BodyLimit:
                 break
             total += len(message.get("body", b""))
             if total > limit:
-                await _error(scope, send, 413, *too_large)
+                await self._refuse(scope, receive, send, (413, *too_large))
                 return
             if not message.get("more_body", False):
                 break
-        headers = [
-            (key, value)
-            for key, value in scope.get("headers", [])
-            if key.lower() not in (b"transfer-encoding", b"content-length")
-        ]
-        headers.append((b"content-length", str(total).encode()))
+        headers = _with_length(scope, total)
         body = b"".join(m.get("body", b"") for m in buffered if m["type"] == "http.request")
         replay: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
         replay += [m for m in buffered if m["type"] != "http.request"]
@@ -108,3 +87,39 @@ class BodyLimit:
             return replay.pop(0) if replay else await receive()
 
         await self.app({**scope, "headers": headers}, replaying_receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, refusal: tuple[Any, ...]) -> None:
+        """Hand the request to Django with an empty body, for it to answer `refusal`."""
+        started = False
+
+        async def empty_body_then_disconnect() -> Message:
+            nonlocal started
+            if not started:
+                started = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            while True:
+                # Django listens here for the client going away; what is
+                # left of the refused body is read and dropped meanwhile.
+                message = await receive()
+                if message["type"] != "http.request":
+                    return message
+
+        async def send_and_close(message: Message) -> None:
+            # Whoever answers (this refusal, or a 401 or 429 before it): the
+            # body was never read whole, so the connection cannot carry another request.
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        refused_scope = {**scope, "headers": _with_length(scope, 0), REFUSED: refusal}
+        await self.app(refused_scope, empty_body_then_disconnect, send_and_close)
+
+
+def _with_length(scope: Scope, length: int) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (key, value)
+        for key, value in scope.get("headers", [])
+        if key.lower() not in (b"transfer-encoding", b"content-length")
+    ]
+    headers.append((b"content-length", str(length).encode()))
+    return headers

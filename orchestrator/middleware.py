@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
+from orchestrator.asgi_guards import REFUSED
 from orchestrator.logging import request_id_var
 from runs.api.errors import error_response
 
@@ -71,12 +72,18 @@ class RequestIDMiddleware(_DualMiddleware):
 class BodySizeLimitMiddleware(_DualMiddleware):
     """Refuse a declared oversized body with 413 before anything reads it.
 
+    Under ASGI the edge guard (`orchestrator.asgi_guards.BodyLimit`) has
+    already refused it without reading it, and left the answer to give here.
     Bodies without a Content-Length are still bounded: Django raises
     RequestDataTooBig past DATA_UPLOAD_MAX_MEMORY_SIZE, which the API error
     handler maps to the same 413.
     """
 
     def before(self, request: HttpRequest) -> HttpResponse | None:
+        refusal = getattr(request, "scope", {}).get(REFUSED)
+        if refusal is not None:
+            status, message, code, details = refusal
+            return error_response(status, message, code, details)
         raw = request.META.get("CONTENT_LENGTH") or "0"
         try:
             length = int(raw)

@@ -43,6 +43,24 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent(asgi_server):
     assert b"x-request-id" in answer.lower()
 
 
+def test_a_refused_body_is_answered_like_any_other_request(asgi_server):
+    """A browser can read the 413 (CORS headers), and it is logged with its request id."""
+    head = (
+        "POST /runs?mode=redis HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Origin: https://app.example\r\nX-Request-ID: refused-1\r\n"
+        f"Content-Length: {10 * 1024**3}\r\n"
+    )
+
+    answer = raw_request(asgi_server.url, head).lower()
+
+    assert answer.startswith(b"http/1.1 413"), answer[:200]
+    assert b"access-control-allow-origin: *" in answer
+    assert b"x-request-id: refused-1" in answer
+    assert b"connection: close" in answer
+    logged = [line for line in asgi_server.log(tail=None).splitlines() if "refused-1" in line]
+    assert any("POST /runs 413" in line for line in logged), logged
+
+
 def test_a_chunked_body_over_the_limit_is_refused_while_it_streams(asgi_server):
     def endless():  # type: ignore[no-untyped-def]
         yield b'{"spec": {"task": "sleep", "input": {"pad": "'
@@ -60,6 +78,7 @@ def test_a_chunked_body_over_the_limit_is_refused_while_it_streams(asgi_server):
         pytest.fail("the server should answer 413, not drop the connection mid-body")
     assert response.status_code == 413
     assert response.json()["code"] == "body_too_large"
+    assert response.headers["Connection"] == "close"
 
 
 def test_a_chunked_body_within_the_limit_is_read_whole(asgi_server):
@@ -83,3 +102,16 @@ def test_a_malformed_content_length_is_400(asgi_server):
     answer = raw_request(asgi_server.url, head)
 
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+def test_a_refused_body_without_credentials_is_a_401_that_closes_the_connection(keyed_server):
+    """The key check answers first; the unread body still ends the connection."""
+    head = (
+        "POST /runs?mode=redis HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {10 * 1024**3}\r\n"
+    )
+
+    answer = raw_request(keyed_server.url, head).lower()
+
+    assert answer.startswith(b"http/1.1 401"), answer[:200]
+    assert b"connection: close" in answer
