@@ -164,6 +164,24 @@ return 1
 """
 
 
+# Consumers that hold no entry and have been idle for ARGV[2] ms (only ARGV[3],
+# when given). Checked and removed in one step: a consumer that takes an entry
+# meanwhile cannot lose it, for removing a consumer drops its pending entries.
+_FORGET_CONSUMERS = """
+local forgotten = 0
+for _, row in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #row, 2 do info[row[i]] = row[i + 1] end
+  if info['pending'] == 0 and info['idle'] >= tonumber(ARGV[2])
+     and (ARGV[3] == '' or info['name'] == ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    forgotten = forgotten + 1
+  end
+end
+return forgotten
+"""
+
+
 class RunQueue:
     """The queue operations, on one Redis and one set of keys."""
 
@@ -174,6 +192,7 @@ class RunQueue:
         self._renew = conn.register_script(_RENEW_LEASE)
         self._release = conn.register_script(_RELEASE_LEASE)
         self._finish = conn.register_script(_FINISH)
+        self._forget = conn.register_script(_FORGET_CONSUMERS)
 
     def enqueue(self, run_id: str, fields: dict[str, str]) -> str | None:
         """XADD the run unless its entry is already there. The new entry id, or None."""
@@ -199,6 +218,17 @@ class RunQueue:
         if consumer:
             # Visible in XINFO CONSUMERS from the start, not only after a first delivery.
             self.redis.xgroup_createconsumer(self.keys.stream, self.keys.group, consumer)
+
+    def forget_consumers(self, *, idle_ms: int, name: str = "") -> int:
+        """Remove from the group the consumers (or the one `name`) that hold no
+        entry and have been idle `idle_ms`; how many went. A live worker so
+        removed is added back by its next read."""
+        try:
+            return int(self._forget(keys=[self.keys.stream], args=[self.keys.group, idle_ms, name]))
+        except redis.ResponseError as exc:
+            if "no such key" in str(exc).lower() or "NOGROUP" in str(exc):
+                return 0
+            raise
 
     def acquire_lease(self, run_id: str, holder: str, ttl_ms: int) -> bool:
         return bool(self.redis.set(self.keys.lease(run_id), holder, nx=True, px=ttl_ms))

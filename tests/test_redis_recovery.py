@@ -121,6 +121,42 @@ def test_sigterm_lets_a_worker_hand_back_a_run_it_cannot_finish(workers):
     assert "run handed back" in leaving.log()
 
 
+def consumers(prefix: str) -> dict[str, int]:
+    """The group's consumers and how many entries each holds."""
+    queue = run_queue.run_queue()
+    try:
+        rows = queue.redis.xinfo_consumers(queue.keys.stream, queue.keys.group)
+    except redis.ResponseError:
+        return {}
+    return {row["name"]: row["pending"] for row in rows}
+
+
+def test_a_worker_that_stops_cleanly_leaves_the_consumer_group(workers, prefix):
+    (worker,) = workers()
+    assert len(consumers(prefix)) == 1
+
+    assert worker.stop(timeout=10) == 0
+
+    assert consumers(prefix) == {}
+
+
+def test_the_sweep_forgets_gone_workers_but_never_one_holding_a_run(prefix):
+    from runs.worker import recovery
+
+    queue = run_queue.run_queue()
+    queue.ensure_group("gone-idle")
+    queue.ensure_group("gone-holding")
+    queue.redis.xadd(queue.keys.stream, {"runId": "not-a-run"})
+    queue.redis.xreadgroup(queue.keys.group, "gone-holding", {queue.keys.stream: ">"}, count=1)
+
+    # With no lease period, any consumer idle at all counts as gone.
+    recovery.sweep(queue, holder="test", interval_s=1, lease_ms=0, force=True)
+
+    # Removing the holder would drop its entry from every pending list, out of
+    # reach of the reclaim; it stays until another worker has taken the entry.
+    assert consumers(prefix) == {"gone-holding": 1}
+
+
 class PrivateRedis:
     """A redis-server of the test's own, configured as CI runs it (no persistence)."""
 

@@ -13,6 +13,9 @@ from runs.run_queue import Entry, RunQueue
 logger = logging.getLogger("runs.worker")
 
 SWEEP_BATCH = 500
+# A consumer that holds nothing and was idle this many lease periods belongs
+# to a worker that is gone (a live one reads every few seconds).
+FORGET_CONSUMER_AFTER_LEASES = 10
 
 # A running run is an orphan when no worker holds its lease and its stream
 # entry is gone (Redis lost both). A live worker re-takes a vanished lease at
@@ -75,6 +78,9 @@ def sweep(queue: RunQueue, *, holder: str, interval_s: float, lease_ms: int, for
     sent = _resend_pending(queue) + _resend_orphans(queue, lease_ms)
     if sent:
         logger.info("sweep re-sent runs", extra={"count": sent, "event": "sweep"})
+    forgotten = queue.forget_consumers(idle_ms=lease_ms * FORGET_CONSUMER_AFTER_LEASES)
+    if forgotten:
+        logger.info("sweep removed consumers of gone workers", extra={"count": forgotten, "event": "sweep"})
     return sent
 
 

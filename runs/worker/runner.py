@@ -136,6 +136,11 @@ class Worker:
         if self._inflight:
             self._hand_back_all()
         self._executor.shutdown(wait=True)
+        try:
+            # Gone from the group, unless it still holds entries handed back for others to reclaim.
+            self.queue.forget_consumers(idle_ms=0, name=self.id)
+        except redis.RedisError as exc:
+            logger.warning("could not leave the consumer group", extra={"reason": exc.__class__.__name__})
 
     def _hand_back_all(self) -> None:
         with self._slots_lock:
