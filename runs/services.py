@@ -257,6 +257,41 @@ def requeue_stale_runs(*, older_than: timedelta, dry_run: bool = False) -> list[
     return requeued
 
 
+def lost_running_runs(*, quiet_for: timedelta) -> list[Run]:
+    """Running runs without news (status, checkpoints) for `quiet_for` that
+    their backend no longer holds: no worker's lease and no queue entry, or
+    no Job. Changes nothing."""
+    cutoff = timezone.now() - quiet_for
+    quiet = Run.objects.filter(status=states.RUNNING, updated_at__lt=cutoff).order_by("updated_at")
+    return _by_backend(list(quiet), lambda backend, runs: backend.lost_running(runs))
+
+
+def release_lost_runs(suspects: Iterable[Run]) -> list[tuple[Run, str]]:
+    """Look again at runs `lost_running_runs` named, a lease period later
+    (time for a live worker's heartbeat to take back a lease Redis lost).
+    Each run still lost is handed back to its backend for another attempt
+    ("resent"), or failed with the backend's error ("failed")."""
+    still_running = list(Run.objects.filter(pk__in=[run.pk for run in suspects], status=states.RUNNING))
+    outcomes: list[tuple[Run, str]] = []
+    for run in _by_backend(still_running, lambda backend, runs: backend.lost_running(runs)):
+        error = get_backend(run.mode).release_lost(run)
+        if error is None:
+            outcomes.append((run, "resent"))
+            continue
+        try:
+            outcomes.append((set_run_status(run.id, states.FAILED, error=error), "failed"))
+        except InvalidTransition:
+            continue  # it finished meanwhile
+    return outcomes
+
+
+def _by_backend(runs: list[Run], ask: Any) -> list[Run]:
+    by_mode: dict[str, list[Run]] = {}
+    for run in runs:
+        by_mode.setdefault(run.mode, []).append(run)
+    return [found for mode, group in by_mode.items() for found in ask(get_backend(mode), group)]
+
+
 # --- Worker attempts (Redis mode) ---
 # A worker holds a run under a lease and stamps its writes with the attempt it
 # started; a write from an attempt that another worker took over is refused,

@@ -276,8 +276,57 @@ def test_runs_requeue_stale_asks_the_backend_about_old_pending_runs_only(recordi
     out, _ = run_command("runs_requeue_stale", "--older-than", "10m")
 
     assert recording_backend.asked == [str(stale.id)]
-    assert str(stale.id) in dry and "dry run: 1 stale runs would be checked" in dry
-    assert "1 runs sent to their backend again" in out
+    assert str(stale.id) in dry and "dry run: 1 pending runs would be checked, 0 running" in dry
+    assert "1 pending runs sent to their backend again" in out
+
+
+@pytest.fixture
+def queue_prefix(settings):  # type: ignore[no-untyped-def]
+    from tests.redis_workers import drop_keys, unique_prefix
+
+    prefix = settings.REDIS_KEY_PREFIX = unique_prefix()
+    yield prefix
+    drop_keys(prefix)
+
+
+def quiet_running_run() -> Run:
+    """A redis run that started a while ago and has said nothing since."""
+    run = new_run()
+    services.set_run_status(run.id, "running")
+    Run.objects.filter(pk=run.pk).update(updated_at=timezone.now() - timedelta(minutes=30))
+    return Run.objects.get(pk=run.pk)
+
+
+def test_runs_requeue_stale_sends_a_running_run_nobody_holds_again(queue_prefix):
+    from runs import run_queue
+
+    lost = quiet_running_run()
+    held = quiet_running_run()
+    queue = run_queue.run_queue()
+    assert queue.acquire_lease(str(held.id), "a-live-worker", 60_000)
+
+    dry, _ = run_command("runs_requeue_stale", "--older-than", "10m", "--dry-run")
+    assert queue.redis.get(queue.keys.guard(str(lost.id))) is None  # a dry run sends nothing
+    out, _ = run_command("runs_requeue_stale", "--older-than", "10m", "--confirm-after", "0")
+
+    assert str(lost.id) in dry and str(held.id) not in dry
+    assert "1 running runs look lost" in dry
+    assert f"{lost.id}  redis  resent" in out
+    assert "1 running runs sent again, 0 failed" in out
+    entry_id = queue.redis.get(queue.keys.guard(str(lost.id)))
+    [(_, fields)] = queue.redis.xrange(queue.keys.stream, entry_id, entry_id)
+    assert fields["runId"] == str(lost.id)
+    assert queue.redis.get(queue.keys.guard(str(held.id))) is None
+    assert Run.objects.get(pk=lost.pk).status == "running"  # the worker that takes it counts an attempt
+
+
+def test_runs_requeue_stale_leaves_a_running_run_that_speaks(queue_prefix):
+    run = new_run()
+    services.set_run_status(run.id, "running")  # just now: not quiet
+
+    out, _ = run_command("runs_requeue_stale", "--older-than", "10m", "--confirm-after", "0")
+
+    assert str(run.id) not in out
 
 
 def test_runs_requeue_stale_rejects_a_bad_age():

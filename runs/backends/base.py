@@ -39,6 +39,17 @@ class Backend:
         makes the executor hold the run twice. True when it was sent again."""
         raise NotImplementedError
 
+    def lost_running(self, runs: list[Run]) -> list[Run]:
+        """Of these running runs, those no worker or Job holds any more. Reads
+        only; a backend that cannot tell names none."""
+        return []
+
+    def release_lost(self, run: Run) -> dict[str, Any] | None:
+        """Deal with a running run that `lost_running` named twice, a lease
+        period apart. None when it was handed back for another attempt;
+        otherwise the error the run fails with."""
+        return {"code": "backend_lost", "message": f"the {self.mode} backend lost the run"}
+
     def describe(self, run: Run) -> dict[str, Any] | None:
         """What `dispatch` would send for this (unsaved) run, for plan mode."""
         raise NotImplementedError

@@ -15,6 +15,7 @@ from runs.backends.base import Backend
 from runs.exceptions import BackendUnavailable, SchemaViolation
 from runs.k8s import client as k8s
 from runs.k8s.manifests import build_job, build_token_secret, job_name, secret_name
+from runs.k8s.status import job_deleted_error
 from runs.models import Run
 
 logger = logging.getLogger("runs.k8s")
@@ -54,6 +55,29 @@ class KubernetesBackend(Backend):
             )
             return False
         return True
+
+    def lost_running(self, runs: list[Run]) -> list[Run]:
+        """Runs whose Job is gone. A cluster that cannot be asked loses nothing."""
+        lost = []
+        for run in runs:
+            try:
+                if _read_job(str(run.id)) is None:
+                    lost.append(run)
+            except (ApiException, *k8s.CONNECTION_ERRORS) as exc:
+                logger.warning(
+                    "could not look for the Job: %s", k8s.describe_error(exc), extra={"runId": str(run.id)}
+                )
+        return lost
+
+    def release_lost(self, run: Run) -> dict[str, Any] | None:
+        """A Job is not run twice: the run fails, as the reconciler would fail it."""
+        try:
+            delete_run_objects(str(run.id))  # a token Secret the Job's delete may have left
+        except (ApiException, *k8s.CONNECTION_ERRORS) as exc:
+            logger.warning(
+                "could not remove the run's Secret: %s", k8s.describe_error(exc), extra={"runId": str(run.id)}
+            )
+        return job_deleted_error(job_name(run.id))
 
     def describe(self, run: Run) -> dict[str, Any] | None:
         return build_job(run.id, run.spec or {}, k8s.job_options())
