@@ -30,7 +30,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from runs import metrics, notify
+from runs import metrics, notify, states
 from runs.models import Checkpoint, Run
 from runs.stream import sse
 from runs.wire import checkpoint_to_wire, format_ts, run_to_wire
@@ -50,10 +50,20 @@ class TailRead:
     status_frame: bytes
     end_frame: bytes
     checkpoints: list[tuple[datetime, bytes]]
+    # The run has been running (it has a startedAt) and is no longer: the
+    # `running` status event for a subscriber whose reads never caught it.
+    was_running_frame: bytes | None = None
 
 
 def status_payload(run: Run) -> dict[str, Any]:
     return {"runId": str(run.id), "status": run.status, "run": run_to_wire(run)}
+
+
+def was_running_payload(run: Run) -> dict[str, Any]:
+    """The run as it was while running, for a status event that came too late to catch it."""
+    wire = run_to_wire(run)
+    wire.update(status=states.RUNNING, finishedAt=None, error=None)
+    return {"runId": str(run.id), "status": states.RUNNING, "run": wire}
 
 
 def end_event_id(run: Run) -> str | None:
@@ -102,6 +112,7 @@ def read_tail(run_id: uuid.UUID, since: datetime | None, limit: int) -> TailRead
     finally:
         release_connection()
     payload = status_payload(run)
+    was_running = run.started_at is not None and run.status != states.RUNNING
     return TailRead(
         status=run.status,
         final=run.is_final,
@@ -109,6 +120,7 @@ def read_tail(run_id: uuid.UUID, since: datetime | None, limit: int) -> TailRead
         status_frame=sse.event("status", payload),
         end_frame=sse.event("end", payload, event_id=end_event_id(run)),
         checkpoints=[(row.ts, checkpoint_frame(row)) for row in rows[:limit]],
+        was_running_frame=sse.event("status", was_running_payload(run)) if was_running else None,
     )
 
 
@@ -131,6 +143,12 @@ class Subscriber:
     def deliver(self, read: TailRead, max_buffered: int) -> None:
         if self.done:
             return
+        if self.status == states.PENDING and read.was_running_frame is not None:
+            # pending, running and a final status, all between two reads: the
+            # run's status changes are few and in one order, so the missed one
+            # is known, and every subscriber sees each change.
+            self.frames.append((read.was_running_frame, None))
+            self.status = states.RUNNING
         if not read.final and read.status != self.status:
             self.frames.append((read.status_frame, None))
             self.status = read.status

@@ -188,6 +188,29 @@ def test_status_changes_from_another_process_arrive_as_status_events(stream_app)
     ]
 
 
+def test_a_run_that_starts_and_finishes_between_two_reads_still_reports_running(stream_app):
+    from django.db import transaction
+
+    run_id = new_run()
+
+    def on_event(event):  # type: ignore[no-untyped-def]
+        if event.event == "hello":
+            with transaction.atomic():  # both changes commit, and wake the stream, at once
+                services.set_run_status(run_id, "running")
+                services.set_run_status(run_id, "completed")
+
+    events = read_events(stream_app, run_id, on_event=on_event)
+
+    assert [(e.event, e.json()["status"]) for e in events[1:]] == [
+        ("status", "running"),
+        ("status", "completed"),
+        ("end", "completed"),
+    ]
+    running = events[1].json()
+    assert_wire("event.schema.json#/$defs/status", running)
+    assert running["run"]["status"] == "running" and running["run"]["finishedAt"] is None
+
+
 def test_on_the_wire_only_checkpoints_and_end_carry_an_id(stream_app):
     run_id = new_run()
     append(run_id, 2)

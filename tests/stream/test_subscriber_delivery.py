@@ -17,7 +17,14 @@ def ts(n: int) -> datetime:
     return T0 + timedelta(microseconds=n)
 
 
-def read(seqs: range, *, status: str = "running", final: bool = False, complete: bool = True) -> TailRead:
+def read(
+    seqs: range,
+    *,
+    status: str = "running",
+    final: bool = False,
+    complete: bool = True,
+    was_running: bool = False,
+) -> TailRead:
     return TailRead(
         status=status,
         final=final,
@@ -25,6 +32,7 @@ def read(seqs: range, *, status: str = "running", final: bool = False, complete:
         status_frame=f"status:{status}".encode(),
         end_frame=b"end",
         checkpoints=[(ts(n), f"cp:{n}".encode()) for n in seqs],
+        was_running_frame=b"status:running" if was_running else None,
     )
 
 
@@ -53,6 +61,24 @@ def test_a_status_change_comes_before_the_checkpoints_of_the_same_read():
     sub = subscriber(status="pending")
     sub.deliver(read(range(1, 3), status="running"), max_buffered=100)
     assert frames(sub) == [b"status:running", b"cp:1", b"cp:2"]
+
+
+def test_a_running_status_missed_between_two_reads_is_still_sent():
+    sub = subscriber(status="pending")
+    sub.deliver(read(range(1, 3), status="completed", final=True, was_running=True), max_buffered=100)
+    assert frames(sub) == [b"status:running", b"cp:1", b"cp:2", b"status:completed", b"end"]
+
+
+def test_a_run_canceled_before_it_ran_goes_straight_to_canceled():
+    sub = subscriber(status="pending")
+    sub.deliver(read(range(0), status="canceled", final=True), max_buffered=100)
+    assert frames(sub) == [b"status:canceled", b"end"]
+
+
+def test_a_subscriber_that_saw_running_is_not_told_again():
+    sub = subscriber(status="running")
+    sub.deliver(read(range(0), status="failed", final=True, was_running=True), max_buffered=100)
+    assert frames(sub) == [b"status:failed", b"end"]
 
 
 def test_end_waits_for_a_complete_read_of_a_final_run():
