@@ -170,6 +170,9 @@ def test_a_resume_of_a_finished_run_with_newer_checkpoints_streams_them_then_end
     assert events[-1].event == "end"
 
 
+RUNNING_THEN_COMPLETED = [("status", "running"), ("status", "completed"), ("end", "completed")]
+
+
 def test_status_changes_from_another_process_arrive_as_status_events(stream_app):
     run_id = new_run()
 
@@ -181,11 +184,7 @@ def test_status_changes_from_another_process_arrive_as_status_events(stream_app)
 
     events = read_events(stream_app, run_id, on_event=on_event)
 
-    assert [(e.event, e.json()["status"]) for e in events[1:]] == [
-        ("status", "running"),
-        ("status", "completed"),
-        ("end", "completed"),
-    ]
+    assert [(e.event, e.json()["status"]) for e in events[1:]] == RUNNING_THEN_COMPLETED
 
 
 def test_a_run_that_starts_and_finishes_between_two_reads_still_reports_running(stream_app):
@@ -201,11 +200,7 @@ def test_a_run_that_starts_and_finishes_between_two_reads_still_reports_running(
 
     events = read_events(stream_app, run_id, on_event=on_event)
 
-    assert [(e.event, e.json()["status"]) for e in events[1:]] == [
-        ("status", "running"),
-        ("status", "completed"),
-        ("end", "completed"),
-    ]
+    assert [(e.event, e.json()["status"]) for e in events[1:]] == RUNNING_THEN_COMPLETED
     running = events[1].json()
     assert_wire("event.schema.json#/$defs/status", running)
     assert running["run"]["status"] == "running" and running["run"]["finishedAt"] is None
