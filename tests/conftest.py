@@ -107,6 +107,27 @@ def fake_cluster() -> Iterator[Any]:
                 os.environ["K8S_API_HOST"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def redis_key_prefix() -> Iterator[str]:
+    """What this session writes to Redis (queue entries, guards, cancel flags),
+    in this process and in the servers and workers tests start, goes under a
+    prefix of its own, and is removed at the end."""
+    from tests.redis_workers import drop_keys, unique_prefix
+
+    prefix = unique_prefix()
+    previous = os.environ.get("REDIS_KEY_PREFIX")
+    with override_settings(REDIS_KEY_PREFIX=prefix):
+        os.environ["REDIS_KEY_PREFIX"] = prefix
+        try:
+            yield prefix
+        finally:
+            if previous is None:
+                os.environ.pop("REDIS_KEY_PREFIX", None)
+            else:
+                os.environ["REDIS_KEY_PREFIX"] = previous
+            drop_keys(prefix)
+
+
 # API keys of `keyed_server`; tests that count a key's requests use one of their own.
 SERVER_KEYS = ("server-key-alpha-0123456789", "server-key-beta-0123456789", "server-key-gamma-0123456789")
 
