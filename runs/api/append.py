@@ -22,6 +22,7 @@ from runs import services
 from runs.api.errors import exception_handler
 from runs.api.params import require_json_content
 from runs.api.parsers import parse_json
+from runs.api.views import CheckpointCollectionView
 from runs.checkpoint_writer import Appended
 from runs.exceptions import SchemaViolation
 from runs.validation import validate
@@ -77,8 +78,6 @@ async def append_checkpoints(request: HttpRequest, run_id: str) -> HttpResponse:
 
 def checkpoints_view() -> Any:
     """The view of `/runs/{id}/checkpoints`: POST here, other methods to the DRF view."""
-    from runs.api.views import CheckpointCollectionView
-
     drf_view = sync_to_async(CheckpointCollectionView.as_view())
 
     async def checkpoints(request: HttpRequest, run_id: str) -> HttpResponse:
