@@ -11,6 +11,13 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 75
 accesslog = None
+# Each worker listens on a socket of its own (SO_REUSEPORT), and the kernel
+# spreads new connections over them evenly. On one shared socket the worker
+# that wakes first accepts a whole burst of connections, and a keep-alive
+# client stays where it landed: one core did the work of two. The price: a
+# second server started on the same port by mistake shares it instead of
+# failing to start.
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").lower() in ("1", "true", "yes", "on")
 
 # Metrics from every worker, summed at scrape time: prometheus_client's
 # multiprocess mode. The directory must be known before any worker imports
