@@ -8,6 +8,7 @@ validate what the API sends with them.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,34 @@ def validate(ref: str, instance: Any, *, prefix: str = "") -> None:
                 )
     if fields:
         raise SchemaViolation(dict(sorted(fields.items())))
+
+
+# PostgreSQL jsonb holds neither U+0000 nor a UTF-16 surrogate on its own
+# (JSON's "\ud800" escape parses to one), and a deep nest only costs us.
+MAX_DEPTH = 64
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable_text(text: str) -> str | None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    return "U+0000" if found.group() == "\x00" else "unpaired surrogates"
+
+
+def check_storable(value: Any, path: str = "", depth: int = 0) -> None:
+    """Raise SchemaViolation naming the first part of a JSON value PostgreSQL cannot store."""
+    if depth > MAX_DEPTH:
+        raise SchemaViolation({path or "(body)": [f"nested deeper than {MAX_DEPTH} levels"]})
+    if isinstance(value, str):
+        if (what := _unstorable_text(value)) is not None:
+            raise SchemaViolation({path or "(body)": [f"strings must not contain {what}"]})
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if (what := _unstorable_text(key)) is not None:
+                raise SchemaViolation({path or "(body)": [f"keys must not contain {what}"]})
+            check_storable(item, child, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_storable(item, f"{path}[{index}]", depth + 1)

@@ -83,6 +83,7 @@ def test_a_command_run_turns_each_json_object_line_into_a_checkpoint(worker, api
             'print(json.dumps({"type": "step", "data": {"n": 1}}))',
             'print("plain text is not a checkpoint")',
             'print("[1, 2]")',
+            'print(json.dumps({"type": "nul", "data": "a\\u0000b"}))',  # PostgreSQL cannot store it: dropped
             'print(json.dumps({"loss": 0.5}))',
             'print(json.dumps({"type": "env", "data": {"greeting": os.environ.get("GREETING"),'
             ' "secretLeaked": "SECRET_KEY" in os.environ or "DATABASE_URL" in os.environ,'

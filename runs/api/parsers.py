@@ -3,44 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from runs.exceptions import SchemaViolation
-
-MAX_DEPTH = 64
-
-
-# PostgreSQL jsonb holds neither U+0000 nor a UTF-16 surrogate on its own
-# (JSON's "\ud800" escape parses to one), and a deep nest only costs us.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _unstorable_text(text: str) -> str | None:
-    found = _UNSTORABLE.search(text)
-    if found is None:
-        return None
-    return "U+0000" if found.group() == "\x00" else "unpaired surrogates"
-
-
-def _reject_unstorable(value: Any, path: str = "", depth: int = 0) -> None:
-    if depth > MAX_DEPTH:
-        raise SchemaViolation({path or "(body)": [f"nested deeper than {MAX_DEPTH} levels"]})
-    if isinstance(value, str):
-        if (what := _unstorable_text(value)) is not None:
-            raise SchemaViolation({path or "(body)": [f"strings must not contain {what}"]})
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
-            if (what := _unstorable_text(key)) is not None:
-                raise SchemaViolation({path or "(body)": [f"keys must not contain {what}"]})
-            _reject_unstorable(item, child, depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _reject_unstorable(item, f"{path}[{index}]", depth + 1)
+from runs.validation import check_storable
 
 
 def parse_json(raw: bytes) -> Any:
@@ -51,7 +19,7 @@ def parse_json(raw: bytes) -> Any:
         data = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
         raise ParseError(f"JSON parse error - {str(exc)[:200]}") from None
-    _reject_unstorable(data)
+    check_storable(data)
     return data
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 from django.conf import settings
 
+from runs.exceptions import SchemaViolation
+from runs.validation import check_storable
 from runs.worker.context import TaskContext
 
 TaskFunc = Callable[[Any, TaskContext], Any]
@@ -102,12 +104,14 @@ def _command_env(ctx: TaskContext) -> dict[str, str]:
 
 def _as_checkpoint(line: str) -> dict[str, Any] | None:
     """A stdout line that is a JSON object: `{"type", "data"}` as given, any other object as `stdout`.
-    Lines over the checkpoint size limit are dropped rather than failing the run."""
+    Lines over the checkpoint size limit, or holding what PostgreSQL cannot
+    store (U+0000, an unpaired surrogate), are dropped rather than failing the run."""
     if len(line) > settings.MAX_CHECKPOINT_DATA_BYTES:
         return None
     try:
         value = json.loads(line)
-    except ValueError:
+        check_storable(value)
+    except (ValueError, RecursionError, SchemaViolation):
         return None
     if not isinstance(value, dict):
         return None
