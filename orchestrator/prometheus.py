@@ -23,17 +23,21 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
+def _registry() -> CollectorRegistry:
+    """Every process's samples in multiprocess mode, else this process's."""
+    directory = multiprocess_dir()
+    if not directory:
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return registry
+
+
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    directory = multiprocess_dir()
-    if directory:
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=directory)
-    else:
-        registry = REGISTRY
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
 
 
 def serve_process_metrics(port: int) -> None:
@@ -44,14 +48,7 @@ def serve_process_metrics(port: int) -> None:
     """
     from prometheus_client import start_http_server
 
-    if multiprocess_dir():
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        start_http_server(port, registry=registry)
-    else:
-        start_http_server(port)
+    start_http_server(port, registry=_registry())
 
 
 # django-prometheus's middleware, without the thread hops its MiddlewareMixin
