@@ -164,6 +164,14 @@ return 1
 """
 
 
+# 1 when a worker holds the run's lease or its entry is still in the stream.
+_HELD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+local gid = redis.call('GET', KEYS[2])
+if gid and #redis.call('XRANGE', KEYS[3], gid, gid) > 0 then return 1 end
+return 0
+"""
+
 # Consumers that hold no entry and have been idle for ARGV[2] ms (only ARGV[3],
 # when given). Checked and removed in one step: a consumer that takes an entry
 # meanwhile cannot lose it, for removing a consumer drops its pending entries.
@@ -193,6 +201,7 @@ class RunQueue:
         self._release = conn.register_script(_RELEASE_LEASE)
         self._finish = conn.register_script(_FINISH)
         self._forget = conn.register_script(_FORGET_CONSUMERS)
+        self._held = conn.register_script(_HELD)
 
     def enqueue(self, run_id: str, fields: dict[str, str]) -> str | None:
         """XADD the run unless its entry is already there. The new entry id, or None."""
@@ -218,6 +227,14 @@ class RunQueue:
         if consumer:
             # Visible in XINFO CONSUMERS from the start, not only after a first delivery.
             self.redis.xgroup_createconsumer(self.keys.stream, self.keys.group, consumer)
+
+    def unheld(self, run_ids: list[str]) -> list[str]:
+        """Of these runs, those with neither a worker's lease nor an entry in
+        the stream (one round trip). Reads only."""
+        pipe = self.redis.pipeline(transaction=False)
+        for run_id in run_ids:
+            self._held(keys=[self.keys.lease(run_id), self.keys.guard(run_id), self.keys.stream], client=pipe)
+        return [run_id for run_id, held in zip(run_ids, pipe.execute(), strict=True) if not held]
 
     def forget_consumers(self, *, idle_ms: int, name: str = "") -> int:
         """Remove from the group the consumers (or the one `name`) that hold no

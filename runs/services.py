@@ -263,7 +263,7 @@ def lost_running_runs(*, quiet_for: timedelta) -> list[Run]:
     no Job. Changes nothing."""
     cutoff = timezone.now() - quiet_for
     quiet = Run.objects.filter(status=states.RUNNING, updated_at__lt=cutoff).order_by("updated_at")
-    return _by_backend(list(quiet), lambda backend, runs: backend.lost_running(runs))
+    return _lost_by_backend(list(quiet))
 
 
 def release_lost_runs(suspects: Iterable[Run]) -> list[tuple[Run, str]]:
@@ -273,7 +273,7 @@ def release_lost_runs(suspects: Iterable[Run]) -> list[tuple[Run, str]]:
     ("resent"), or failed with the backend's error ("failed")."""
     still_running = list(Run.objects.filter(pk__in=[run.pk for run in suspects], status=states.RUNNING))
     outcomes: list[tuple[Run, str]] = []
-    for run in _by_backend(still_running, lambda backend, runs: backend.lost_running(runs)):
+    for run in _lost_by_backend(still_running):
         error = get_backend(run.mode).release_lost(run)
         if error is None:
             outcomes.append((run, "resent"))
@@ -285,11 +285,12 @@ def release_lost_runs(suspects: Iterable[Run]) -> list[tuple[Run, str]]:
     return outcomes
 
 
-def _by_backend(runs: list[Run], ask: Any) -> list[Run]:
+def _lost_by_backend(runs: list[Run]) -> list[Run]:
+    """Each backend's `lost_running` over its own runs."""
     by_mode: dict[str, list[Run]] = {}
     for run in runs:
         by_mode.setdefault(run.mode, []).append(run)
-    return [found for mode, group in by_mode.items() for found in ask(get_backend(mode), group)]
+    return [lost for mode, group in by_mode.items() for lost in get_backend(mode).lost_running(group)]
 
 
 # --- Worker attempts (Redis mode) ---

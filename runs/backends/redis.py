@@ -76,21 +76,8 @@ class RedisBackend(Backend):
         """Runs with neither a worker's lease nor an entry in the queue."""
         if not runs:
             return []
-        queue = run_queue.run_queue()
-        keys = queue.keys
-        pipe = queue.redis.pipeline(transaction=False)
-        for run in runs:
-            pipe.exists(keys.lease(str(run.id)))
-            pipe.get(keys.guard(str(run.id)))
-        answers = pipe.execute()
-        lost = []
-        for run, leased, entry_id in zip(runs, answers[::2], answers[1::2], strict=True):
-            if leased:
-                continue
-            if entry_id and queue.redis.xrange(keys.stream, entry_id, entry_id):
-                continue  # still queued: a worker will take it, or reclaim it
-            lost.append(run)
-        return lost
+        unheld = set(run_queue.run_queue().unheld([str(run.id) for run in runs]))
+        return [run for run in runs if str(run.id) in unheld]
 
     def release_lost(self, run: Run) -> dict[str, Any] | None:
         """Back on the queue: the worker that takes it counts another attempt."""
