@@ -329,6 +329,11 @@ def test_runs_requeue_stale_leaves_a_running_run_that_speaks(queue_prefix):
     assert str(run.id) not in out
 
 
+def test_runs_requeue_stale_rejects_a_negative_wait():
+    with pytest.raises(CommandError, match="--confirm-after: -1 is negative"):
+        run_command("runs_requeue_stale", "--confirm-after", "-1")
+
+
 def test_runs_requeue_stale_rejects_a_bad_age():
     with pytest.raises(CommandError, match="--older-than: '10 minutes' is not a duration"):
         run_command("runs_requeue_stale", "--older-than", "10 minutes")

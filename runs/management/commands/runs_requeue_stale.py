@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs import services
 from runs.management import options
@@ -41,8 +41,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         older_than = options.duration("--older-than", opts["older_than"])
         if opts["confirm_after"] < 0:
-            self.stderr.write("--confirm-after must not be negative")
-            raise SystemExit(2)
+            raise CommandError(f"--confirm-after: {opts['confirm_after']:g} is negative")
         dry_run = opts["dry_run"]
         runs = services.requeue_stale_runs(older_than=older_than, dry_run=dry_run)
         for run in runs:
