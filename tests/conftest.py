@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -88,6 +89,22 @@ def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):  # type: 
         yield server
 
 
+@contextmanager
+def setting_everywhere(name: str, value: str) -> Iterator[None]:
+    """`name` set to `value` in this process's settings and in the environment
+    that the servers and workers tests start inherit; both restored after."""
+    previous = os.environ.get(name)
+    with override_settings(**{name: value}):
+        os.environ[name] = value
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = previous
+
+
 @pytest.fixture(scope="session", autouse=True)
 def fake_cluster() -> Iterator[Any]:
     """Every k8s-mode run any test creates goes to an in-process fake
@@ -95,16 +112,8 @@ def fake_cluster() -> Iterator[Any]:
     in this process and in the server processes tests start."""
     from tests.kube.fake_apiserver import FakeKubeAPI
 
-    previous = os.environ.get("K8S_API_HOST")
-    with FakeKubeAPI() as kube, override_settings(K8S_API_HOST=kube.url):
-        os.environ["K8S_API_HOST"] = kube.url
-        try:
-            yield kube
-        finally:
-            if previous is None:
-                os.environ.pop("K8S_API_HOST", None)
-            else:
-                os.environ["K8S_API_HOST"] = previous
+    with FakeKubeAPI() as kube, setting_everywhere("K8S_API_HOST", kube.url):
+        yield kube
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -115,17 +124,11 @@ def redis_key_prefix() -> Iterator[str]:
     from tests.redis_workers import drop_keys, unique_prefix
 
     prefix = unique_prefix()
-    previous = os.environ.get("REDIS_KEY_PREFIX")
-    with override_settings(REDIS_KEY_PREFIX=prefix):
-        os.environ["REDIS_KEY_PREFIX"] = prefix
-        try:
+    try:
+        with setting_everywhere("REDIS_KEY_PREFIX", prefix):
             yield prefix
-        finally:
-            if previous is None:
-                os.environ.pop("REDIS_KEY_PREFIX", None)
-            else:
-                os.environ["REDIS_KEY_PREFIX"] = previous
-            drop_keys(prefix)
+    finally:
+        drop_keys(prefix)
 
 
 # API keys of `keyed_server`; tests that count a key's requests use one of their own.
