@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,13 @@ def _field_path(error: Any, prefix: str) -> str:
     return path or "(body)"
 
 
+def _meant_branch(branches: list[list[Any]], misfit: Callable[[Any], bool]) -> list[Any]:
+    """Of a union's failing branches, the one the client meant: the fewest
+    errors among those whose type fits the value (among all, if none fits)."""
+    fitting = [subs for subs in branches if not any(misfit(sub) for sub in subs)] or branches
+    return min(fitting, key=len)
+
+
 def _leaf_errors(error: Any) -> list[Any]:
     """The errors that name fields, looking through oneOf/anyOf/allOf.
 
@@ -106,12 +114,10 @@ def _leaf_errors(error: Any) -> list[Any]:
     for sub in error.context:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     depth = len(error.absolute_path)
-
-    def misfit(subs: list[Any]) -> bool:
-        return any(s.validator in ("type", "const") and len(s.absolute_path) == depth for s in subs)
-
-    fitting = [subs for subs in branches.values() if not misfit(subs)] or list(branches.values())
-    chosen = min(fitting, key=len)
+    chosen = _meant_branch(
+        list(branches.values()),
+        lambda sub: sub.validator in ("type", "const") and len(sub.absolute_path) == depth,
+    )
     return [leaf for sub in chosen for leaf in _leaf_errors(sub)]
 
 
@@ -122,14 +128,10 @@ def _quick_leaf_errors(error: Any) -> list[Any]:
         return [error]
     depth = len(error.instance_path)
     kinds = jsonschema_rs.ValidationErrorKind
-
-    def misfit(subs: list[Any]) -> bool:
-        return any(
-            isinstance(s.kind, kinds.Type | kinds.Constant) and len(s.instance_path) == depth for s in subs
-        )
-
-    fitting = [subs for subs in branches if not misfit(subs)] or list(branches)
-    chosen = min(fitting, key=len)
+    chosen = _meant_branch(
+        list(branches),
+        lambda sub: isinstance(sub.kind, kinds.Type | kinds.Constant) and len(sub.instance_path) == depth,
+    )
     return [leaf for sub in chosen for leaf in _quick_leaf_errors(sub)]
 
 
