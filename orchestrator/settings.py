@@ -24,6 +24,10 @@ if not SECRET_KEY:
     # Debug only: a key per process, so nothing signed survives a restart.
     SECRET_KEY = secrets.token_urlsafe(50)
 
+# Older keys that still verify what they signed (and decrypt webhook secrets)
+# while SECRET_KEY is rotated.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
 PORT = env_int("PORT", 7070, minimum=1)
 
@@ -37,6 +41,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "runs",
+    "webhooks",
 ]
 
 # Under ASGI every sync middleware costs thread hops on every request, so the
@@ -337,3 +342,26 @@ SSE_LISTEN_MAX_BACKOFF_SECONDS = env_float("SSE_LISTEN_MAX_BACKOFF_SECONDS", 5.0
 # (`make run`, the test suite) they are served straight from the apps.
 WHITENOISE_USE_FINDERS = True
 ADMIN_CHECKPOINTS_PER_PAGE = env_int("ADMIN_CHECKPOINTS_PER_PAGE", 50, minimum=1)
+
+
+# --- Webhooks (the webhooks app; `manage.py runwebhooks` delivers) ---
+# Signs per-run webhooks (the `webhook` of POST /runs): whsec_ and base64 of
+# 24 to 64 random bytes. Unset: a per-run webhook is refused (422).
+WEBHOOK_SECRET = env_str("WEBHOOK_SECRET")
+# Each phase of an attempt (connect, send, each read) gets this long.
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
+# Seconds to wait after each failed attempt (comma list); past its end a
+# delivery is failed. Default: exponential, about a day in all, each delay
+# jittered by up to WEBHOOK_RETRY_JITTER either way.
+WEBHOOK_RETRY_SCHEDULE = env_str("WEBHOOK_RETRY_SCHEDULE", "15,60,300,900,1800,3600,7200,14400,28800,28800")
+WEBHOOK_RETRY_JITTER = env_float("WEBHOOK_RETRY_JITTER", 0.2)
+# Loopback, private, link-local, multicast and reserved targets are refused
+# unless this is true (a receiver inside your own network).
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+# Attempts in flight at once per deliverer, and how long a claimed attempt
+# stays claimed before another deliverer may take it over (a dead deliverer's).
+WEBHOOK_CONCURRENCY = env_int("WEBHOOK_CONCURRENCY", 16, minimum=1)
+WEBHOOK_CLAIM_SECONDS = env_float("WEBHOOK_CLAIM_SECONDS", 60.0)
+# How often an idle deliverer looks for new journal entries and due retries.
+WEBHOOK_POLL_SECONDS = env_float("WEBHOOK_POLL_SECONDS", 1.0)
+WEBHOOK_METRICS_PORT = env_int("WEBHOOK_METRICS_PORT", 0, minimum=0)

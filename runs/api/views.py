@@ -16,6 +16,7 @@ from runs.exceptions import RunNotFound
 from runs.models import Run
 from runs.validation import validate
 from runs.wire import checkpoint_to_wire, format_ts, run_to_wire
+from webhooks import services as webhook_services
 
 ERRORS = {
     code: OpenApiResponse(ref("errorResponse"), description=text)
@@ -111,6 +112,7 @@ class RunCollectionView(APIView):
         body = params.json_body(request)
         validate("run.schema.json#/$defs/createRunRequest", body)
         owner = params.owner_of(request)
+        webhook = webhook_services.check_run_webhook(body.get("webhook"))
         if mode == states.PLAN:
             target = params.choice_param(
                 request, "target", states.MODES, default=settings.PLAN_DEFAULT_TARGET
@@ -119,7 +121,8 @@ class RunCollectionView(APIView):
                 target=target, spec=body.get("spec"), metadata=body.get("metadata"), owner=owner
             )
             return Response({"mode": "plan", "plan": plan})
-        run, created = services.create_run(
+        run, created = webhook_services.create_run(
+            webhook=webhook,
             mode=mode,
             spec=body.get("spec"),
             metadata=body.get("metadata"),

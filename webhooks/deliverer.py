@@ -1,0 +1,285 @@
+"""Sends deliveries: what `manage.py runwebhooks` runs.
+
+Claiming: a deliverer takes due deliveries with `SELECT … FOR UPDATE SKIP
+LOCKED` and, in the same short transaction, stamps them with a claim token
+and moves their `next_attempt_at` to the claim's expiry. Deliverers skip
+each other's locked rows, and a committed claim hides the row from every
+other deliverer until it expires, so one attempt is never sent by two at
+once. The HTTP exchange runs outside any transaction; its outcome is
+written only where the claim token still matches. A deliverer killed
+mid-attempt leaves its claim to expire: the delivery is then due again and
+another deliverer (or the same one, restarted) sends it: at least once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from functools import lru_cache
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Min, Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from webhooks import fanout, metrics, retries, secrets, signing, transport
+from webhooks.models import Delivery, RunWebhook, Webhook
+
+logger = logging.getLogger("webhooks.deliverer")
+
+GONE_REASON = "the receiver answered 410 Gone"
+_DB_ERRORS = (OperationalError, InterfaceError)
+_GAUGE_INTERVAL_SECONDS = 5.0
+_MAX_BACKOFF_SECONDS = 5.0
+
+
+@lru_cache(maxsize=4096)
+def _decrypted(token: str) -> str:
+    return secrets.decrypt(token)
+
+
+def signing_secret(delivery: Delivery) -> str:
+    """A subscription's own secret, or WEBHOOK_SECRET for a per-run webhook."""
+    if delivery.webhook_id:
+        return _decrypted(delivery.webhook.secret_encrypted)  # type: ignore[union-attr]
+    return settings.WEBHOOK_SECRET
+
+
+def claim_seconds() -> float:
+    """How long a claim lasts: well past the longest an attempt may take."""
+    return max(settings.WEBHOOK_CLAIM_SECONDS, 4 * settings.WEBHOOK_TIMEOUT_SECONDS)
+
+
+def release_connection() -> None:
+    """Give this thread's database connection back to the pool."""
+    connection.close()
+
+
+def heal_database() -> None:
+    """After a database error: drop this thread's connection and have the pool
+    test its idle ones (a restart leaves every one of them dead)."""
+    pool = getattr(connection, "pool", None) if connection.vendor == "postgresql" else None
+    try:
+        connection.close()
+        if pool is not None:
+            pool.check()
+    except Exception:  # the database may still be down; the next try heals
+        logger.debug("pool check failed", exc_info=True)
+
+
+def claim(limit: int) -> list[Delivery]:
+    """Up to `limit` due deliveries of active targets, claimed for this deliverer."""
+    if limit <= 0:
+        return []
+    token = uuid.uuid4()
+    with transaction.atomic():
+        due = (
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=Delivery.Status.PENDING, next_attempt_at__lte=Now())
+            .filter(Q(webhook__isnull=True) | Q(webhook__active=True))
+            .filter(Q(run_webhook__isnull=True) | Q(run_webhook__active=True))
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        ids = list(due)
+        if not ids:
+            return []
+        Delivery.objects.filter(pk__in=ids).update(
+            claim=token,
+            attempts=F("attempts") + 1,
+            last_attempt_at=Now(),
+            next_attempt_at=Now() + timedelta(seconds=claim_seconds()),
+        )
+    return list(Delivery.objects.filter(pk__in=ids).select_related("webhook", "run_webhook"))
+
+
+def record(delivery: Delivery, outcome: transport.Outcome) -> bool:
+    """Write what the attempt came to, if this deliverer still holds the claim.
+    False when it does not (redelivered, or taken over after the claim expired)."""
+    mine = Delivery.objects.filter(pk=delivery.pk, claim=delivery.claim)
+    common: dict[str, Any] = {
+        "claim": None,
+        "last_response_status": outcome.status,
+        "last_error": outcome.error,
+    }
+    if outcome.succeeded:
+        return bool(
+            mine.update(status=Delivery.Status.SUCCEEDED, next_attempt_at=None, delivered_at=Now(), **common)
+        )
+    delay = None
+    if outcome.kind != "gone":
+        delay = retries.delay_after(
+            delivery.attempts - delivery.series_start,
+            retries.schedule(),
+            jitter=settings.WEBHOOK_RETRY_JITTER,
+        )
+    if delay is not None:
+        return bool(mine.update(next_attempt_at=Now() + timedelta(seconds=delay), **common))
+    with transaction.atomic():
+        updated = mine.update(status=Delivery.Status.FAILED, next_attempt_at=None, **common)
+        if updated and outcome.kind == "gone":
+            target = Webhook if delivery.webhook_id else RunWebhook
+            target.objects.filter(pk=delivery.webhook_id or delivery.run_webhook_id).update(
+                active=False, inactive_reason=GONE_REASON
+            )
+    if updated:
+        metrics.DELIVERIES_FAILED.inc()
+    return bool(updated)
+
+
+class Deliverer:
+    """Claims due deliveries and sends them, `concurrency` at a time, until stopped."""
+
+    def __init__(self, *, concurrency: int | None = None, poll_seconds: float | None = None) -> None:
+        self.concurrency = concurrency or settings.WEBHOOK_CONCURRENCY
+        self.poll_seconds = poll_seconds if poll_seconds is not None else settings.WEBHOOK_POLL_SECONDS
+        self.timeout = settings.WEBHOOK_TIMEOUT_SECONDS
+        self.pool = transport.new_pool(self.concurrency)
+        self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="webhook")
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._gauges_at = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            logger.info("stopping on %s: finishing attempts in flight", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        """Fan out, claim and send until stop(); then finish what is in flight."""
+        logger.info("deliverer ready", extra={"concurrency": self.concurrency})
+        backoff = 0.1
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    busy = self.step()
+                    backoff = 0.1
+                except _DB_ERRORS as exc:
+                    logger.warning(
+                        "database unavailable (%s): retrying in %.1fs", exc.__class__.__name__, backoff
+                    )
+                    heal_database()
+                    self._stopping.wait(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+                    continue
+                if not busy:
+                    self._wake.wait(self.poll_seconds)
+        finally:
+            self._executor.shutdown(wait=True)
+            self.pool.close()
+            release_connection()
+            logger.info("deliverer stopped")
+
+    # -- one round ---------------------------------------------------------------------------
+    def step(self) -> bool:
+        """One round: fan out new journal entries, claim as many due deliveries
+        as there are free slots and start them. True when there may be more
+        to do at once (slots were filled, or entries fanned out)."""
+        fanned = fanout.fan_out()
+        free = self._free_slots()
+        claimed = claim(free)
+        for delivery in claimed:
+            self._start(delivery)
+        self._update_gauges()
+        release_connection()
+        return bool(fanned) or (free > 0 and len(claimed) == free)
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            return self.concurrency - self._in_flight
+
+    def _start(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._in_flight += 1
+        metrics.IN_FLIGHT.inc()
+        self._executor.submit(self._attempt_and_release, delivery)
+
+    def _attempt_and_release(self, delivery: Delivery) -> None:
+        try:
+            self.attempt(delivery)
+        except Exception:
+            # Left claimed: another attempt follows when the claim expires.
+            logger.exception("delivery attempt failed unexpectedly", extra={"deliveryId": str(delivery.id)})
+        finally:
+            release_connection()
+            with self._lock:
+                self._in_flight -= 1
+            metrics.IN_FLIGHT.dec()
+            self._wake.set()
+
+    def attempt(self, delivery: Delivery) -> transport.Outcome:
+        """Send one attempt and record it."""
+        body = delivery.payload.encode()
+        headers = signing.signed_headers(
+            str(delivery.id), delivery.payload, signing_secret(delivery), timezone.now()
+        )
+        outcome = transport.post(self.pool, delivery.target.url, headers, body, self.timeout)
+        metrics.DELIVERY_ATTEMPTS.labels(outcome=outcome.kind).inc()
+        metrics.ATTEMPT_SECONDS.observe(outcome.seconds)
+        if self._record_until_done(delivery, outcome) and outcome.succeeded:
+            metrics.DELIVERY_LAG_SECONDS.observe((timezone.now() - delivery.event_at).total_seconds())
+        log = logger.info if outcome.succeeded else logger.warning
+        log(
+            "delivery attempt %s",
+            outcome.kind,
+            extra={
+                "deliveryId": str(delivery.id),
+                "attempt": delivery.attempts,
+                "status": outcome.status,
+                "error": outcome.error,
+                "event": "webhook_attempt",
+            },
+        )
+        return outcome
+
+    def _record_until_done(self, delivery: Delivery, outcome: transport.Outcome) -> bool:
+        """Record the outcome, riding out a database outage while the claim
+        lasts; past that the claim expires and the delivery is sent again."""
+        deadline = time.monotonic() + claim_seconds()
+        backoff = 0.1
+        while True:
+            try:
+                recorded = record(delivery, outcome)
+                if not recorded:
+                    logger.info(
+                        "claim lost before the outcome was recorded", extra={"deliveryId": str(delivery.id)}
+                    )
+                return recorded
+            except _DB_ERRORS:
+                heal_database()
+                if time.monotonic() + backoff > deadline:
+                    logger.warning(
+                        "outcome not recorded: database unavailable", extra={"deliveryId": str(delivery.id)}
+                    )
+                    return False
+                time.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+
+    def _update_gauges(self) -> None:
+        now = time.monotonic()
+        if now - self._gauges_at < _GAUGE_INTERVAL_SECONDS:
+            return
+        self._gauges_at = now
+        pending = Delivery.objects.filter(status=Delivery.Status.PENDING)
+        metrics.BACKLOG.set(pending.filter(next_attempt_at__lte=Now()).count())
+        oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
+        metrics.OLDEST_PENDING_SECONDS.set((timezone.now() - oldest).total_seconds() if oldest else 0.0)

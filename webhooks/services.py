@@ -1,0 +1,138 @@
+"""Every write to webhooks: subscriptions, their secrets, per-run webhooks
+and redeliveries. Sending lives in `webhooks.deliverer`, and making
+deliveries from the journal in `webhooks.fanout`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models.functions import Now
+
+from runs import services as run_services
+from runs.exceptions import SchemaViolation
+from runs.models import Run
+from runs.validation import validate
+from webhooks import secrets, urlguard
+from webhooks.models import DEFAULT_EVENTS, Delivery, RunWebhook, Webhook
+from webhooks.selectors import get_delivery, get_webhook
+
+logger = logging.getLogger("webhooks.services")
+
+SCHEMA = "webhook.schema.json"
+
+
+def _checked_url(url: str, field: str) -> str:
+    try:
+        urlguard.check(url)
+    except urlguard.UnsafeDestination as refused:
+        raise SchemaViolation({field: [refused.reason]}) from None
+    return url
+
+
+def create_webhook(body: dict[str, Any]) -> tuple[Webhook, str]:
+    """A new subscription and its secret, which is returned here and never again."""
+    validate(f"{SCHEMA}#/$defs/createWebhookRequest", body)
+    url = _checked_url(body["url"], "url")
+    secret = secrets.generate()
+    webhook = Webhook.objects.create(
+        url=url,
+        events=list(body.get("events") or DEFAULT_EVENTS),
+        owner=body.get("owner"),
+        description=body.get("description") or "",
+        secret_encrypted=secrets.encrypt(secret),
+    )
+    logger.info("webhook created", extra={"webhookId": str(webhook.id), "event": "webhook_created"})
+    return webhook, secret
+
+
+def update_webhook(webhook_id: Any, body: dict[str, Any]) -> Webhook:
+    """PATCH: url, events, active, description. Reactivating clears why it was off."""
+    validate(f"{SCHEMA}#/$defs/patchWebhookRequest", body)
+    if "url" in body:
+        _checked_url(body["url"], "url")
+    with transaction.atomic():
+        webhook = get_webhook(webhook_id)
+        webhook = Webhook.objects.select_for_update().get(pk=webhook.pk)
+        for field in ("url", "events", "description"):
+            if field in body:
+                setattr(webhook, field, body[field])
+        if "active" in body:
+            webhook.active = body["active"]
+            if webhook.active:
+                webhook.inactive_reason = ""
+        webhook.save()
+    return webhook
+
+
+def delete_webhook(webhook_id: Any) -> None:
+    """The subscription and its deliveries, pending ones included, are gone."""
+    webhook = get_webhook(webhook_id)
+    webhook.delete()
+    logger.info("webhook deleted", extra={"webhookId": str(webhook_id), "event": "webhook_deleted"})
+
+
+def rotate_secret(webhook_id: Any) -> tuple[Webhook, str]:
+    """A new secret, returned once; attempts from now on are signed with it alone."""
+    secret = secrets.generate()
+    with transaction.atomic():
+        webhook = Webhook.objects.select_for_update().get(pk=get_webhook(webhook_id).pk)
+        webhook.secret_encrypted = secrets.encrypt(secret)
+        webhook.save(update_fields=["secret_encrypted", "updated_at"])
+    logger.info("webhook secret rotated", extra={"webhookId": str(webhook.id), "event": "webhook_rotated"})
+    return webhook, secret
+
+
+def redeliver(delivery: Delivery) -> Delivery:
+    """Send the delivery again, soon, with the same webhook-id, whatever its
+    status; the retry schedule starts over. An attempt in flight loses its
+    claim: its outcome is not recorded, and the delivery is sent again."""
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.PENDING,
+        next_attempt_at=Now(),
+        claim=None,
+        series_start=delivery.attempts,
+    )
+    delivery.refresh_from_db()
+    logger.info("delivery queued again", extra={"deliveryId": str(delivery.id), "event": "redeliver"})
+    return delivery
+
+
+def redeliver_by_id(webhook_id: Any, delivery_id: Any) -> Delivery:
+    return redeliver(get_delivery(get_webhook(webhook_id), delivery_id))
+
+
+# --- Per-run webhooks (the `webhook` of POST /runs) ---
+
+
+@dataclass(frozen=True)
+class RunWebhookRequest:
+    url: str
+    events: tuple[str, ...]
+
+
+def check_run_webhook(value: dict[str, Any] | None) -> RunWebhookRequest | None:
+    """The per-run webhook asked for, checked; SchemaViolation (422) naming the
+    field when it cannot be had (no WEBHOOK_SECRET to sign with, a refused URL)."""
+    if value is None:
+        return None
+    if not settings.WEBHOOK_SECRET:
+        raise SchemaViolation({"webhook": ["per-run webhooks need WEBHOOK_SECRET set on the server"]})
+    url = _checked_url(value["url"], "webhook.url")
+    return RunWebhookRequest(url=url, events=tuple(value.get("events") or DEFAULT_EVENTS))
+
+
+def create_run(*, webhook: RunWebhookRequest | None, **run_fields: Any) -> tuple[Run, bool]:
+    """`runs.services.create_run`, with the per-run webhook recorded in the
+    same transaction, so the fan-out that sees the run's first journal entry
+    also sees its webhook. An idempotent replay keeps the first request's."""
+    if webhook is None:
+        return run_services.create_run(**run_fields)
+    with transaction.atomic():
+        run, created = run_services.create_run(**run_fields)
+        if created:
+            RunWebhook.objects.create(run=run, url=webhook.url, events=list(webhook.events))
+    return run, created
