@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from kubernetes.config.config_exception import ConfigException
 
 from runs.k8s import client as k8s
-from runs.run_queue import redis_url
+from runs.redis.queue import redis_url
 
 
 def _redis_location() -> str:

@@ -10,10 +10,10 @@ from django.db import connections
 
 from runs.management import options as checks
 from runs.management.backends import reachable_redis, serve_metrics
-from runs.run_queue import run_queue
-from runs.worker import recovery
-from runs.worker.runner import Worker
-from runs.worker.tasks import load_task_modules, task_names
+from runs.redis.queue import run_queue
+from runs.redis.worker import recovery
+from runs.redis.worker.runner import Worker
+from runs.redis.worker.tasks import load_task_modules, task_names
 
 # Each slot is a thread holding a database connection: past this, a typo.
 MAX_CONCURRENCY = 256
