@@ -101,6 +101,25 @@ def claim(limit: int) -> list[Delivery]:
     return list(Delivery.objects.filter(pk__in=ids).select_related("webhook", "run_webhook"))
 
 
+def record_successes(attempts: list[tuple[Delivery, transport.Outcome]]) -> int:
+    """Record succeeded attempts where the claim still holds: one statement
+    per claim and status, so a batch costs a statement or two."""
+    groups: dict[tuple[uuid.UUID | None, int | None], list[uuid.UUID]] = {}
+    for delivery, outcome in attempts:
+        groups.setdefault((delivery.claim, outcome.status), []).append(delivery.pk)
+    recorded = 0
+    for (token, status), ids in groups.items():
+        recorded += Delivery.objects.filter(pk__in=ids, claim=token).update(
+            status=Delivery.Status.SUCCEEDED,
+            claim=None,
+            next_attempt_at=None,
+            delivered_at=Now(),
+            last_response_status=status,
+            last_error="",
+        )
+    return recorded
+
+
 def record(delivery: Delivery, outcome: transport.Outcome) -> bool:
     """Write what the attempt came to, if this deliverer still holds the claim.
     False when it does not (redelivered, or taken over after the claim expired)."""
@@ -136,7 +155,13 @@ def record(delivery: Delivery, outcome: transport.Outcome) -> bool:
 
 
 class Deliverer:
-    """Claims due deliveries and sends them, `concurrency` at a time, until stopped."""
+    """Claims due deliveries and sends them, `concurrency` at a time, until stopped.
+
+    Attempts run on a pool of threads that only talk HTTP; this loop records
+    their outcomes in batches (successes in one statement per claim), fans
+    out new journal entries, and claims as many deliveries as slots are
+    free, so the database sees a few statements per round, not per attempt.
+    """
 
     def __init__(self, *, concurrency: int | None = None, poll_seconds: float | None = None) -> None:
         self.concurrency = concurrency or settings.WEBHOOK_CONCURRENCY
@@ -148,6 +173,10 @@ class Deliverer:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._in_flight = 0
+        # (when it finished, delivery, outcome), waiting to be recorded.
+        self._finished: list[tuple[float, Delivery, transport.Outcome]] = []
+        self._fan_out_at = 0.0
+        self.journal_woke = threading.Event()
         self._gauges_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -166,42 +195,67 @@ class Deliverer:
     def run(self) -> None:
         """Fan out, claim and send until stop(); then finish what is in flight."""
         logger.info("deliverer ready", extra={"concurrency": self.concurrency})
-        backoff = 0.1
         try:
-            while not self._stopping.is_set():
-                self._wake.clear()
-                try:
-                    busy = self.step()
-                    backoff = 0.1
-                except _DB_ERRORS as exc:
-                    logger.warning(
-                        "database unavailable (%s): retrying in %.1fs", exc.__class__.__name__, backoff
-                    )
-                    heal_database()
-                    self._stopping.wait(backoff)
-                    backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
-                    continue
-                if not busy:
-                    self._wake.wait(self.poll_seconds)
+            self._loop()
         finally:
             self._executor.shutdown(wait=True)
+            self._record_what_is_left()
             self.pool.close()
             release_connection()
             logger.info("deliverer stopped")
 
+    def _loop(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                busy = self.step()
+                backoff = 0.1
+            except _DB_ERRORS as exc:
+                logger.warning(
+                    "database unavailable (%s): retrying in %.1fs", exc.__class__.__name__, backoff
+                )
+                heal_database()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+                continue
+            if not busy:
+                self._wake.wait(self.poll_seconds)
+
+    def _record_what_is_left(self) -> None:
+        """At shutdown: record the last outcomes, riding out a database outage
+        while their claims last (after that they are sent again anyway)."""
+        deadline = time.monotonic() + claim_seconds()
+        backoff = 0.1
+        while self._finished and time.monotonic() < deadline:
+            try:
+                self._record_finished()
+            except _DB_ERRORS:
+                heal_database()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+        if self._finished:
+            logger.warning("%d outcomes not recorded: their deliveries are sent again", len(self._finished))
+
     # -- one round ---------------------------------------------------------------------------
     def step(self) -> bool:
-        """One round: fan out new journal entries, claim as many due deliveries
-        as there are free slots and start them. True when there may be more
-        to do at once (slots were filled, or entries fanned out)."""
-        fanned = fanout.fan_out()
+        """One round: record finished attempts, fan out new journal entries
+        (when woken, or every poll interval), claim as many due deliveries as
+        slots are free and start them. True when there may be more to do now."""
+        self._record_finished()
+        fanned = 0
+        now = time.monotonic()
+        if self.journal_woke.is_set() or now - self._fan_out_at >= self.poll_seconds:
+            self.journal_woke.clear()
+            self._fan_out_at = now
+            fanned = fanout.fan_out()
         free = self._free_slots()
         claimed = claim(free)
         for delivery in claimed:
             self._start(delivery)
         self._update_gauges()
         release_connection()
-        return bool(fanned) or (free > 0 and len(claimed) == free)
+        return fanned >= fanout.BATCH or (free > 0 and len(claimed) == free)
 
     def _free_slots(self) -> int:
         with self._lock:
@@ -211,23 +265,25 @@ class Deliverer:
         with self._lock:
             self._in_flight += 1
         metrics.IN_FLIGHT.inc()
-        self._executor.submit(self._attempt_and_release, delivery)
+        self._executor.submit(self._attempt, delivery)
 
-    def _attempt_and_release(self, delivery: Delivery) -> None:
+    def _attempt(self, delivery: Delivery) -> None:
+        outcome: transport.Outcome | None = None
         try:
-            self.attempt(delivery)
+            outcome = self.send(delivery)
         except Exception:
             # Left claimed: another attempt follows when the claim expires.
             logger.exception("delivery attempt failed unexpectedly", extra={"deliveryId": str(delivery.id)})
         finally:
-            release_connection()
             with self._lock:
                 self._in_flight -= 1
+                if outcome is not None:
+                    self._finished.append((time.monotonic(), delivery, outcome))
             metrics.IN_FLIGHT.dec()
             self._wake.set()
 
-    def attempt(self, delivery: Delivery) -> transport.Outcome:
-        """Send one attempt and record it."""
+    def send(self, delivery: Delivery) -> transport.Outcome:
+        """One attempt over HTTP (no database access: the loop records it)."""
         body = delivery.payload.encode()
         headers = signing.signed_headers(
             str(delivery.id), delivery.payload, signing_secret(delivery), timezone.now()
@@ -235,44 +291,50 @@ class Deliverer:
         outcome = transport.post(self.pool, delivery.target.url, headers, body, self.timeout)
         metrics.DELIVERY_ATTEMPTS.labels(outcome=outcome.kind).inc()
         metrics.ATTEMPT_SECONDS.observe(outcome.seconds)
-        if self._record_until_done(delivery, outcome) and outcome.succeeded:
-            metrics.DELIVERY_LAG_SECONDS.observe((timezone.now() - delivery.event_at).total_seconds())
-        log = logger.info if outcome.succeeded else logger.warning
-        log(
-            "delivery attempt %s",
-            outcome.kind,
-            extra={
-                "deliveryId": str(delivery.id),
-                "attempt": delivery.attempts,
-                "status": outcome.status,
-                "error": outcome.error,
-                "event": "webhook_attempt",
-            },
-        )
+        if not outcome.succeeded:
+            logger.warning(
+                "delivery attempt %s",
+                outcome.kind,
+                extra={
+                    "deliveryId": str(delivery.id),
+                    "attempt": delivery.attempts,
+                    "status": outcome.status,
+                    "error": outcome.error,
+                    "event": "webhook_attempt",
+                },
+            )
         return outcome
 
-    def _record_until_done(self, delivery: Delivery, outcome: transport.Outcome) -> bool:
-        """Record the outcome, riding out a database outage while the claim
-        lasts; past that the claim expires and the delivery is sent again."""
-        deadline = time.monotonic() + claim_seconds()
-        backoff = 0.1
-        while True:
-            try:
-                recorded = record(delivery, outcome)
-                if not recorded:
+    def _record_finished(self) -> None:
+        """Write the outcomes of finished attempts. On a database error they
+        stay queued for the next round, unless their claim has expired by then
+        (another deliverer may have taken the delivery over)."""
+        with self._lock:
+            batch, self._finished = self._finished, []
+        if not batch:
+            return
+        expired_before = time.monotonic() - claim_seconds()
+        batch = [item for item in batch if item[0] > expired_before]
+        try:
+            successes = [(delivery, outcome) for _, delivery, outcome in batch if outcome.succeeded]
+            if successes:
+                self._note_successes([delivery for delivery, _ in successes], record_successes(successes))
+            for _, delivery, outcome in batch:
+                if not outcome.succeeded and not record(delivery, outcome):
                     logger.info(
                         "claim lost before the outcome was recorded", extra={"deliveryId": str(delivery.id)}
                     )
-                return recorded
-            except _DB_ERRORS:
-                heal_database()
-                if time.monotonic() + backoff > deadline:
-                    logger.warning(
-                        "outcome not recorded: database unavailable", extra={"deliveryId": str(delivery.id)}
-                    )
-                    return False
-                time.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+        except BaseException:
+            with self._lock:
+                self._finished = batch + self._finished
+            raise
+
+    def _note_successes(self, deliveries: list[Delivery], recorded: int) -> None:
+        now = timezone.now()
+        for delivery in deliveries:
+            metrics.DELIVERY_LAG_SECONDS.observe((now - delivery.event_at).total_seconds())
+        if recorded < len(deliveries):
+            logger.info("%d succeeded attempts had lost their claim", len(deliveries) - recorded)
 
     def _update_gauges(self) -> None:
         now = time.monotonic()

@@ -77,7 +77,7 @@ def test_the_role_is_bound_to_the_service_account_both_deployments_use() -> None
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "orchestrator"}]
     the("ServiceAccount", "orchestrator")
-    for name in ("orchestrator", "orchestrator-reconciler"):
+    for name in ("orchestrator", "orchestrator-reconciler", "orchestrator-webhooks"):
         assert the("Deployment", name)["spec"]["template"]["spec"]["serviceAccountName"] == "orchestrator"
 
 
@@ -101,7 +101,19 @@ def test_the_reconciler_runs_as_its_own_single_deployment() -> None:
     assert not service_selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
-@pytest.mark.parametrize("name", ["orchestrator", "orchestrator-reconciler"])
+def test_the_deliverer_runs_as_its_own_deployment_with_room_to_finish() -> None:
+    from django.conf import settings
+
+    deployment = the("Deployment", "orchestrator-webhooks")
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["containers"][0]["command"][-2:] == ["manage.py", "runwebhooks"]
+    # SIGTERM lets attempts in flight finish: connect, send and read, each bounded.
+    assert spec["terminationGracePeriodSeconds"] > 3 * settings.WEBHOOK_TIMEOUT_SECONDS
+    service_selector = the("Service", "orchestrator")["spec"]["selector"]
+    assert not service_selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("name", ["orchestrator", "orchestrator-reconciler", "orchestrator-webhooks"])
 def test_every_setting_the_deployments_reference_exists(name: str) -> None:
     from django.conf import settings
 
