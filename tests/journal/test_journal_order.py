@@ -9,27 +9,19 @@ import time
 from collections import defaultdict
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from journal import selectors
 from journal import services as journal
 from journal.models import Entry
 from runs import services, states
+from tests.threads import in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WRITERS = 24
 RUNS_PER_WRITER = 6
 
-
-def _in_thread(target, *args):  # type: ignore[no-untyped-def]
-    def body() -> None:
-        try:
-            target(*args)
-        finally:
-            connection.close()
-
-    return threading.Thread(target=body)
 
 
 @pytest.fixture(params=["single_statement", "orm"])
@@ -80,8 +72,8 @@ def test_a_reader_never_sees_an_entry_before_the_ones_below_it(recorder):
             if finished and not ids:
                 return
 
-    writers = [_in_thread(write, n) for n in range(WRITERS)]
-    reader = _in_thread(read)
+    writers = [in_thread(write, n) for n in range(WRITERS)]
+    reader = in_thread(read)
     for thread in [*writers, reader]:
         thread.start()
     start.wait()
