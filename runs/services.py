@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from journal import services as journal
 from runs import checkpoint_writer, metrics, notify, states
 from runs.backends import get_backend
 from runs.exceptions import (
@@ -65,8 +66,13 @@ def create_run(
     owner: str = "",
     idempotency_key: str | None = None,
     retry_of: Run | None = None,
+    with_run: Callable[[Run], None] | None = None,
 ) -> tuple[Run, bool]:
     """Record a run and hand it to its backend. Returns (run, created).
+
+    `with_run` is called with the new run inside its creating transaction,
+    before the journal entry, for records that belong with the run (its
+    per-run webhook): whoever reads the entry finds them.
 
     With an idempotency key already used by this owner, returns the first
     run (created=False) when the request is the same, and raises
@@ -90,8 +96,12 @@ def create_run(
                 idempotency_fingerprint=fingerprint,
                 retry_of=retry_of,
             )
+            if with_run is not None:
+                with_run(run)
             get_backend(mode).dispatch(run)
             notify.run_changed(str(run.id))
+            # Last: the journal's clock is held from here to the commit.
+            journal.record(run, journal.CREATED, at=run.created_at)
     except IntegrityError:
         # A concurrent request with the same key won the race.
         if idempotency_key:
@@ -173,6 +183,8 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
         run.error = error
     run.save(update_fields=["status", "started_at", "finished_at", "error", "updated_at"])
     notify.run_changed(str(run.id))
+    # The callers commit right after this: the journal's clock is taken last.
+    journal.record(run, journal.status_type(new), at=now)
     if states.is_final(new):
         transaction.on_commit(lambda: metrics.RUNS_FINISHED.labels(status=new).inc())
     logger.info(

@@ -30,6 +30,7 @@ from django.db.models import F, Min, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from journal.wakeups import JournalWakeups
 from webhooks import fanout, metrics, retries, secrets, signing, transport
 from webhooks.models import Delivery, RunWebhook, Webhook
 
@@ -194,15 +195,34 @@ class Deliverer:
 
     def run(self) -> None:
         """Fan out, claim and send until stop(); then finish what is in flight."""
+        listener = threading.Thread(target=self._listen_to_journal, name="webhook-journal", daemon=True)
+        listener.start()
         logger.info("deliverer ready", extra={"concurrency": self.concurrency})
         try:
             self._loop()
         finally:
+            listener.join(self.poll_seconds + 5)
             self._executor.shutdown(wait=True)
             self._record_what_is_left()
             self.pool.close()
             release_connection()
             logger.info("deliverer stopped")
+
+    def _listen_to_journal(self) -> None:
+        """Wake the loop to fan out as soon as a journal entry commits, rather
+        than at the next poll (which still catches what a lost connection missed)."""
+        while not self._stopping.is_set():
+            try:
+                with JournalWakeups(application_name="orchestrator-webhooks-listener") as wakeups:
+                    while not self._stopping.is_set():
+                        if wakeups.wait(self.poll_seconds):
+                            self.journal_woke.set()
+                            self._wake.set()
+            except Exception as exc:  # the database is down: the poll fans out meanwhile
+                logger.warning("journal wake-ups unavailable (%s)", exc.__class__.__name__)
+                self._stopping.wait(_MAX_BACKOFF_SECONDS)
+            finally:
+                release_connection()
 
     def _loop(self) -> None:
         backoff = 0.1

@@ -12,11 +12,12 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
+from journal.services import FINAL_TYPES, TYPES
 from runs.models import Run
 
 # The journal's entry types; a subscription without `events` gets the final three.
-EVENT_TYPES = ("run.created", "run.running", "run.completed", "run.failed", "run.canceled", "run.retrying")
-DEFAULT_EVENTS = ("run.completed", "run.failed", "run.canceled")
+EVENT_TYPES = TYPES
+DEFAULT_EVENTS = FINAL_TYPES
 
 
 class Webhook(models.Model):

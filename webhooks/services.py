@@ -127,12 +127,13 @@ def check_run_webhook(value: dict[str, Any] | None) -> RunWebhookRequest | None:
 
 def create_run(*, webhook: RunWebhookRequest | None, **run_fields: Any) -> tuple[Run, bool]:
     """`runs.services.create_run`, with the per-run webhook recorded in the
-    same transaction, so the fan-out that sees the run's first journal entry
-    also sees its webhook. An idempotent replay keeps the first request's."""
+    run's creating transaction, before its journal entry, so the fan-out that
+    reads the entry finds the webhook. An idempotent replay keeps the first
+    request's webhook."""
     if webhook is None:
         return run_services.create_run(**run_fields)
-    with transaction.atomic():
-        run, created = run_services.create_run(**run_fields)
-        if created:
-            RunWebhook.objects.create(run=run, url=webhook.url, events=list(webhook.events))
-    return run, created
+
+    def attach(run: Run) -> None:
+        RunWebhook.objects.create(run=run, url=webhook.url, events=list(webhook.events))
+
+    return run_services.create_run(with_run=attach, **run_fields)
