@@ -203,7 +203,7 @@ class Deliverer:
         try:
             self._loop()
         finally:
-            listener.join(self.poll_seconds + 5)
+            listener.join(5)
             self._executor.shutdown(wait=True)
             self._record_what_is_left()
             self.pool.close()
@@ -217,7 +217,7 @@ class Deliverer:
             try:
                 with JournalWakeups(application_name="orchestrator-webhooks-listener") as wakeups:
                     while not self._stopping.is_set():
-                        if wakeups.wait(self.poll_seconds):
+                        if wakeups.wait(min(self.poll_seconds, 1.0)):
                             self.journal_woke.set()
                             self._wake.set()
             except Exception as exc:  # the database is down: the poll fans out meanwhile
