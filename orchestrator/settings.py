@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "runs",
+    "journal",
 ]
 
 # Under ASGI every sync middleware costs thread hops on every request, so the
