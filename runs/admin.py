@@ -25,7 +25,6 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from runs import progress, services, states, tokens
@@ -173,7 +172,7 @@ class RunAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ("runs/admin-run.css",)}
-        js = ("runs/admin-list.js",)
+        js = ("runs/admin-refresh.js", "runs/admin-list.js")
 
     # Nobody adds, edits or deletes runs here: runs come from the API, change
     # only through the service layer (the actions below), and go by retention
@@ -228,7 +227,7 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.display(description="age", ordering="created_at")
     def age(self, run: Run) -> str:
-        return timesince(run.created_at)
+        return _human(timezone.now() - run.created_at)
 
     @admin.display(description="duration")
     def duration(self, run: Run) -> str:

@@ -13,13 +13,7 @@
   url.searchParams.set("fragment", "1");
 
   function refresh() {
-    fetch(url.toString(), { credentials: "same-origin", redirect: "manual" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
-        return response.text();
-      })
+    window.OrchestratorAdmin.fetchText(url.toString())
       .then(function (html) {
         root.innerHTML = html;
         root.dataset.state = "live";

@@ -21,36 +21,17 @@ document.addEventListener("DOMContentLoaded", function () {
     return form.querySelector("input.action-select:checked, #action-toggle:checked") !== null;
   }
 
-  function swap(fresh) {
-    var table = document.getElementById("result_list");
-    var next = fresh.getElementById("result_list");
-    if (table && next) {
-      table.replaceWith(document.importNode(next, true));
-    }
-    var counter = document.querySelector("#changelist .paginator");
-    var nextCounter = fresh.querySelector("#changelist .paginator");
-    if (counter && nextCounter) {
-      counter.replaceWith(document.importNode(nextCounter, true));
-    }
-  }
-
   function refresh() {
     if (selecting()) {
       window.setTimeout(refresh, EVERY_MS);
       return;
     }
-    fetch(window.location.href, { credentials: "same-origin", redirect: "manual" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
-        return response.text();
-      })
-      .then(function (html) {
+    window.OrchestratorAdmin.fetchDocument(window.location.href)
+      .then(function (fresh) {
         if (selecting()) {
           return;
         }
-        swap(new DOMParser().parseFromString(html, "text/html"));
+        window.OrchestratorAdmin.swapParts(fresh, ["#result_list", "#changelist .paginator", "#changelist-search .quiet"]);
         form.dataset.liveUpdates = String(Number(form.dataset.liveUpdates || "0") + 1);
       })
       .catch(function () {

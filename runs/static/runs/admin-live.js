@@ -143,24 +143,9 @@
       return;
     }
     detailsBusy = true;
-    fetch(window.location.href, { credentials: "same-origin", redirect: "manual" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
-        return response.text();
-      })
-      .then(function (html) {
-        var fresh = new DOMParser().parseFromString(html, "text/html");
-        DETAIL_PARTS.forEach(function (selector) {
-          var now = document.querySelectorAll(selector);
-          var next = fresh.querySelectorAll(selector);
-          if (now.length === next.length) {
-            now.forEach(function (element, index) {
-              element.replaceWith(document.importNode(next[index], true));
-            });
-          }
-        });
+    window.OrchestratorAdmin.fetchDocument(window.location.href)
+      .then(function (fresh) {
+        window.OrchestratorAdmin.swapParts(fresh, DETAIL_PARTS);
         root.dataset.detailsUpdated = String(Number(root.dataset.detailsUpdated || "0") + 1);
       })
       .catch(function () {
