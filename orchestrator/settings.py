@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from orchestrator.env import env_bool, env_float, env_int, env_list, env_str
+from orchestrator.env import env_bool, env_duration, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -336,6 +336,10 @@ SSE_DB_CONCURRENCY = env_int("SSE_DB_CONCURRENCY", 2, minimum=1)
 # Frames queued for one slow client before its stream is closed (it resumes).
 SSE_MAX_BUFFERED_EVENTS = env_int("SSE_MAX_BUFFERED_EVENTS", 5000, minimum=10)
 SSE_LISTEN_MAX_BACKOFF_SECONDS = env_float("SSE_LISTEN_MAX_BACKOFF_SECONDS", 5.0)
+
+# The run journal (GET /runs/events, webhooks): how long entries are kept.
+# `runs_prune` deletes older ones; a resume from before them gets `event: reset`.
+JOURNAL_RETENTION = env_duration("JOURNAL_RETENTION", "7d")
 
 
 # --- Operations: admin static files ---

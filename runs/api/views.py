@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from orchestrator.middleware.auth import restricted_owner
 from runs import selectors, services, states, tokens
 from runs.api import params
 from runs.api.openapi import ref
@@ -232,6 +233,26 @@ class StreamTokenView(APIView):
     def post(self, request: Request, run_id: str) -> Response:
         run = _run_or_404(run_id)
         token, expires_at = tokens.mint(tokens.STREAM, str(run.id))
+        return Response(
+            {"token": token, "expiresAt": format_ts(expires_at)}, headers={"Cache-Control": "no-store"}
+        )
+
+
+class ListStreamTokenView(APIView):
+    """A short-lived token that opens the live run list (GET /runs/events) and nothing else.
+
+    It carries the caller's restriction: a credential limited to one owner
+    mints a token that shows that owner's runs only.
+    """
+
+    @extend_schema(
+        operation_id="createRunListStreamToken",
+        summary="Mint a token for the live run list",
+        request=None,
+        responses={200: OpenApiResponse(ref("streamToken", "journal"), description="the token")},
+    )
+    def post(self, request: Request) -> Response:
+        token, expires_at = tokens.mint(tokens.LIST_STREAM, "", owner=restricted_owner(request))
         return Response(
             {"token": token, "expiresAt": format_ts(expires_at)}, headers={"Cache-Control": "no-store"}
         )
