@@ -12,6 +12,17 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
+def _last_event_id(what: str, schema: dict[str, Any]) -> dict[str, Any]:
+    description = f"Resume after this event id, {what} (sent by browsers on reconnect)."
+    return {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
 EVENTS_OPERATION: dict[str, Any] = {
     "operationId": "streamRunEvents",
     "tags": ["runs"],
@@ -39,13 +50,7 @@ EVENTS_OPERATION: dict[str, Any] = {
             "description": "Resume after this checkpoint ts (the Last-Event-ID header wins).",
             "schema": {"type": "string", "format": "date-time"},
         },
-        {
-            "name": "Last-Event-ID",
-            "in": "header",
-            "required": False,
-            "description": "Resume after this checkpoint ts (sent by browsers on reconnect).",
-            "schema": {"type": "string", "format": "date-time"},
-        },
+        _last_event_id("a checkpoint ts", {"type": "string", "format": "date-time"}),
     ],
     "responses": {
         "200": {
@@ -102,13 +107,7 @@ LIST_EVENTS_OPERATION: dict[str, Any] = {
             ref("entryId", "journal"),
         ),
         _query("token", "A token from POST /runs/stream-token (browsers).", {"type": "string"}),
-        {
-            "name": "Last-Event-ID",
-            "in": "header",
-            "required": False,
-            "description": "Resume after this journal id (sent by browsers on reconnect).",
-            "schema": ref("entryId", "journal"),
-        },
+        _last_event_id("a journal id", ref("entryId", "journal")),
     ],
     "responses": {
         "200": {

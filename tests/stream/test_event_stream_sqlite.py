@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -14,12 +15,18 @@ from tests.stream.run_list import entries, read_list, wait_live
 from tests.stream.support import read_events, stream_server
 
 
-def test_on_sqlite_in_process_and_other_process_writes_reach_the_stream(tmp_path):
+def migrated_sqlite(tmp_path: Path) -> dict[str, str]:
+    """The settings of a server on a new, migrated embedded database with a short poll."""
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'embedded.sqlite3'}", "SSE_POLL_SECONDS": "0.2"}
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT, env=process_env(**env), check=True,
     )  # fmt: skip
+    return env
+
+
+def test_on_sqlite_in_process_and_other_process_writes_reach_the_stream(tmp_path):
+    env = migrated_sqlite(tmp_path)
     with stream_server(tmp_path, **env) as server:
         run_id = httpx.post(f"{server.url}/runs?mode=redis", json={"spec": {"task": "sleep"}}).json()["runId"]
         arrival: dict[int, float] = {}
@@ -55,11 +62,7 @@ def test_on_sqlite_in_process_and_other_process_writes_reach_the_stream(tmp_path
 
 
 def test_on_sqlite_the_run_list_follows_this_process_and_others(tmp_path):
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'embedded.sqlite3'}", "SSE_POLL_SECONDS": "0.2"}
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT, env=process_env(**env), check=True,
-    )  # fmt: skip
+    env = migrated_sqlite(tmp_path)
     with stream_server(tmp_path, **env) as server:
         made: dict[str, str] = {}
 
