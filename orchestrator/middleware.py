@@ -99,6 +99,26 @@ class BodySizeLimitMiddleware(_DualMiddleware):
         return None
 
 
+class QueryStringMiddleware(_DualMiddleware):
+    """400 naming the parameter for a query string PostgreSQL cannot compare
+    with (U+0000), before any view or filter sees it."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        query = request.META.get("QUERY_STRING", "")
+        if "%00" not in query and "\x00" not in query:
+            return None
+        for name, values in request.GET.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                shown = name.replace("\x00", "\\u0000")
+                return error_response(
+                    400,
+                    f"invalid parameter {shown}: must not contain U+0000",
+                    "bad_parameter",
+                    {"parameter": shown},
+                )
+        return None
+
+
 class AdminOnlyMiddleware(_DualMiddleware):
     """Run Django's session, CSRF, auth and message middleware for the admin alone.
 

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "orchestrator.middleware.RequestIDMiddleware",
     "orchestrator.middleware.BodySizeLimitMiddleware",
+    "orchestrator.middleware.QueryStringMiddleware",
     "orchestrator.middleware.ResponseHeadersMiddleware",
     "orchestrator.static_files.StaticFilesMiddleware",
     "orchestrator.middleware.AdminOnlyMiddleware",

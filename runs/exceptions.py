@@ -8,6 +8,8 @@ from typing import Any
 class OrchestratorError(Exception):
     status_code = 400
     code = "bad_request"
+    # Response headers the answer carries (Retry-After on a 503).
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None, **extra: Any) -> None:
         super().__init__(message)
@@ -64,11 +66,16 @@ class BadParameter(OrchestratorError):
 
 
 class BackendUnavailable(OrchestratorError):
+    """The run's backend cannot take it now; nothing was recorded."""
+
     status_code = 503
     code = "backend_unavailable"
 
-    def __init__(self, backend: str, reason: str) -> None:
-        super().__init__(f"{backend} backend unavailable", details={"backend": backend, "reason": reason})
+    def __init__(self, backend: str, message: str, reason: str, *, retry_after: int = 5) -> None:
+        # `message` says what is wrong in words ("Kubernetes API not reachable");
+        # `reason` is the detail an operator looks up.
+        super().__init__(message, details={"backend": backend, "reason": reason})
+        self.headers = {"Retry-After": str(max(1, retry_after))}
 
 
 class AttemptSuperseded(OrchestratorError):

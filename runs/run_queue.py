@@ -19,6 +19,7 @@ import json
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from django.conf import settings
@@ -297,3 +298,16 @@ class RunQueue:
 
 def run_queue(stream_name: str | None = None, url: str | None = None) -> RunQueue:
     return RunQueue(client(url), queue_keys(stream_name))
+
+
+def describe_redis() -> str:
+    """Which Redis the queue uses, without its password, for logs and /ready."""
+    url = redis_url()
+    parts = urlsplit(url)
+    shown = url
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        shown = urlunsplit(parts._replace(netloc=netloc))
+    return shown if settings.REDIS_URL else f"{shown} (the default: REDIS_URL is unset)"

@@ -232,9 +232,24 @@ def _check_data_size(items: list[dict[str, Any]]) -> None:
         raise SchemaViolation(too_large)
 
 
+def _trimmed_types(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items with each `type` stripped of surrounding whitespace; a blank one is a 422."""
+    trimmed = []
+    blank: dict[str, list[str]] = {}
+    for index, item in enumerate(items):
+        kind = item["type"].strip()
+        if not kind:
+            blank[f"checkpoints[{index}].type"] = ["must not be blank"]
+        trimmed.append(item if kind == item["type"] else {**item, "type": kind})
+    if blank:
+        raise SchemaViolation(blank)
+    return trimmed
+
+
 def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[checkpoint_writer.Appended]:
     """Append checkpoints in order; see `runs.checkpoint_writer` for the guarantees."""
     _check_data_size(items)
+    items = _trimmed_types(items)
     try:
         rows = checkpoint_writer.append(_run_pk(run_id), items)
     except checkpoint_writer.AppendRefused as refused:

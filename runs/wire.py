@@ -37,7 +37,11 @@ def parse_ts(text: str) -> datetime:
         f"{year}-{month}-{day}T{hour}:{minute}:{second}.{(fraction or '0').ljust(6, '0')}"
         f"{'+00:00' if zone in ('Z', 'z') else zone}"
     )
-    return datetime.fromisoformat(normalised).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(normalised).astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-23:59 is after the last instant a datetime holds.
+        raise ValueError(f"timestamp out of range: {text!r}") from None
 
 
 def run_to_wire(run: Run) -> dict[str, Any]:

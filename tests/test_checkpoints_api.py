@@ -86,3 +86,29 @@ def test_data_may_be_any_json_value(api, make_run):
         assert api.post(url, {"type": "v", "data": value}).status_code == 201
 
     assert [cp["data"] for cp in api.get(url).json()["checkpoints"]] == values
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n", "\x1f"])
+def test_a_blank_type_is_a_422_naming_type(api, make_run, blank):
+    run = make_run()
+
+    single = api.post(f"/runs/{run['id']}/checkpoints", {"type": blank})
+    batch = api.post(f"/runs/{run['id']}/checkpoints", {"checkpoints": [{"type": "ok"}, {"type": blank}]})
+
+    assert single.status_code == 422
+    assert list(single.json()["details"]["fields"]) == ["type"]
+    assert batch.status_code == 422
+    assert list(batch.json()["details"]["fields"]) == ["checkpoints[1].type"]
+    assert api.get(f"/runs/{run['id']}/checkpoints").json()["checkpoints"] == []
+
+
+def test_types_are_stored_trimmed(api, make_run):
+    run = make_run()
+
+    single = api.post(f"/runs/{run['id']}/checkpoints", {"type": "  progress\n"})
+    batch = api.post(f"/runs/{run['id']}/checkpoints", {"checkpoints": [{"type": " a"}, {"type": "b "}]})
+
+    assert single.json()["checkpoint"]["type"] == "progress"
+    assert [cp["type"] for cp in batch.json()["checkpoints"]] == ["a", "b"]
+    listed = api.get(f"/runs/{run['id']}/checkpoints").json()["checkpoints"]
+    assert [cp["type"] for cp in listed] == ["progress", "a", "b"]

@@ -87,7 +87,9 @@ def _drf_error(exc: drf.APIException) -> JsonResponse:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse | None:
     """DRF's EXCEPTION_HANDLER: every exception a view raises becomes one JSON error."""
     if isinstance(exc, OrchestratorError):
-        return error_response(exc.status_code, exc.message, exc.code, exc.details, extra=exc.extra)
+        return error_response(
+            exc.status_code, exc.message, exc.code, exc.details, extra=exc.extra, headers=exc.headers or None
+        )
     if isinstance(exc, drf.APIException):
         return _drf_error(exc)
     if isinstance(exc, RequestDataTooBig):

@@ -70,7 +70,7 @@ class RunCollectionView(APIView):
         filters = selectors.RunFilters(
             statuses=params.statuses_param(request),
             mode=params.choice_param(request, "mode", states.MODES),
-            owner=request.query_params.get("owner"),
+            owner=params.owner_filter(request),
             created_after=params.ts_param(request, "createdAfter"),
             created_before=params.ts_param(request, "createdBefore"),
         )

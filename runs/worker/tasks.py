@@ -115,8 +115,9 @@ def _as_checkpoint(line: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         return None
-    if isinstance(value.get("type"), str) and value["type"] and set(value) <= {"type", "data"}:
-        return {"type": value["type"], "data": value.get("data")}
+    kind = value.get("type")
+    if isinstance(kind, str) and kind.strip() and len(kind) <= 200 and set(value) <= {"type", "data"}:
+        return {"type": kind, "data": value.get("data")}
     return {"type": "stdout", "data": value}
 
 
