@@ -46,6 +46,7 @@ MIDDLEWARE = [
     "orchestrator.middleware.RequestIDMiddleware",
     "orchestrator.middleware.BodySizeLimitMiddleware",
     "orchestrator.middleware.QueryStringMiddleware",
+    "orchestrator.startup.StartupChecksMiddleware",
     "orchestrator.middleware.ResponseHeadersMiddleware",
     "orchestrator.static_files.StaticFilesMiddleware",
     "orchestrator.middleware.AdminOnlyMiddleware",
@@ -312,6 +313,9 @@ WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 25.0)
 WORKER_SWEEP_INTERVAL_SECONDS = env_float("WORKER_SWEEP_INTERVAL_SECONDS", 30.0)
 WORKER_TASK_MODULES = env_list("WORKER_TASK_MODULES", "")
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)
+# The built-in `command` task runs any argv a client sends, as the worker's
+# user: only on workers started with WORKER_ALLOW_COMMAND=true.
+WORKER_ALLOW_COMMAND = env_bool("WORKER_ALLOW_COMMAND", False)
 WORKER_COMMAND_PASS_ENV = env_list("WORKER_COMMAND_PASS_ENV", "PATH,HOME,LANG,LC_ALL,TZ")
 
 # --- Event stream (runs.stream) ---
