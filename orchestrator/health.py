@@ -8,9 +8,9 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from runs import run_queue
 from runs.backends import get_backend
-from runs.backends.redis import RedisBackend
+from runs.redis import queue as run_queue
+from runs.redis.backend import RedisBackend
 
 
 @require_GET

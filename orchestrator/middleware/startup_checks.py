@@ -19,9 +19,9 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
+from orchestrator.errors import error_response
 from orchestrator.health import database_problem, redis_mode_in_use
-from runs import run_queue
-from runs.api.errors import error_response
+from runs.redis import queue as run_queue
 
 logger = logging.getLogger("orchestrator.startup")
 
