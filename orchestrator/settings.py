@@ -316,6 +316,9 @@ WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)
 # The built-in `command` task runs any argv a client sends, as the worker's
 # user: only on workers started with WORKER_ALLOW_COMMAND=true.
 WORKER_ALLOW_COMMAND = env_bool("WORKER_ALLOW_COMMAND", False)
+# How long a worker retries a checkpoint write that failed on the database
+# (each retry carries the same keys, so nothing is stored twice).
+WORKER_WRITE_RETRY_SECONDS = env_float("WORKER_WRITE_RETRY_SECONDS", 30.0)
 WORKER_COMMAND_PASS_ENV = env_list("WORKER_COMMAND_PASS_ENV", "PATH,HOME,LANG,LC_ALL,TZ")
 
 # --- Event stream (runs.stream) ---

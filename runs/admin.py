@@ -331,9 +331,9 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     list_display = ("run", "seq", "ts", "type")
     list_select_related = ("run",)
-    search_fields = ("=run__id", "type")
+    search_fields = ("=run__id", "type", "=key")
     show_full_result_count = False
-    readonly_fields = ("run", "seq", "ts", "type", "data")
+    readonly_fields = ("run", "seq", "ts", "type", "key", "data")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -52,6 +52,19 @@ class IdempotencyConflict(OrchestratorError):
         )
 
 
+class CheckpointKeyConflict(OrchestratorError):
+    """A checkpoint key the run already holds (or the batch repeats) for another type or data."""
+
+    status_code = 409
+    code = "idempotency_conflict"
+
+    def __init__(self, key: str, checkpoint_id: str | None) -> None:
+        details: dict[str, str] = {"key": key}
+        if checkpoint_id is not None:
+            details["checkpointId"] = checkpoint_id
+        super().__init__("checkpoint key was already used with a different type or data", details=details)
+
+
 class SchemaViolation(OrchestratorError):
     status_code = 422
     code = "validation_error"

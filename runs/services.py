@@ -21,6 +21,7 @@ from runs import checkpoint_writer, metrics, notify, states
 from runs.backends import get_backend
 from runs.exceptions import (
     AttemptSuperseded,
+    CheckpointKeyConflict,
     IdempotencyConflict,
     InvalidTransition,
     RunFinished,
@@ -244,7 +245,11 @@ def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[checkpo
         if refused.status is None:
             raise RunNotFound() from None
         raise RunFinished(refused.status) from None
-    transaction.on_commit(lambda: metrics.CHECKPOINTS_APPENDED.inc(len(rows)))
+    except checkpoint_writer.KeyConflict as conflict:
+        stored = str(conflict.stored.pk) if conflict.stored is not None else None
+        raise CheckpointKeyConflict(conflict.key, stored) from None
+    appended = sum(1 for row in rows if not row.replayed)
+    transaction.on_commit(lambda: metrics.CHECKPOINTS_APPENDED.inc(appended))
     return rows
 
 

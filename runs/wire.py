@@ -67,7 +67,7 @@ def run_to_wire(run: Run) -> dict[str, Any]:
 
 
 def checkpoint_to_wire(checkpoint: Checkpoint | Appended) -> dict[str, Any]:
-    return {
+    body = {
         "id": str(checkpoint.pk),
         "runId": str(checkpoint.run_id),
         "ts": format_ts(checkpoint.ts),
@@ -75,3 +75,6 @@ def checkpoint_to_wire(checkpoint: Checkpoint | Appended) -> dict[str, Any]:
         "data": checkpoint.data,
         "seq": checkpoint.seq,
     }
+    if checkpoint.key is not None:
+        body["key"] = checkpoint.key
+    return body

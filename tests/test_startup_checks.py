@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from tests.servers import ROOT, process_env, running_server, test_database_url
+from tests import servers
+from tests.servers import ROOT, process_env, running_server
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,12 +23,12 @@ def empty_database():  # type: ignore[no-untyped-def]
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("needs PostgreSQL")
     name = f"{settings.DATABASES['default']['NAME']}_unmigrated"
-    admin = test_database_url().rsplit("/", 1)[0] + "/postgres"
+    admin = servers.test_database_url().rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield test_database_url().rsplit("/", 1)[0] + f"/{name}"
+        yield servers.test_database_url().rsplit("/", 1)[0] + f"/{name}"
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

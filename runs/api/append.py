@@ -73,7 +73,9 @@ def _created(checkpoints: list[Appended], batch: bool) -> HttpResponse:
         body: dict[str, Any] = {"checkpointIds": [cp["id"] for cp in wire], "checkpoints": wire}
     else:
         body = {"checkpointId": wire[0]["id"], "checkpoint": wire[0]}
-    return HttpResponse(_renderer.render(body), status=201, content_type="application/json")
+    # 200 when nothing new was stored: every checkpoint was a replay of its key.
+    status = 200 if all(cp.replayed for cp in checkpoints) else 201
+    return HttpResponse(_renderer.render(body), status=status, content_type="application/json")
 
 
 async def append_checkpoints(request: HttpRequest, run_id: str) -> HttpResponse:

@@ -192,9 +192,13 @@ class CheckpointCollectionView(APIView):
         summary="Append one checkpoint, or a batch in order",
         request={"application/json": ref("appendRequest", "checkpoint")},
         responses={
+            200: OpenApiResponse(
+                {"oneOf": [ref("appendResponse", "checkpoint"), ref("appendBatchResponse", "checkpoint")]},
+                description="every key was already held: the stored checkpoints, nothing new stored",
+            ),
             201: OpenApiResponse(
                 {"oneOf": [ref("appendResponse", "checkpoint"), ref("appendBatchResponse", "checkpoint")]},
-                description="one checkpoint, or the batch",
+                description="one checkpoint, or the batch (a held key answers the stored one in its place)",
             ),
             **_errors(400, 404, 409, 413, 415, 422),
         },
