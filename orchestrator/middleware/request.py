@@ -7,6 +7,7 @@ import re
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
@@ -30,6 +31,21 @@ class RequestIDMiddleware(DualMiddleware):
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response["X-Request-ID"] = getattr(request, "request_id", request_id_var.get())
         return response
+
+
+class AllowedHostsMiddleware(DualMiddleware):
+    """ALLOWED_HOSTS on every path, not only where Django's own middleware
+    asks (the admin). The probes answer any Host: a cluster's kubelet sends
+    the pod's address."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        if request.path in settings.HOST_CHECK_EXEMPT_PATHS:
+            return None
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return error_response(400, "host not allowed", "disallowed_host", {"header": "Host"})
+        return None
 
 
 class QueryStringMiddleware(DualMiddleware):

@@ -30,6 +30,7 @@ ERRORS = {
 }
 
 
+TIMESTAMP = {"type": "string", "format": "date-time"}
 # What statuses_param accepts, so generated clients and fuzzers send only that.
 STATUS_LIST_PATTERN = "^(?:({0})(?:,({0}))*)?$".format("|".join(states.STATUSES))
 
@@ -57,12 +58,14 @@ class RunCollectionView(APIView):
             ),
             OpenApiParameter("mode", str, enum=list(states.MODES)),
             OpenApiParameter("owner", {"type": "string", "maxLength": 200}),
-            OpenApiParameter("createdAfter", str, description="RFC 3339"),
-            OpenApiParameter("createdBefore", str, description="RFC 3339"),
+            OpenApiParameter("createdAfter", TIMESTAMP, description="RFC 3339"),
+            OpenApiParameter("createdBefore", TIMESTAMP, description="RFC 3339"),
             OpenApiParameter(
                 "limit", {"type": "integer", "minimum": 1, "maximum": 200}, description="default 50"
             ),
-            OpenApiParameter("cursor", str, description="nextCursor of the previous page"),
+            OpenApiParameter(
+                "cursor", str, description="nextCursor of the previous page; any other value is a 400"
+            ),
         ],
         responses={200: ref("runListResponse"), **_errors(400)},
     )
@@ -100,7 +103,10 @@ class RunCollectionView(APIView):
         ],
         request={"application/json": ref("createRunRequest")},
         responses={
-            200: OpenApiResponse(ref("planResponse"), description="plan, or an idempotent replay"),
+            200: OpenApiResponse(
+                {"oneOf": [ref("planResponse"), ref("createRunResponse")]},
+                description="mode=plan: the plan; with a reused Idempotency-Key: the run it created",
+            ),
             201: ref("createRunResponse"),
             503: OpenApiResponse(ref("errorResponse"), description="backend unavailable"),
             **_errors(400, 409, 413, 415, 422),
@@ -167,7 +173,7 @@ class CheckpointCollectionView(APIView):
         operation_id="listCheckpoints",
         summary="A run's checkpoints, oldest first",
         parameters=[
-            OpenApiParameter("after", str, description="a checkpoint ts (RFC 3339)"),
+            OpenApiParameter("after", TIMESTAMP, description="a checkpoint ts (RFC 3339)"),
             OpenApiParameter(
                 "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, description="default 100"
             ),
