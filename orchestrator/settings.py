@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "runs",
+    "journal",
 ]
 
 # Under ASGI every sync middleware costs thread hops on every request, so the
@@ -192,6 +193,10 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
+        # httpx logs every request at INFO ("HTTP Request: GET ..."): noise in
+        # `runs_tail`'s output and in the log of anything that calls out.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
 
@@ -325,6 +330,9 @@ WORKER_KILL_GRACE_SECONDS = env_float("WORKER_KILL_GRACE_SECONDS", 10.0)
 WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 25.0)
 WORKER_SWEEP_INTERVAL_SECONDS = env_float("WORKER_SWEEP_INTERVAL_SECONDS", 30.0)
 WORKER_TASK_MODULES = env_list("WORKER_TASK_MODULES", "")
+# How long a worker's fleet record (runs_workers, the admin dashboard) outlives
+# its last heartbeat: a crashed worker shows as gone for this long.
+WORKER_RECORD_KEEP_SECONDS = env_int("WORKER_RECORD_KEEP_SECONDS", 3600, minimum=60)
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)
 # The built-in `command` task runs any argv a client sends, as the worker's
 # user: only on workers started with WORKER_ALLOW_COMMAND=true.

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from journal import services as journal
 from runs import checkpoint_writer, metrics, notify, states
 from runs.backends import get_backend
 from runs.exceptions import (
@@ -93,6 +94,8 @@ def create_run(
             )
             get_backend(mode).dispatch(run)
             notify.run_changed(str(run.id))
+            # Last: the journal's clock is held from here to the commit.
+            journal.record(run, journal.CREATED, at=run.created_at)
     except IntegrityError:
         # A concurrent request with the same key won the race.
         if idempotency_key:
@@ -174,6 +177,8 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
         run.error = error
     run.save(update_fields=["status", "started_at", "finished_at", "error", "updated_at"])
     notify.run_changed(str(run.id))
+    # The callers commit right after this: the journal's clock is taken last.
+    journal.record(run, journal.status_type(new), at=now)
     if states.is_final(new):
         transaction.on_commit(lambda: metrics.RUNS_FINISHED.labels(status=new).inc())
     logger.info(

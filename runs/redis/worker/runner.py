@@ -52,14 +52,14 @@ class Worker:
         stream: str | None = None,
         max_runs: int | None = None,
     ) -> None:
-        self.concurrency = concurrency or settings.WORKER_CONCURRENCY
+        self.concurrency = settings.WORKER_CONCURRENCY if concurrency is None else concurrency
         self.max_runs = max_runs
         self.queue: RunQueue = run_queue(stream)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.lease_ms = int(settings.WORKER_LEASE_SECONDS * 1000)
         self.reclaimer = recovery.Reclaimer(self.queue, self.id, self.lease_ms)
         self.slots = Slots()
-        self.heartbeat = Heartbeat(self.queue, self.id, self.lease_ms, self.slots)
+        self.heartbeat = Heartbeat(self.queue, self.id, self.lease_ms, self.slots, self.concurrency)
         self.cancels = CancelListener(self.queue, self.id, self.slots)
         self._inflight: set[Future[None]] = set()
         self._slot_freed = threading.Event()
@@ -93,6 +93,7 @@ class Worker:
             self._closing.set()
             for thread in helpers:
                 thread.join(timeout=3)
+            self.heartbeat.announce(stopped=True)
             close_old_connections()
             logger.info("worker stopped", extra={"worker": self.id})
 
