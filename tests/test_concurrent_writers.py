@@ -146,7 +146,7 @@ def test_writers_racing_with_the_same_keys_store_each_key_once(writer):
         rows = services.append_checkpoints(run.id, batch)
         answers.append([row.seq for row in rows])
 
-    threads = [_in_thread(write) for _ in range(WRITERS // 3)]
+    threads = [in_thread(write) for _ in range(WRITERS // 3)]
     for thread in threads:
         thread.start()
     for thread in threads:
