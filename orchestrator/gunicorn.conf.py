@@ -40,10 +40,6 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="orchestrator-metrics-")
 
 
-def _truthy(name):  # type: ignore[no-untyped-def]
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def _is_loopback(host):  # type: ignore[no-untyped-def]
     if host == "localhost":
         return True
@@ -61,7 +57,7 @@ def _refuse_unauthenticated(server):  # type: ignore[no-untyped-def]
     exposed = [host for host, _port in _tcp_addresses(server) if not _is_loopback(host)]
     if not exposed or os.environ.get("ORCHESTRATOR_API_KEY", "").strip():
         return
-    if _truthy("ALLOW_UNAUTHENTICATED"):
+    if os.environ.get("ALLOW_UNAUTHENTICATED", "").strip().lower() in ("1", "true", "yes", "on"):
         server.log.warning("serving %s without an API key (ALLOW_UNAUTHENTICATED=true)", ", ".join(exposed))
         return
     raise RuntimeError(

@@ -56,6 +56,7 @@ def test_a_cursor_holding_a_timestamp_past_the_calendar_is_no_500(api, make_run,
     assert [listed["id"] for listed in response.json()["runs"]] == expected
 
 
+@pytest.mark.django_db(transaction=True)  # the stream reads on threads of its own: committed data
 @pytest.mark.parametrize("stamp", OVERFLOWING)
 def test_a_timestamp_past_the_calendar_is_no_500_on_checkpoints_and_the_stream(api, make_run, stamp):
     run = make_run()

@@ -19,7 +19,6 @@ WRITERS = 24
 PER_WRITER = 15
 
 
-
 @pytest.fixture(params=["single_statement", "row_lock"])
 def writer(request, monkeypatch):  # type: ignore[no-untyped-def]
     """Both ways of appending: PostgreSQL's one statement and the portable ORM path."""

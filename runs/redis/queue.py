@@ -19,11 +19,11 @@ import json
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from django.conf import settings
 
+from orchestrator.database_check import shown_url
 from runs import tokens
 from runs.models import Run
 from runs.wire import format_ts
@@ -329,12 +329,5 @@ def run_queue(stream_name: str | None = None, url: str | None = None) -> RunQueu
 
 def describe_redis() -> str:
     """Which Redis the queue uses, without its password, for logs and /ready."""
-    url = redis_url()
-    parts = urlsplit(url)
-    shown = url
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-        if parts.port:
-            netloc += f":{parts.port}"
-        shown = urlunsplit(parts._replace(netloc=netloc))
+    shown = shown_url(redis_url())
     return shown if settings.REDIS_URL else f"{shown} (the default: REDIS_URL is unset)"
