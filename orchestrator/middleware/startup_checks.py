@@ -5,7 +5,8 @@ At start it logs which Redis redis mode uses (the default one when REDIS_URL
 is unset) and whether the database is migrated. Until it is, every request
 but the probes answers 503 `not_ready` instead of a 500 from a missing
 table; the check is repeated at most once a second, and never again once
-the migrations are in.
+the migrations are in. The start waits at most a few seconds for the first
+check: a database too slow to answer by then answers later.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from runs.redis import queue as run_queue
 logger = logging.getLogger("orchestrator.startup")
 
 RECHECK_SECONDS = 1.0
+STARTUP_WAIT_SECONDS = 3.0
 # Probes keep their own answers: /ready names what is missing.
 UNGUARDED_PATHS = ("/health", "/ready")
 PASS, REFUSE, CHECK = "pass", "refuse", "check"
@@ -34,21 +36,25 @@ PASS, REFUSE, CHECK = "pass", "refuse", "check"
 _seen_migrated = False
 
 
-def _off_the_loop(check: Callable[[], str | None]) -> str | None:
-    """Run a database check on a thread of its own: at import time an event
-    loop may already run in this one, where Django refuses sync queries."""
-    result: list[str | None] = []
+def _off_the_loop(check: Callable[[], str | None], then: Callable[[str | None], None]) -> None:
+    """Run a database check on a thread of its own (at import time an event
+    loop may already run in this one, where Django refuses sync queries) and
+    hand its answer to `then`. Waits STARTUP_WAIT_SECONDS for it: a slow
+    database must not hold the server's start, so a later answer comes in
+    when it comes."""
 
     def target() -> None:
         try:
-            result.append(check())
+            problem = check()
+        except Exception as exc:  # never let a start-up check take the server down
+            problem = f"check failed: {exc.__class__.__name__}"
         finally:
             connection.close()
+        then(problem)
 
     thread = threading.Thread(target=target, name="startup-check", daemon=True)
     thread.start()
-    thread.join()
-    return result[0] if result else "check failed"
+    thread.join(STARTUP_WAIT_SECONDS)
 
 
 def _unmigrated() -> bool:
@@ -74,7 +80,11 @@ class StartupChecksMiddleware:
             logger.info(
                 "redis mode dispatches to %s", run_queue.describe_redis(), extra={"event": "redis_used"}
             )
-        problem = _off_the_loop(database_problem)
+        # Served meanwhile: until the check answers, requests go through.
+        self._migrated = True
+        _off_the_loop(database_problem, self._started_with)
+
+    def _started_with(self, problem: str | None) -> None:
         if problem is not None and problem.startswith("migrations not applied"):
             self._migrated = False
             logger.error(
@@ -84,11 +94,10 @@ class StartupChecksMiddleware:
             )
             return
         if problem is not None:
-            # Unreachable now: requests answer 503 database_unavailable until it is
-            # back, and this guard does not look again.
+            # Unreachable now: requests answer 503 database_unavailable until it
+            # is back, and this guard does not look again.
             logger.warning("database %s at start-up", problem, extra={"event": "database_unreachable"})
-        self._set_migrated(problem is None)
-        self._migrated = True
+        self._set_migrated(True)
 
     def _set_migrated(self, migrated: bool) -> None:
         global _seen_migrated
