@@ -117,8 +117,8 @@ def _store(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
     return _append_portable(run_id, items)
 
 
-def _same_content(item: dict[str, Any], stored: Appended) -> bool:
-    return item["type"] == stored.type and item.get("data") == stored.data
+def _same_content(item: dict[str, Any], kind: str, data: Any) -> bool:
+    return item["type"] == kind and item.get("data") == data
 
 
 def _append_keyed(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
@@ -134,18 +134,17 @@ def _append_keyed(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
     for item in items:
         key = item.get("key")
         if key is not None and key in held:
-            if not _same_content(item, held[key]):
+            if not _same_content(item, held[key].type, held[key].data):
                 raise KeyConflict(key, held[key])
         elif key is not None and key in first_of:
             earlier = first_of[key]
-            if item["type"] != earlier["type"] or item.get("data") != earlier.get("data"):
+            if not _same_content(item, earlier["type"], earlier.get("data")):
                 raise KeyConflict(key, None)
         else:
             if key is not None:
                 first_of[key] = item
             fresh.append(item)
-    if not fresh:
-        _refuse_unless_run_exists(run_id)
+    if not fresh:  # every key held: the run exists, whatever its status now
         return [held[item["key"]] for item in items]
     if connection.in_atomic_block:
         with transaction.atomic():  # a savepoint: a lost key race leaves the caller's transaction usable
@@ -164,11 +163,6 @@ def _append_keyed(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
         else:
             result.append(held[key])  # stored before, or earlier in this batch
     return result
-
-
-def _refuse_unless_run_exists(run_id: Any) -> None:
-    if not Run.objects.filter(pk=run_id).exists():
-        raise AppendRefused(None)
 
 
 def _append_postgresql(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
