@@ -9,7 +9,19 @@ from runs.api.openapi import ref
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {"description": description, "content": {"application/json": {"schema": ref("errorResponse")}}}
+
+
+EVENTS_DESCRIPTION = (
+    "The event stream. Each event is `event: <name>`, an optional `id:`, and one `data:` line "
+    "holding one JSON object:\n"
+    "- `hello` (no id): first on every connection, `{runId, run}` (EventHello);\n"
+    "- `checkpoint` (id: the checkpoint ts): one checkpoint (Checkpoint), in seq order;\n"
+    "- `status` (no id): a status change, `{runId, status, run}` (EventStatus);\n"
+    "- `end` (id: the last checkpoint ts, or finishedAt): the final status, same shape as `status`, "
+    "after every checkpoint; then the stream closes.\n"
+    "`retry: <ms>` comes first, and `: keep-alive` comments while idle."
+)
 
 
 def _last_event_id(what: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -54,12 +66,12 @@ EVENTS_OPERATION: dict[str, Any] = {
     ],
     "responses": {
         "200": {
-            "description": "The event stream; each `data:` is one JSON object.",
+            "description": EVENTS_DESCRIPTION,
             "content": {
                 "text/event-stream": {
                     "schema": {
                         "type": "string",
-                        "description": "Server-Sent Events",
+                        "description": "Server-Sent Events; the data of each event, by name, in x-event-data",
                         "x-event-data": {
                             "hello": ref("hello", "event"),
                             "checkpoint": ref("checkpoint", "checkpoint"),
@@ -70,7 +82,7 @@ EVENTS_OPERATION: dict[str, Any] = {
                 }
             },
         },
-        "204": {"description": "Resume of a final run with nothing newer: stop reconnecting."},
+        "204": {"description": "Resume of a final run with nothing newer: stop reconnecting (no body)."},
         "400": _error("Malformed Last-Event-ID / lastEventId, or replay out of range."),
         "404": _error("Unknown run."),
     },
