@@ -11,6 +11,7 @@ _FILES = {
     "run": "run.schema.json",
     "checkpoint": "checkpoint.schema.json",
     "event": "event.schema.json",
+    "journal": "journal.schema.json",
     "webhook": "webhook.schema.json",
 }
 # The event file reuses short names (status, checkpoint) that the others own.
@@ -18,6 +19,7 @@ _PREFIX = {
     "run.schema.json": "",
     "checkpoint.schema.json": "",
     "event.schema.json": "Event",
+    "journal.schema.json": "Journal",
     "webhook.schema.json": "",
 }
 
@@ -59,4 +61,20 @@ def add_wire_schemas(result: dict[str, Any], generator: Any, request: Any, publi
     """drf-spectacular post-processing hook."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(wire_components())
+    return result
+
+
+# Operations whose body must be sent: without one they answer 422.
+BODY_REQUIRED = frozenset({"updateRunStatus", "appendCheckpoints"})
+
+
+def mark_required_bodies(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: `requestBody.required` as the views enforce it
+    (POST /runs takes an empty body: a spec-less run, or a plan of one)."""
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["requestBody"]["required"] = operation.get("operationId") in BODY_REQUIRED
     return result
