@@ -35,14 +35,31 @@ def _document() -> dict:
 CONFIG = {
     "phases": {"coverage": {"enabled": False}},
     "operations": [
-        {
-            "include-operation-id": "listRuns",
-            "checks": {
-                "positive_data_acceptance": {
-                    "expected-statuses": ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
-                }
-            },
-        }
+        *(
+            {
+                "include-operation-id": operation,
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
+                    }
+                },
+            }
+            for operation in ("listRuns", "listWebhooks", "listWebhookDeliveries")
+        ),
+        # A webhook URL of the right form is still refused (422) when its host is
+        # not public or does not resolve, and a per-run webhook when the server
+        # has no WEBHOOK_SECRET: the schema cannot say where a host resolves to.
+        *(
+            {
+                "include-operation-id": operation,
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429", "5xx"]
+                    }
+                },
+            }
+            for operation in ("createRun", "createWebhook", "updateWebhook")
+        ),
     ],
 }
 schema = schemathesis.openapi.from_dict(_document(), config=SchemathesisConfig.from_dict(CONFIG)).exclude(

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from runs.api import params
 from runs.api.openapi import ref
+from runs.exceptions import BadParameter
 from webhooks import selectors, services
 from webhooks.models import Delivery
 from webhooks.wire import delivery_to_wire, webhook_to_wire
@@ -52,8 +53,11 @@ class WebhookCollectionView(APIView):
         responses={200: _wref("webhookListResponse"), **_errors(400)},
     )
     def get(self, request: Request) -> Response:
+        owner = request.query_params.get("owner")
+        if owner is not None and len(owner) > 200:
+            raise BadParameter("owner", "at most 200 characters")
         webhooks, next_cursor = selectors.list_webhooks(
-            owner=request.query_params.get("owner"),
+            owner=owner,
             active=_bool_param(request, "active"),
             limit=params.int_param(request, "limit", default=50, minimum=1, maximum=200),
             cursor=request.query_params.get("cursor") or None,
