@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "runs",
+    "schedules",
 ]
 
 # Under ASGI every sync middleware costs thread hops on every request, so the
@@ -337,3 +338,14 @@ SSE_LISTEN_MAX_BACKOFF_SECONDS = env_float("SSE_LISTEN_MAX_BACKOFF_SECONDS", 5.0
 # (`make run`, the test suite) they are served straight from the apps.
 WHITENOISE_USE_FINDERS = True
 ADMIN_CHECKPOINTS_PER_PAGE = env_int("ADMIN_CHECKPOINTS_PER_PAGE", 50, minimum=1)
+
+
+# --- Scheduling and delayed runs (schedules, runs.admission) ---
+# `manage.py runscheduler` sleeps until the next tick or delayed run is due and
+# is woken by a NOTIFY when either changes; this bounds one sleep all the same.
+SCHEDULER_MAX_SLEEP_SECONDS = env_float("SCHEDULER_MAX_SLEEP_SECONDS", 60.0)
+SCHEDULER_METRICS_PORT = env_int("SCHEDULER_METRICS_PORT", 0, minimum=0)
+# Most missed ticks one schedule makes runs for under `catchup: all`.
+SCHEDULE_MAX_CATCHUP = env_int("SCHEDULE_MAX_CATCHUP", 100, minimum=1)
+# A due delayed run whose backend cannot take it (Kubernetes down) is tried again this much later.
+ADMISSION_RETRY_SECONDS = env_float("ADMISSION_RETRY_SECONDS", 5.0)

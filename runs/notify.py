@@ -14,6 +14,9 @@ from collections.abc import Callable
 from django.db import connection, transaction
 
 CHANNEL = "orchestrator_runs"
+# Schedulers listen here: a schedule or a delayed run changed, so the next due
+# instant may have moved.
+SCHEDULER_CHANNEL = "orchestrator_scheduler"
 
 _local_listeners: list[Callable[[str], None]] = []
 
@@ -42,3 +45,11 @@ def run_changed(run_id: str) -> None:
             cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, run_id])
         return
     transaction.on_commit(lambda: _call_local(run_id))
+
+
+def scheduler_changed(what: str) -> None:
+    """Wake every scheduler process when this transaction commits (PostgreSQL
+    only; elsewhere a scheduler finds the change at its next bounded sleep)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [SCHEDULER_CHANNEL, what])

@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import Q
 
 from runs.exceptions import BadParameter
-from runs.models import Checkpoint, Run
+from runs.models import HELD, Checkpoint, Run
 from runs.wire import format_ts, parse_ts
 
 
@@ -23,6 +23,7 @@ class RunFilters:
     owner: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    schedule_id: uuid.UUID | None = None
 
 
 def encode_cursor(run: Run) -> str:
@@ -52,6 +53,8 @@ def list_runs(filters: RunFilters, *, limit: int, cursor: str | None = None) -> 
         queryset = queryset.filter(created_at__gt=filters.created_after)
     if filters.created_before:
         queryset = queryset.filter(created_at__lt=filters.created_before)
+    if filters.schedule_id:
+        queryset = queryset.filter(schedule_id=filters.schedule_id)
     if cursor:
         created, run_id = decode_cursor(cursor)
         queryset = queryset.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=run_id))
@@ -91,6 +94,7 @@ def redis_runs_in(statuses: tuple[str, ...]) -> Any:
     """Redis-mode runs with a spec in these statuses, oldest first (what a sweep checks)."""
     return (
         Run.objects.filter(mode="redis", status__in=statuses, spec__isnull=False)
+        .exclude(HELD)
         .order_by("created_at")
         .only("id", "mode", "status", "spec", "created_at", "attempt")
     )

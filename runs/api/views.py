@@ -60,6 +60,9 @@ class RunCollectionView(APIView):
             OpenApiParameter("createdAfter", str, description="RFC 3339"),
             OpenApiParameter("createdBefore", str, description="RFC 3339"),
             OpenApiParameter(
+                "scheduleId", {"type": "string", "format": "uuid"}, description="runs this schedule made"
+            ),
+            OpenApiParameter(
                 "limit", {"type": "integer", "minimum": 1, "maximum": 200}, description="default 50"
             ),
             OpenApiParameter("cursor", str, description="nextCursor of the previous page"),
@@ -73,6 +76,7 @@ class RunCollectionView(APIView):
             owner=request.query_params.get("owner"),
             created_after=params.ts_param(request, "createdAfter"),
             created_before=params.ts_param(request, "createdBefore"),
+            schedule_id=params.uuid_param(request, "scheduleId"),
         )
         limit = params.int_param(request, "limit", default=50, minimum=1, maximum=200)
         runs, next_cursor = selectors.list_runs(
@@ -111,12 +115,17 @@ class RunCollectionView(APIView):
         body = params.json_body(request)
         validate("run.schema.json#/$defs/createRunRequest", body)
         owner = params.owner_of(request)
+        run_at = params.body_ts(body, "runAt")
         if mode == states.PLAN:
             target = params.choice_param(
                 request, "target", states.MODES, default=settings.PLAN_DEFAULT_TARGET
             )
             plan = services.plan_run(
-                target=target, spec=body.get("spec"), metadata=body.get("metadata"), owner=owner
+                target=target,
+                spec=body.get("spec"),
+                metadata=body.get("metadata"),
+                owner=owner,
+                run_at=run_at,
             )
             return Response({"mode": "plan", "plan": plan})
         run, created = services.create_run(
@@ -125,6 +134,7 @@ class RunCollectionView(APIView):
             metadata=body.get("metadata"),
             owner=owner,
             idempotency_key=params.idempotency_key(request),
+            run_at=run_at,
         )
         return Response(
             {"runId": str(run.id), "run": run_to_wire(run)},
