@@ -8,9 +8,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 django.setup(set_prefix=False)
 
 # Imported once settings and logging are configured.
-from orchestrator.asgi_guards import BodyLimit  # noqa: E402
-from orchestrator.auth import warn_if_open  # noqa: E402
 from orchestrator.handler import PooledThreadASGIHandler  # noqa: E402
+from orchestrator.middleware.auth import warn_if_open  # noqa: E402
+from orchestrator.middleware.body_limit import BodyLimit  # noqa: E402
 
 application = BodyLimit(PooledThreadASGIHandler())
 

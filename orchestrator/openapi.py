@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from runs.api.openapi import ref
-
 SECURITY_SCHEMES = {
     "bearerAuth": {
         "type": "http",
@@ -23,6 +21,10 @@ SECURITY_SCHEMES = {
 }
 API_KEY = [{"bearerAuth": []}, {"apiKeyHeader": []}]
 _STREAM_PATH = "/runs/{run_id}/events"
+# The error shape of schemas/orchestrator/run.schema.json (`$defs/errorResponse`),
+# as the wire-schema hook names its component; written out so that this
+# module, like the middleware it documents, imports no app.
+ERROR_RESPONSE = {"$ref": "#/components/schemas/ErrorResponse"}
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -52,4 +54,4 @@ def add_security(result: dict[str, Any], generator: Any, request: Any, public: b
 
 
 def _json() -> dict[str, Any]:
-    return {"application/json": {"schema": ref("errorResponse")}}
+    return {"application/json": {"schema": ERROR_RESPONSE}}

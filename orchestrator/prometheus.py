@@ -11,10 +11,7 @@ import os
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
-from django_prometheus import middleware as django_prometheus_middleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-
-from orchestrator.middleware import Handler, _DualMiddleware
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -49,44 +46,3 @@ def serve_process_metrics(port: int) -> None:
     from prometheus_client import start_http_server
 
     start_http_server(port, registry=_registry())
-
-
-# django-prometheus's middleware, without the thread hops its MiddlewareMixin
-# base costs under ASGI (two per hook, on one shared thread). Its hooks only
-# touch counters, so they run inline, on the event loop.
-_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"})
-
-
-class PrometheusBeforeMiddleware(_DualMiddleware):
-    def __init__(self, get_response: Handler) -> None:
-        super().__init__(get_response)
-        self.metrics = django_prometheus_middleware.PrometheusBeforeMiddleware(get_response)
-
-    def before(self, request: HttpRequest) -> HttpResponse | None:
-        self.metrics.process_request(request)
-        return None
-
-    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
-        return self.metrics.process_response(request, response)
-
-
-class PrometheusAfterMiddleware(_DualMiddleware):
-    def __init__(self, get_response: Handler) -> None:
-        super().__init__(get_response)
-        self.metrics = django_prometheus_middleware.PrometheusAfterMiddleware(get_response)
-
-    def before(self, request: HttpRequest) -> HttpResponse | None:
-        self.metrics.process_request(request)
-        return None
-
-    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
-        # Its latency series is labelled with the raw method: made-up methods
-        # would each open new series, so only the standard ones are recorded.
-        if request.method not in _KNOWN_METHODS:
-            return response
-        if getattr(request, "resolver_match", None) is not None:
-            self.metrics.process_view(request, None)
-        return self.metrics.process_response(request, response)
-
-    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
-        self.metrics.process_exception(request, exception)

@@ -44,11 +44,11 @@ INSTALLED_APPS = [
 # API path keeps to async-capable ones; the admin's session machinery runs
 # only under /admin/ (see AdminOnlyMiddleware).
 MIDDLEWARE = [
-    "orchestrator.middleware.RequestIDMiddleware",
-    "orchestrator.middleware.BodySizeLimitMiddleware",
-    "orchestrator.middleware.ResponseHeadersMiddleware",
-    "orchestrator.static_files.StaticFilesMiddleware",
-    "orchestrator.middleware.AdminOnlyMiddleware",
+    "orchestrator.middleware.request.RequestIDMiddleware",
+    "orchestrator.middleware.body_limit.BodySizeLimitMiddleware",
+    "orchestrator.middleware.request.ResponseHeadersMiddleware",
+    "orchestrator.middleware.static_files.StaticFilesMiddleware",
+    "orchestrator.middleware.request.AdminOnlyMiddleware",
 ]
 ADMIN_PATH_PREFIX = "/admin/"
 # The admin's checks look for its middleware in MIDDLEWARE; they run, for the
@@ -130,7 +130,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "runs.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "orchestrator.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
@@ -151,8 +151,8 @@ SPECTACULAR_SETTINGS = {
 
 # Orchestrator behaviour.
 ORCHESTRATOR_BACKENDS = {
-    "redis": env_str("ORCHESTRATOR_REDIS_BACKEND", "runs.backends.redis.RedisBackend"),
-    "k8s": env_str("ORCHESTRATOR_K8S_BACKEND", "runs.backends.k8s.KubernetesBackend"),
+    "redis": env_str("ORCHESTRATOR_REDIS_BACKEND", "runs.redis.backend.RedisBackend"),
+    "k8s": env_str("ORCHESTRATOR_K8S_BACKEND", "runs.k8s.backend.KubernetesBackend"),
 }
 PLAN_DEFAULT_TARGET = env_str("PLAN_DEFAULT_TARGET", "redis")
 REDIS_URL = env_str("REDIS_URL")
@@ -220,18 +220,18 @@ def _with_guards(middleware: list[str]) -> list[str]:
     id, response headers): access log, CORS (preflight, and headers on every
     answer, refusals included), rate limit, API key; then the rest."""
     every_answer = (
-        "orchestrator.middleware.RequestIDMiddleware",
-        "orchestrator.middleware.ResponseHeadersMiddleware",
+        "orchestrator.middleware.request.RequestIDMiddleware",
+        "orchestrator.middleware.request.ResponseHeadersMiddleware",
     )
     return [
-        "orchestrator.prometheus.PrometheusBeforeMiddleware",
+        "orchestrator.middleware.prometheus.PrometheusBeforeMiddleware",
         *[name for name in middleware if name in every_answer],
-        "orchestrator.access.AccessLogMiddleware",
+        "orchestrator.middleware.access_log.AccessLogMiddleware",
         "corsheaders.middleware.CorsMiddleware",
-        "orchestrator.ratelimit.RateLimitMiddleware",
-        "orchestrator.auth.APIKeyMiddleware",
+        "orchestrator.middleware.ratelimit.RateLimitMiddleware",
+        "orchestrator.middleware.auth.APIKeyMiddleware",
         *[name for name in middleware if name not in every_answer],
-        "orchestrator.prometheus.PrometheusAfterMiddleware",
+        "orchestrator.middleware.prometheus.PrometheusAfterMiddleware",
     ]
 
 
@@ -332,7 +332,7 @@ SSE_LISTEN_MAX_BACKOFF_SECONDS = env_float("SSE_LISTEN_MAX_BACKOFF_SECONDS", 5.0
 
 
 # --- Operations: admin static files ---
-# WhiteNoise (orchestrator.static_files) serves the admin's CSS and scripts
+# WhiteNoise (orchestrator.middleware.static_files) serves the admin's CSS and scripts
 # from the app server itself.
 # The image collects them at build time; where collectstatic has not run
 # (`make run`, the test suite) they are served straight from the apps.

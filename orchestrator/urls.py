@@ -13,7 +13,7 @@ urlpatterns = [
     path("", include("runs.urls")),
 ]
 
-handler400 = "runs.api.errors.handler400"
-handler403 = "runs.api.errors.handler403"
-handler404 = "runs.api.errors.handler404"
-handler500 = "runs.api.errors.handler500"
+handler400 = "orchestrator.errors.handler400"
+handler403 = "orchestrator.errors.handler403"
+handler404 = "orchestrator.errors.handler404"
+handler500 = "orchestrator.errors.handler500"

@@ -6,6 +6,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
 application = get_wsgi_application()
 
-from orchestrator.auth import warn_if_open  # noqa: E402
+from orchestrator.middleware.auth import warn_if_open  # noqa: E402
 
 warn_if_open()

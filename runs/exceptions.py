@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from orchestrator.errors import APIError
 
 
-class OrchestratorError(Exception):
-    status_code = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
-        # Top-level keys the contract puts beside `error` (e.g. `from`, `to`).
-        self.extra = extra
+class OrchestratorError(APIError):
+    """A rule of the run service refused the request."""
 
 
 class RunNotFound(OrchestratorError):
@@ -34,6 +26,19 @@ class InvalidTransition(OrchestratorError):
         self.extra = {"from": current, "to": new}
         self.current = current
         self.new = new
+
+
+class RunFinished(InvalidTransition):
+    """A checkpoint for a run that can no longer change."""
+
+    code = "run_finished"
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status, status)
+        self.message = "run already finished"
+        self.args = (self.message,)
+        self.details = {"status": status}
+        self.extra = {"status": status}
 
 
 class IdempotencyConflict(OrchestratorError):

@@ -23,6 +23,7 @@ from runs.exceptions import (
     AttemptSuperseded,
     IdempotencyConflict,
     InvalidTransition,
+    RunFinished,
     RunNotFound,
     SchemaViolation,
 )
@@ -31,19 +32,6 @@ from runs.validation import validate
 from runs.wire import format_ts, run_to_wire
 
 logger = logging.getLogger("runs.services")
-
-
-class RunFinished(InvalidTransition):
-    """A checkpoint for a run that can no longer change."""
-
-    code = "run_finished"
-
-    def __init__(self, status: str) -> None:
-        super().__init__(status, status)
-        self.message = "run already finished"
-        self.args = (self.message,)
-        self.details = {"status": status}
-        self.extra = {"status": status}
 
 
 def validate_spec(mode: str, spec: dict[str, Any] | None) -> None:

@@ -49,7 +49,7 @@ class JSONClient:
 @pytest.fixture(autouse=True)
 def _no_rate_limit_unless_asked(settings):  # type: ignore[no-untyped-def]
     """Tests of other features must not trip the limiter; its own tests set their limits."""
-    from orchestrator.ratelimit import RateLimitMiddleware
+    from orchestrator.middleware.ratelimit import RateLimitMiddleware
 
     settings.RATE_LIMIT_MAX = 0
     settings.RATE_LIMIT_WORKER_MAX = 0

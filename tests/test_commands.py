@@ -298,7 +298,7 @@ def quiet_running_run() -> Run:
 
 
 def test_runs_requeue_stale_sends_a_running_run_nobody_holds_again(queue_prefix):
-    from runs import run_queue
+    from runs.redis import queue as run_queue
 
     lost = quiet_running_run()
     held = quiet_running_run()

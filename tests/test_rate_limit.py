@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 from django_ratelimit.core import _get_window
 
-from orchestrator.auth import fingerprint
+from orchestrator.middleware.auth import fingerprint
 from runs import tokens
 
 pytestmark = pytest.mark.django_db
@@ -92,7 +92,7 @@ def test_a_key_over_its_budget_gets_429_with_retry_after(client, key, other_key)
 
 
 def test_ipv6_callers_are_counted_by_their_64_network():
-    from orchestrator.ratelimit import client_address
+    from orchestrator.middleware.ratelimit import client_address
 
     def address(raw: str) -> str:
         return client_address(Client(REMOTE_ADDR=raw).get("/health").wsgi_request)

@@ -7,10 +7,11 @@ import json
 import pytest
 from django.db import transaction
 
-from runs import run_queue, services, tokens
+from runs import services, tokens
 from runs.backends import get_backend
 from runs.models import Run
-from runs.worker import recovery
+from runs.redis import queue as run_queue
+from runs.redis.worker import recovery
 from tests.redis_workers import drop_keys, unique_prefix, wait_for
 from tests.servers import free_port
 

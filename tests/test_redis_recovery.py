@@ -12,8 +12,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from runs import run_queue
 from runs.models import Checkpoint, Run
+from runs.redis import queue as run_queue
 from tests.redis_workers import WorkerProcess, drop_keys, process_alive, unique_prefix, wait_for
 from tests.servers import free_port
 
@@ -141,7 +141,7 @@ def test_a_worker_that_stops_cleanly_leaves_the_consumer_group(workers, prefix):
 
 
 def test_the_sweep_forgets_gone_workers_but_never_one_holding_a_run(prefix):
-    from runs.worker import recovery
+    from runs.redis.worker import recovery
 
     queue = run_queue.run_queue()
     queue.ensure_group("gone-idle")

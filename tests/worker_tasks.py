@@ -6,8 +6,8 @@ import os
 import time
 from typing import Any
 
-from runs.worker.context import TaskContext
-from runs.worker.tasks import task
+from runs.redis.worker.context import TaskContext
+from runs.redis.worker.tasks import task
 
 
 @task("probe")

@@ -18,8 +18,8 @@ from django.http import HttpRequest, HttpResponse
 from rest_framework.renderers import JSONRenderer
 
 from orchestrator import db_threads
+from orchestrator.errors import exception_handler
 from runs import services
-from runs.api.errors import exception_handler
 from runs.api.params import require_json_content
 from runs.api.parsers import parse_json
 from runs.api.views import CheckpointCollectionView

@@ -22,10 +22,10 @@ from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
 from runs import metrics, services, states
-from runs.backends.k8s import delete_run_objects
 from runs.exceptions import InvalidTransition, RunNotFound
 from runs.k8s import client as k8s
 from runs.k8s.manifests import job_name, run_id_of, selector
+from runs.k8s.objects import delete_run_objects
 from runs.k8s.status import (
     Verdict,
     is_failed,

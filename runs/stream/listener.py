@@ -1,12 +1,4 @@
-"""Wake-ups for event streams, one hub per server process.
-
-The hub keeps one `RunTail` per followed run. A tail reads the run and its
-new checkpoints once per wake-up and hands the same encoded frames to every
-subscriber of that run, so a burst of wake-ups for a popular run costs one
-query, not one per subscriber, and an idle subscriber holds no database
-connection: the tail borrows a pooled one for the read and gives it back.
-
-Wake-ups come from one shared PostgreSQL `LISTEN` connection (psycopg 3
+"""Wake-ups for the hub: one shared PostgreSQL `LISTEN` connection (psycopg 3
 async) per process, which reconnects by itself with backoff and, once
 listening again, wakes every tail so subscribers catch up from the table.
 Elsewhere (SQLite) in-process wake-ups after commit plus a short poll do it.
@@ -15,363 +7,57 @@ Elsewhere (SQLite) in-process wake-ups after commit plus a short poll do it.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import signal
-import threading
-import time
-import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from runs import metrics, notify, states
-from runs.models import Checkpoint, Run
-from runs.stream import sse
-from runs.wire import checkpoint_to_wire, format_ts, run_to_wire
+from runs import notify
+
+if TYPE_CHECKING:
+    from runs.stream.hub import Hub
 
 logger = logging.getLogger("runs.stream")
 
 
-@dataclass(frozen=True)
-class TailRead:
-    """What one read of a run's tail found, already encoded as frames."""
-
-    status: str
-    final: bool
-    # Every checkpoint up to the read limit has been read: a final run's
-    # `end` may follow only then.
-    complete: bool
-    status_frame: bytes
-    end_frame: bytes
-    checkpoints: list[tuple[datetime, bytes]]
-    # The run has been running (it has a startedAt) and is no longer: the
-    # `running` status event for a subscriber whose reads never caught it.
-    was_running_frame: bytes | None = None
-
-
-def status_payload(run: Run) -> dict[str, Any]:
-    return {"runId": str(run.id), "status": run.status, "run": run_to_wire(run)}
-
-
-def was_running_payload(run: Run) -> dict[str, Any]:
-    """The run as it was while running, for a status event that came too late to catch it."""
-    wire = run_to_wire(run)
-    wire.update(status=states.RUNNING, finishedAt=None, error=None)
-    return {"runId": str(run.id), "status": states.RUNNING, "run": wire}
-
-
-def end_event_id(run: Run) -> str | None:
-    return format_ts(run.last_checkpoint_ts or run.finished_at)
-
-
-def checkpoint_frame(checkpoint: Checkpoint) -> bytes:
-    return sse.event("checkpoint", checkpoint_to_wire(checkpoint), event_id=format_ts(checkpoint.ts))
-
-
-def release_connection() -> None:
-    """Give this thread's database connection back (to the pool on PostgreSQL)."""
-    connection.close()
-
-
-def drop_broken_connections() -> None:
-    """After a failed read. A database restart leaves every pooled connection
-    dead; test them all at once rather than failing once per dead one."""
-    pool = getattr(connection, "pool", None) if connection.vendor == "postgresql" else None
-    if pool is not None:
-        pool.check()
-
-
-def load_run(run_id: uuid.UUID) -> Run | None:
-    try:
-        return Run.objects.filter(pk=run_id).first()
-    finally:
-        release_connection()
-
-
-def read_tail(run_id: uuid.UUID, since: datetime | None, limit: int) -> TailRead | None:
-    """The run, then its checkpoints after `since`.
-
-    The run is read first: when it is final, every checkpoint committed
-    before its final status (none can commit after), so the checkpoint read
-    that follows sees them all and `end` never overtakes one.
-    """
-    try:
-        run = Run.objects.filter(pk=run_id).first()
-        if run is None:
-            return None
-        queryset = Checkpoint.objects.filter(run_id=run_id)
-        if since is not None:
-            queryset = queryset.filter(ts__gt=since)
-        rows = list(queryset.order_by("ts")[: limit + 1])
-    finally:
-        release_connection()
-    payload = status_payload(run)
-    was_running = run.started_at is not None and run.status != states.RUNNING
-    return TailRead(
-        status=run.status,
-        final=run.is_final,
-        complete=len(rows) <= limit,
-        status_frame=sse.event("status", payload),
-        end_frame=sse.event("end", payload, event_id=end_event_id(run)),
-        checkpoints=[(row.ts, checkpoint_frame(row)) for row in rows[:limit]],
-        was_running_frame=sse.event("status", was_running_payload(run)) if was_running else None,
-    )
-
-
-class Subscriber:
-    """One open stream: where it stands and the frames waiting to be written."""
-
-    __slots__ = ("done", "frames", "pos", "ready", "run_id", "status")
-
-    def __init__(self, run_id: uuid.UUID, pos: datetime | None, status: str) -> None:
-        self.run_id = run_id
-        # The ts of the newest checkpoint queued for this client (its resume point).
-        self.pos = pos
-        self.status = status
-        # (frame, checkpoint ts or None) in write order.
-        self.frames: list[tuple[bytes, datetime | None]] = []
-        self.ready = asyncio.Event()
-        # No more frames will come: write what is queued, then close.
-        self.done = False
-
-    def deliver(self, read: TailRead, max_buffered: int) -> None:
-        if self.done:
-            return
-        if self.status == states.PENDING and read.was_running_frame is not None:
-            # pending, running and a final status, all between two reads: the
-            # run's status changes are few and in one order, so the missed one
-            # is known, and every subscriber sees each change.
-            self.frames.append((read.was_running_frame, None))
-            self.status = states.RUNNING
-        if not read.final and read.status != self.status:
-            self.frames.append((read.status_frame, None))
-            self.status = read.status
-        for ts, frame in read.checkpoints:
-            # Tails read from the slowest subscriber's position; skip what
-            # this one already has, so nothing is sent twice.
-            if self.pos is None or ts > self.pos:
-                self.frames.append((frame, ts))
-                self.pos = ts
-        if read.final and read.complete:
-            if read.status != self.status:
-                self.frames.append((read.status_frame, None))
-                self.status = read.status
-            self.frames.append((read.end_frame, None))
-            self.done = True
-        if len(self.frames) > max_buffered:
-            # A client this far behind reconnects with its Last-Event-ID and
-            # catches up from the table instead of growing our memory.
-            logger.info("closing a lagging event stream", extra={"runId": str(self.run_id)})
-            self.frames.clear()
-            self.done = True
-        if self.frames or self.done:
-            self.ready.set()
-
-    def close(self) -> None:
-        self.done = True
-        self.ready.set()
-
-
-class RunTail:
-    """Reads one run for all its subscribers in this process; wake-ups coalesce."""
-
-    def __init__(self, hub: Hub, run_id: uuid.UUID) -> None:
-        self.hub = hub
-        self.run_id = run_id
-        self.subscribers: set[Subscriber] = set()
-        self.dirty = False
-        self.task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        self.dirty = True
-        if self.task is None:
-            self.task = self.hub.spawn(self._drain())
-
-    async def _drain(self) -> None:
-        failures = 0
+async def listen_forever(hub: Hub, params: dict[str, Any], max_backoff: float) -> None:
+    delay = 0.05
+    while not hub.closing:
         try:
-            while self.dirty:
-                # Cleared before the read: a wake-up arriving during the read
-                # (a commit the read may not see) makes the loop read again.
-                self.dirty = False
-                subscribers = [s for s in self.subscribers if not s.done]
-                if not subscribers:
-                    break
-                since = None if any(s.pos is None for s in subscribers) else min(s.pos for s in subscribers)  # type: ignore[type-var]
-                try:
-                    read = await self.hub.db(read_tail, self.run_id, since, self.hub.batch_size)
-                except Exception:
-                    failures += 1
-                    logger.warning(
-                        "event stream read failed", exc_info=True, extra={"runId": str(self.run_id)}
-                    )
-                    self.dirty = True
-                    try:
-                        await self.hub.db(drop_broken_connections)
-                    except Exception:
-                        logger.warning("database unreachable for event streams", exc_info=True)
-                    await asyncio.sleep(min(0.05 * 2**failures, 5.0))
-                    continue
-                failures = 0
-                if read is None:
-                    for subscriber in subscribers:
-                        subscriber.close()
-                    continue
-                if not read.complete:
-                    self.dirty = True
-                for subscriber in subscribers:
-                    subscriber.deliver(read, self.hub.max_buffered)
-        finally:
-            self.task = None
-            if not self.subscribers:
-                self.hub.forget(self)
-
-
-@dataclass
-class Hub:
-    """The process's event-stream state, bound to its event loop."""
-
-    loop: asyncio.AbstractEventLoop
-    batch_size: int = 500
-    max_buffered: int = 5000
-    db_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
-    tails: dict[uuid.UUID, RunTail] = field(default_factory=dict)
-    listening: bool = False
-    closing: bool = False
-    background: list[asyncio.Task[None]] = field(default_factory=list)
-    run_loads: dict[uuid.UUID, asyncio.Task[Run | None]] = field(default_factory=dict)
-
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        """A task serving every stream, so not in the context (request id) of
-        whichever request happened to start it."""
-        return self.loop.create_task(coro, context=contextvars.Context())
-
-    async def db(self, func: Any, *args: Any) -> Any:
-        """Run a sync ORM read off the loop; at most `db_slots` at once."""
-        async with self.db_slots:
-            return await sync_to_async(func, thread_sensitive=False)(*args)
-
-    async def run_snapshot(self, run_id: uuid.UUID) -> Run | None:
-        """The run as one read in flight finds it, shared by every stream
-        opening on it meanwhile (a reconnect storm costs one query per run).
-
-        Sharing a read that began before the caller arrived is safe: a final
-        status never changes, and anything newer than the snapshot reaches
-        the stream through its tail's reads.
-        """
-        pending = self.run_loads.get(run_id)
-        if pending is None:
-            # A task of its own: a caller that goes away must not cancel the
-            # read the others are waiting for.
-            pending = self.run_loads[run_id] = self.spawn(self.db(load_run, run_id))
-            pending.add_done_callback(lambda _: self.run_loads.pop(run_id, None))
-        return await asyncio.shield(pending)
-
-    # --- subscribers -------------------------------------------------------
-    def subscribe(self, subscriber: Subscriber) -> None:
-        if self.closing:
-            subscriber.close()
-            return
-        tail = self.tails.get(subscriber.run_id)
-        if tail is None:
-            tail = self.tails[subscriber.run_id] = RunTail(self, subscriber.run_id)
-        tail.subscribers.add(subscriber)
-        tail.wake()
-
-    def unsubscribe(self, subscriber: Subscriber) -> None:
-        tail = self.tails.get(subscriber.run_id)
-        if tail is None:
-            return
-        tail.subscribers.discard(subscriber)
-        if not tail.subscribers and tail.task is None:
-            self.forget(tail)
-
-    def forget(self, tail: RunTail) -> None:
-        if self.tails.get(tail.run_id) is tail and not tail.subscribers:
-            del self.tails[tail.run_id]
-
-    def subscriber_count(self) -> int:
-        return sum(len(tail.subscribers) for tail in self.tails.values())
-
-    # --- wake-ups ----------------------------------------------------------
-    def wake(self, run_id: str) -> None:
-        try:
-            key = uuid.UUID(run_id)
-        except ValueError:
-            return
-        tail = self.tails.get(key)
-        if tail is not None:
-            tail.wake()
-
-    def wake_all(self) -> None:
-        for tail in list(self.tails.values()):
-            tail.wake()
-
-    def wake_threadsafe(self, run_id: str) -> None:
-        """For in-process wake-ups, called after commit on the writer's thread."""
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.wake, run_id)
-
-    # --- shutdown ----------------------------------------------------------
-    def close_all(self) -> None:
-        """End every open stream after what is queued; clients resume with their Last-Event-ID."""
-        for tail in list(self.tails.values()):
-            for subscriber in list(tail.subscribers):
-                subscriber.close()
-
-    def begin_shutdown(self) -> None:
-        """Close every stream so that clients reconnect elsewhere with their Last-Event-ID."""
-        self.closing = True
-        self.close_all()
-        for task in self.background:
-            task.cancel()
-
-    # --- background tasks --------------------------------------------------
-    async def listen_forever(self, params: dict[str, Any], max_backoff: float) -> None:
-        delay = 0.05
-        while not self.closing:
-            try:
-                conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
-            except Exception as exc:
-                logger.warning("event stream listener cannot connect: %s", exc.__class__.__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_backoff)
-                continue
-            try:
-                async with conn:
-                    await conn.execute(f'LISTEN "{notify.CHANNEL}"')
-                    self.listening = True
-                    delay = 0.05
-                    # Whatever committed while nobody listened is in the table.
-                    self.wake_all()
-                    while True:
-                        async for note in conn.notifies(timeout=30.0):
-                            self.wake(note.payload)
-                        # Quiet for a while: make sure the peer is still there.
-                        await conn.execute("SELECT 1")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("event stream listener lost its connection: %s", exc.__class__.__name__)
-            finally:
-                self.listening = False
+            conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
+        except Exception as exc:
+            logger.warning("event stream listener cannot connect: %s", exc.__class__.__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_backoff)
+            continue
+        try:
+            async with conn:
+                await conn.execute(f'LISTEN "{notify.CHANNEL}"')
+                hub.listening = True
+                delay = 0.05
+                # Whatever committed while nobody listened is in the table.
+                hub.wake_all()
+                while True:
+                    async for note in conn.notifies(timeout=30.0):
+                        hub.wake(note.payload)
+                    # Quiet for a while: make sure the peer is still there.
+                    await conn.execute("SELECT 1")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("event stream listener lost its connection: %s", exc.__class__.__name__)
+        finally:
+            hub.listening = False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_backoff)
 
-    async def poll_forever(self, interval: float) -> None:
-        while not self.closing:
-            await asyncio.sleep(interval)
-            self.wake_all()
 
-
-_hub: Hub | None = None
-_hub_lock = threading.Lock()
+async def poll_forever(hub: Hub, interval: float) -> None:
+    while not hub.closing:
+        await asyncio.sleep(interval)
+        hub.wake_all()
 
 
 def listener_params() -> dict[str, Any]:
@@ -387,52 +73,3 @@ def poll_interval() -> float:
     if configured >= 0:
         return configured
     return 0.0 if connection.vendor == "postgresql" else 1.0
-
-
-def _install_shutdown_hook(hub: Hub) -> None:
-    """Chain onto the server's SIGTERM/SIGINT handler: the server then waits
-    for open responses to finish, so streams must end on their own."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(sig)
-
-        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-            hub.loop.call_soon_threadsafe(hub.begin_shutdown)
-            if callable(previous):
-                previous(signum, frame)
-            elif previous == signal.SIG_DFL:
-                signal.signal(signum, signal.SIG_DFL)
-                signal.raise_signal(signum)
-
-        signal.signal(sig, handler)
-
-
-def get_hub() -> Hub:
-    """The hub of the running event loop, started on first use."""
-    global _hub
-    loop = asyncio.get_running_loop()
-    with _hub_lock:
-        if _hub is not None and _hub.loop is loop:
-            return _hub
-        hub = Hub(
-            loop=loop,
-            batch_size=settings.SSE_BATCH_SIZE,
-            max_buffered=settings.SSE_MAX_BUFFERED_EVENTS,
-            db_slots=asyncio.Semaphore(settings.SSE_DB_CONCURRENCY),
-        )
-        if connection.vendor == "postgresql":
-            listen = hub.listen_forever(listener_params(), settings.SSE_LISTEN_MAX_BACKOFF_SECONDS)
-            hub.background.append(hub.spawn(listen))
-        else:
-            notify.add_local_listener(hub.wake_threadsafe)
-        interval = poll_interval()
-        if interval > 0:
-            hub.background.append(hub.spawn(hub.poll_forever(interval)))
-        _install_shutdown_hook(hub)
-        _hub = hub
-        return hub
-
-
-def observe_delivery(ts: datetime) -> None:
-    metrics.EVENT_DELIVERY_SECONDS.observe(max(0.0, time.time() - ts.timestamp()))

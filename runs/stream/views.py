@@ -19,12 +19,13 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from orchestrator.errors import database_unavailable, error_response
 from runs import metrics
-from runs.api.errors import database_unavailable, error_response
 from runs.exceptions import BadParameter, OrchestratorError, RunNotFound
 from runs.models import Checkpoint
 from runs.stream import sse
-from runs.stream.listener import Hub, Subscriber, get_hub, load_run, observe_delivery, release_connection
+from runs.stream.hub import Hub, Subscriber, get_hub
+from runs.stream.reads import load_run, observe_delivery, release_connection
 from runs.wire import parse_ts, run_to_wire
 
 MAX_REPLAY = 1000

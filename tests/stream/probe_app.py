@@ -22,9 +22,9 @@ _requests: list[dict[str, Any]] = []
 
 def _stats() -> dict[str, Any]:
     from runs import metrics
-    from runs.stream import listener
+    from runs.stream.hub import current_hub
 
-    hub = listener._hub
+    hub = current_hub()
     return {
         "subscribers": hub.subscriber_count() if hub else 0,
         "tails": len(hub.tails) if hub else 0,
@@ -34,10 +34,11 @@ def _stats() -> dict[str, Any]:
 
 
 def _drop_streams() -> dict[str, Any]:
-    from runs.stream import listener
+    from runs.stream.hub import current_hub
 
-    if listener._hub:
-        listener._hub.close_all()
+    hub = current_hub()
+    if hub is not None:
+        hub.close_all()
     return {"ok": True}
 
 

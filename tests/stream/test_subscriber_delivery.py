@@ -8,7 +8,8 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from runs.stream.listener import Subscriber, TailRead
+from runs.stream.hub import Subscriber
+from runs.stream.reads import TailRead
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 

@@ -9,10 +9,10 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
 from orchestrator.prometheus import serve_process_metrics
-from runs.run_queue import run_queue
-from runs.worker import recovery
-from runs.worker.runner import Worker
-from runs.worker.tasks import load_task_modules, task_names
+from runs.redis.queue import run_queue
+from runs.redis.worker import recovery
+from runs.redis.worker.runner import Worker
+from runs.redis.worker.tasks import load_task_modules, task_names
 
 
 class Command(BaseCommand):

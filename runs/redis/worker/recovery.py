@@ -7,8 +7,9 @@ import logging
 
 import redis
 
-from runs import metrics, run_queue, selectors, states
-from runs.run_queue import Entry, RunQueue
+from runs import metrics, selectors, states
+from runs.redis import queue as run_queue
+from runs.redis.queue import Entry, RunQueue
 
 logger = logging.getLogger("runs.worker")
 

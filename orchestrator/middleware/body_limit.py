@@ -17,6 +17,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from orchestrator.errors import error_response
+from orchestrator.middleware.base import DualMiddleware
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -123,3 +127,33 @@ def _with_length(scope: Scope, length: int) -> list[tuple[bytes, bytes]]:
     ]
     headers.append((b"content-length", str(length).encode()))
     return headers
+
+
+class BodySizeLimitMiddleware(DualMiddleware):
+    """Refuse a declared oversized body with 413 before anything reads it.
+
+    Under ASGI the edge guard (`BodyLimit` above) has
+    already refused it without reading it, and left the answer to give here.
+    Bodies without a Content-Length are still bounded: Django raises
+    RequestDataTooBig past DATA_UPLOAD_MAX_MEMORY_SIZE, which the API error
+    handler maps to the same 413.
+    """
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        refusal = getattr(request, "scope", {}).get(REFUSED)
+        if refusal is not None:
+            status, message, code, details = refusal
+            return error_response(status, message, code, details)
+        raw = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            return error_response(400, "invalid Content-Length header", "bad_request")
+        if length > settings.MAX_BODY_BYTES:
+            return error_response(
+                413,
+                "request body too large",
+                "body_too_large",
+                {"maxBytes": settings.MAX_BODY_BYTES},
+            )
+        return None

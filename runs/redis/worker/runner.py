@@ -1,5 +1,6 @@
 """The worker process: a fetch loop feeding N slot threads, a heartbeat that
-keeps their leases and a pub/sub listener that carries cancels.
+keeps their leases (`heartbeat`) and a pub/sub listener that carries cancels
+(`cancels`).
 
 A run is executed only under its lease (`lease:{runId}`, renewed every third
 of WORKER_LEASE_SECONDS); every write carries the attempt number, so a worker
@@ -18,7 +19,6 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -27,26 +27,21 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from runs import metrics, selectors, services, states
-from runs.exceptions import AttemptSuperseded, RunNotFound
-from runs.run_queue import Entry, RunQueue, run_queue
-from runs.worker import recovery
-from runs.worker.context import CANCELED, SHUTDOWN, SUPERSEDED, TIMEOUT, TaskContext, TaskStopped
-from runs.worker.tasks import TaskError, get_task
+from runs import metrics, services, states
+from runs.exceptions import AttemptSuperseded, RunFinished, RunNotFound
+from runs.redis.queue import Entry, RunQueue, run_queue
+from runs.redis.worker import recovery
+from runs.redis.worker.cancels import CancelListener
+from runs.redis.worker.context import CANCELED, SHUTDOWN, SUPERSEDED, TIMEOUT, TaskContext, TaskStopped
+from runs.redis.worker.heartbeat import Heartbeat
+from runs.redis.worker.slots import Slot, Slots
+from runs.redis.worker.tasks import TaskError, get_task
 
 logger = logging.getLogger("runs.worker")
 
 READ_BLOCK_MS = 500
 HAND_BACK_IDLE_MS = 10**9  # makes a handed-back entry look long abandoned: reclaimable at once
 DEPTH_INTERVAL_S = 5.0
-
-
-@dataclass
-class Slot:
-    entry: Entry
-    ctx: TaskContext
-    timer: threading.Timer | None = None
-    started: float = field(default_factory=time.monotonic)
 
 
 class Worker:
@@ -63,13 +58,13 @@ class Worker:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.lease_ms = int(settings.WORKER_LEASE_SECONDS * 1000)
         self.reclaimer = recovery.Reclaimer(self.queue, self.id, self.lease_ms)
-        self.slots: dict[str, Slot] = {}
-        self._slots_lock = threading.Lock()
+        self.slots = Slots()
+        self.heartbeat = Heartbeat(self.queue, self.id, self.lease_ms, self.slots)
+        self.cancels = CancelListener(self.queue, self.id, self.slots)
         self._inflight: set[Future[None]] = set()
         self._slot_freed = threading.Event()
         self._stopping = threading.Event()  # no new runs
         self._closing = threading.Event()  # helper threads end
-        self._listening = threading.Event()  # subscribed to cancels
         self._finished_runs = 0
         self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="slot")
 
@@ -83,14 +78,14 @@ class Worker:
             extra={"worker": self.id, "concurrency": self.concurrency, "stream": self.queue.keys.stream},
         )
         helpers = [
-            threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
-            threading.Thread(target=self._cancel_listener_loop, name="cancels", daemon=True),
+            threading.Thread(target=self.heartbeat.run, args=(self._closing,), name="heartbeat", daemon=True),
+            threading.Thread(target=self.cancels.run, args=(self._closing,), name="cancels", daemon=True),
         ]
         for thread in helpers:
             thread.start()
         try:
             self._prepare_queue()
-            self._listening.wait(5)
+            self.cancels.listening.wait(5)
             logger.info("worker ready", extra={"worker": self.id})
             self._fetch_loop()
         finally:
@@ -143,9 +138,7 @@ class Worker:
             logger.warning("could not leave the consumer group", extra={"reason": exc.__class__.__name__})
 
     def _hand_back_all(self) -> None:
-        with self._slots_lock:
-            slots = list(self.slots.values())
-        for slot in slots:
+        for slot in self.slots.all():
             slot.ctx.request_stop(SHUTDOWN)
 
     # ---- fetching ---------------------------------------------------------
@@ -239,13 +232,11 @@ class Worker:
             logger.info("run held by another worker", extra={"runId": run_id, "worker": self.id})
             return
         ctx = TaskContext(run_id, 0, entry.spec)
-        with self._slots_lock:
-            self.slots[run_id] = Slot(entry, ctx)
+        self.slots.add(Slot(entry, ctx))
         try:
             self._run_attempt(entry, ctx)
         finally:
-            with self._slots_lock:
-                slot = self.slots.pop(run_id, None)
+            slot = self.slots.pop(run_id)
             if slot and slot.timer:
                 slot.timer.cancel()
 
@@ -254,7 +245,7 @@ class Worker:
         max_attempts = int(entry.spec.get("maxAttempts") or settings.WORKER_DEFAULT_MAX_ATTEMPTS)
         try:
             run = services.begin_attempt(run_id, max_attempts=max_attempts)
-        except (RunNotFound, services.RunFinished):
+        except (RunNotFound, RunFinished):
             self.queue.finish(entry, self.id)  # canceled or deleted before it started
             return
         if run.is_final:  # attempts spent: failed with worker_lost
@@ -276,8 +267,7 @@ class Worker:
             error = self._call_task(ctx)
         finally:
             metrics.WORKER_ACTIVE_SLOTS.dec()
-            with self._slots_lock:
-                slot = self.slots.get(run_id)
+            slot = self.slots.get(run_id)
             if slot and slot.timer:
                 slot.timer.cancel()
         outcome = self._record_outcome(ctx, error)
@@ -326,7 +316,7 @@ class Worker:
         status = states.FAILED if error else states.COMPLETED
         try:
             services.finish_attempt(ctx.run_id, ctx.attempt, status, error=error)
-        except services.RunFinished:
+        except RunFinished:
             return CANCELED  # canceled (or timed out) while finishing
         except AttemptSuperseded:
             return SUPERSEDED
@@ -348,11 +338,10 @@ class Worker:
 
         timer = threading.Timer(float(seconds), expire)
         timer.daemon = True
-        with self._slots_lock:
-            slot = self.slots.get(ctx.run_id)
-            if slot is None:
-                return
-            slot.timer = timer
+        slot = self.slots.get(ctx.run_id)
+        if slot is None:
+            return
+        slot.timer = timer
         timer.start()
 
     def _fail_timeout(self, ctx: TaskContext) -> None:
@@ -361,7 +350,7 @@ class Worker:
             services.fail_run(
                 ctx.run_id, "timeout", f"the run exceeded timeoutSeconds ({seconds})", attempt=ctx.attempt
             )
-        except (services.RunFinished, AttemptSuperseded):
+        except (RunFinished, AttemptSuperseded):
             pass
         except DatabaseError:
             logger.exception("could not record the timeout", extra={"runId": ctx.run_id})
@@ -384,76 +373,3 @@ class Worker:
             self.queue.release_lease(run_id, self.id)
         except redis.RedisError:
             logger.warning("lease not released (it lapses)", extra={"runId": run_id})
-
-    # ---- heartbeat and cancels -------------------------------------------
-
-    def _heartbeat_loop(self) -> None:
-        interval = settings.WORKER_LEASE_SECONDS / 3
-        while not self._closing.wait(interval):
-            with self._slots_lock:
-                slots = [slot for slot in self.slots.values() if not slot.ctx.canceled]
-            if not slots:
-                continue
-            try:
-                self._renew(slots)
-            except redis.RedisError as exc:
-                # Keep working: nobody can take the runs over while Redis is away either.
-                logger.warning("heartbeat failed", extra={"reason": exc.__class__.__name__})
-            try:
-                self._check_database(slots)
-            except DatabaseError as exc:
-                logger.warning("status check failed", extra={"reason": exc.__class__.__name__})
-            finally:
-                close_old_connections()
-
-    def _renew(self, slots: list[Slot]) -> None:
-        held = [(slot.ctx.run_id, slot.entry.entry_id) for slot in slots]
-        renewed = self.queue.renew_leases(held, self.id, self.lease_ms)
-        for slot, kept in zip(slots, renewed, strict=True):
-            if not kept:
-                logger.warning("lease taken by another worker: stopping", extra={"runId": slot.ctx.run_id})
-                slot.ctx.request_stop(SUPERSEDED)
-
-    def _check_database(self, slots: list[Slot]) -> None:
-        """The slow path behind pub/sub: a cancel or takeover the listener missed."""
-        current = selectors.statuses_of([slot.ctx.run_id for slot in slots])
-        for slot in slots:
-            status, attempt = current.get(slot.ctx.run_id, (states.CANCELED, slot.ctx.attempt))
-            if slot.ctx.attempt and attempt != slot.ctx.attempt:
-                slot.ctx.request_stop(SUPERSEDED)
-            elif status == states.CANCELED:
-                slot.ctx.request_stop(CANCELED)
-
-    def _cancel_listener_loop(self) -> None:
-        channel = self.queue.keys.cancel_channel
-        while not self._closing.is_set():
-            pubsub = self.queue.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(channel)
-                self._listening.set()
-                self._check_cancel_flags()  # whatever was announced while we were not listening
-                while not self._closing.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message and message.get("type") == "message":
-                        self._cancel(str(message["data"]))
-            except redis.RedisError as exc:
-                logger.warning("cancel listener reconnecting", extra={"reason": exc.__class__.__name__})
-                self._closing.wait(1.0)
-            finally:
-                pubsub.close()
-
-    def _check_cancel_flags(self) -> None:
-        with self._slots_lock:
-            run_ids = list(self.slots)
-        if not run_ids:
-            return
-        flags = self.queue.redis.mget([self.queue.keys.cancel_flag(run_id) for run_id in run_ids])
-        for run_id, flag in zip(run_ids, flags, strict=True):
-            if flag:
-                self._cancel(run_id)
-
-    def _cancel(self, run_id: str) -> None:
-        with self._slots_lock:
-            slot = self.slots.get(run_id)
-        if slot and slot.ctx.request_stop(CANCELED):
-            logger.info("run canceled: stopping its task", extra={"runId": run_id, "worker": self.id})

@@ -10,7 +10,7 @@ from typing import Any
 from django.db import close_old_connections
 
 from runs import services
-from runs.exceptions import AttemptSuperseded
+from runs.exceptions import AttemptSuperseded, RunFinished
 
 logger = logging.getLogger("runs.worker")
 
@@ -83,7 +83,7 @@ class TaskContext:
             raise TaskStopped(self.stop_reason)
         try:
             services.append_attempt_checkpoints(self.run_id, self.attempt, items)
-        except services.RunFinished:
+        except RunFinished:
             self.request_stop(CANCELED)
             raise TaskStopped(CANCELED) from None
         except AttemptSuperseded:

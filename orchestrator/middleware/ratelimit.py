@@ -19,9 +19,9 @@ from django_ratelimit import ALL
 from django_ratelimit.core import get_usage
 from redis import RedisError
 
-from orchestrator import auth
-from orchestrator.middleware import _DualMiddleware
-from runs.api.errors import error_response
+from orchestrator.errors import error_response
+from orchestrator.middleware import auth
+from orchestrator.middleware.base import DualMiddleware
 
 logger = logging.getLogger("orchestrator.ratelimit")
 
@@ -77,7 +77,7 @@ def rate_limited(retry_after: int) -> HttpResponse:
     )
 
 
-class RateLimitMiddleware(_DualMiddleware):
+class RateLimitMiddleware(DualMiddleware):
     """429 with Retry-After once a caller has spent its window's budget.
 
     An event stream is one request, so opening it counts once however many

@@ -15,6 +15,7 @@ from runs.backends.base import Backend
 from runs.exceptions import BackendUnavailable, SchemaViolation
 from runs.k8s import client as k8s
 from runs.k8s.manifests import build_job, build_token_secret, job_name, secret_name
+from runs.k8s.objects import delete_run_objects, read_job
 from runs.k8s.status import job_deleted_error
 from runs.models import Run
 
@@ -44,7 +45,7 @@ class KubernetesBackend(Backend):
         if run.status != states.PENDING:
             return False
         try:
-            if _read_job(str(run.id)) is not None:
+            if read_job(str(run.id)) is not None:
                 return False
             self._create(run)
         except (ApiException, *k8s.CONNECTION_ERRORS) as exc:
@@ -61,7 +62,7 @@ class KubernetesBackend(Backend):
         lost = []
         for run in runs:
             try:
-                if _read_job(str(run.id)) is None:
+                if read_job(str(run.id)) is None:
                     lost.append(run)
             except (ApiException, *k8s.CONNECTION_ERRORS) as exc:
                 logger.warning(
@@ -138,17 +139,6 @@ def _token_ttl(spec: dict[str, Any]) -> int:
     return max(ttl, math.ceil(timeout) + 3600) if timeout else ttl
 
 
-def _read_job(run_id: str) -> Any | None:
-    try:
-        return k8s.batch_api().read_namespaced_job(
-            job_name(run_id), k8s.namespace(), _request_timeout=k8s.request_timeout()
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
 def _undo_job(run_id: str) -> None:
     # The run is about to be rolled back; a Job left here would be an orphan
     # (the reconciler removes those too, after a grace period).
@@ -156,23 +146,3 @@ def _undo_job(run_id: str) -> None:
         delete_run_objects(run_id)
     except Exception:
         logger.warning("could not remove the Job of a failed dispatch", extra={"runId": run_id})
-
-
-def delete_run_objects(run_id: str) -> None:
-    """Delete the run's Job (its pods and Secret go with it) and the Secret
-    itself, in case the Job was deleted with orphaned dependents. Already
-    gone (404) is fine."""
-    ns = k8s.namespace()
-    timeout = k8s.request_timeout()
-    try:
-        k8s.batch_api().delete_namespaced_job(
-            job_name(run_id), ns, propagation_policy="Background", _request_timeout=timeout
-        )
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-    try:
-        k8s.core_api().delete_namespaced_secret(secret_name(run_id), ns, _request_timeout=timeout)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise

@@ -15,8 +15,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
 from prometheus_client import Histogram
 
-from orchestrator import auth
-from orchestrator.middleware import _DualMiddleware
+from orchestrator.middleware import auth
+from orchestrator.middleware.base import DualMiddleware
 
 logger = logging.getLogger("orchestrator.access")
 
@@ -48,7 +48,7 @@ def method_label(request: HttpRequest) -> str:
     return method if method in _KNOWN_METHODS else "OTHER"
 
 
-class AccessLogMiddleware(_DualMiddleware):
+class AccessLogMiddleware(DualMiddleware):
     def before(self, request: HttpRequest) -> HttpResponse | None:
         request._started_at = time.perf_counter()  # type: ignore[attr-defined]
         return None

@@ -12,10 +12,10 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-from orchestrator.middleware import Handler, _DualMiddleware
+from orchestrator.middleware.base import DualMiddleware, Handler
 
 
-class StaticFilesMiddleware(_DualMiddleware):
+class StaticFilesMiddleware(DualMiddleware):
     def __init__(self, get_response: Handler) -> None:
         super().__init__(get_response)
         # Only WhiteNoise's file table and header logic are used; it never calls onward.

@@ -1,5 +1,10 @@
 """One JSON error shape for every failure a client can meet:
-`{"error", "code", "details", "requestId"}`, never an HTML page or a trace."""
+`{"error", "code", "details", "requestId"}`, never an HTML page or a trace.
+
+Its one home, used by the request-path middleware and by every app's views:
+apps import it, it imports no app. An app's own errors subclass `APIError`
+to choose their status and code.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,22 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 
 from orchestrator.logging import request_id_var
-from runs.exceptions import OrchestratorError
 
 logger = logging.getLogger("runs.api")
+
+
+class APIError(Exception):
+    """An error a view raises to answer with this status and code."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        # Top-level keys the contract puts beside `error` (e.g. `from`, `to`).
+        self.extra = extra
 
 
 def error_response(
@@ -86,7 +104,7 @@ def _drf_error(exc: drf.APIException) -> JsonResponse:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse | None:
     """DRF's EXCEPTION_HANDLER: every exception a view raises becomes one JSON error."""
-    if isinstance(exc, OrchestratorError):
+    if isinstance(exc, APIError):
         return error_response(exc.status_code, exc.message, exc.code, exc.details, extra=exc.extra)
     if isinstance(exc, drf.APIException):
         return _drf_error(exc)

@@ -25,8 +25,8 @@ from typing import Any
 from django.conf import settings
 
 from runs.exceptions import SchemaViolation
+from runs.redis.worker.context import TaskContext
 from runs.validation import check_storable
-from runs.worker.context import TaskContext
 
 TaskFunc = Callable[[Any, TaskContext], Any]
 

@@ -18,9 +18,10 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from runs import metrics, run_queue
+from runs import metrics
 from runs.backends.base import Backend
 from runs.models import Run
+from runs.redis import queue as run_queue
 
 logger = logging.getLogger("runs.backends.redis")
 

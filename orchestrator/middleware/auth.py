@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from orchestrator.middleware import _DualMiddleware
+from orchestrator.errors import error_response
+from orchestrator.middleware.base import DualMiddleware
 from runs import tokens
-from runs.api.errors import error_response
 
 logger = logging.getLogger("orchestrator.auth")
 
@@ -178,7 +178,7 @@ def unauthorized(code: str) -> HttpResponse:
     return error_response(401, "unauthorized", code, headers={"WWW-Authenticate": "Bearer"})
 
 
-class APIKeyMiddleware(_DualMiddleware):
+class APIKeyMiddleware(DualMiddleware):
     """401 for a request without a credential good for this path; never echoes it."""
 
     def before(self, request: HttpRequest) -> HttpResponse | None:
