@@ -48,8 +48,9 @@ PLATFORM_SET = {"KUBERNETES_SERVICE_HOST"}
 def settings_read() -> set[str]:
     """Every environment variable the service's code reads that an operator sets."""
     names: set[str] = set()
-    for path in [*ROOT.glob("orchestrator/**/*.py"), *ROOT.glob("runs/**/*.py"), *ROOT.glob("schedules/**/*.py")]:
-        names.update(_ENV_READ.findall(path.read_text()))
+    for app in ("orchestrator", "runs", "schedules"):
+        for path in ROOT.glob(f"{app}/**/*.py"):
+            names.update(_ENV_READ.findall(path.read_text()))
     return names - PLATFORM_SET
 
 
