@@ -178,6 +178,10 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
+        # httpx logs every request at INFO ("HTTP Request: GET ..."): noise in
+        # `runs_tail`'s output and in the log of anything that calls out.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from runs import services
 from runs.models import Checkpoint, Run
+from runs.wire import format_ts
 from tests.servers import ROOT, process_env
 
 pytestmark = pytest.mark.django_db
@@ -162,6 +163,28 @@ def test_runs_cancel_reports_finished_and_unknown_runs_and_exits_non_zero():
     assert f"{unknown}: not found" in err.getvalue()
 
 
+def test_runs_cancel_json_gives_each_runs_result_and_still_exits_non_zero():
+    pending = new_run()
+    done = finished_run(days_ago=0)
+    unknown = "00000000-0000-0000-0000-000000000000"
+    out = StringIO()
+
+    with pytest.raises(CommandError, match="2 of 3 runs could not be canceled"):
+        call_command(
+            "runs_cancel", str(pending.id), str(done.id), unknown, "--json", stdout=out, stderr=StringIO()
+        )
+
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["runId"], r["result"]) for r in records] == [
+        (str(pending.id), "canceled"),
+        (str(done.id), "already_final"),
+        (unknown, "not_found"),
+    ]
+    assert records[0]["run"]["status"] == "canceled"
+    assert records[1]["run"]["status"] == "completed"
+    assert records[2]["run"] is None
+
+
 def test_runs_cancel_with_a_malformed_id_cancels_nothing():
     run = new_run()
 
@@ -194,8 +217,33 @@ def test_runs_prune_deletes_exactly_the_old_finished_runs_and_their_checkpoints(
     assert Checkpoint.objects.count() == 2  # recent_done's and old_running's
     assert Run.objects.get(pk=retried.pk).retry_of_id is None
     assert "3 finished runs older than 30d to prune" in out
-    assert "deleted 2/3 runs" in out  # progress after the first batch of two
     assert out.strip().endswith("deleted 3 runs and 5 checkpoints")
+
+
+def test_runs_prune_shows_progress_on_stderr_after_each_batch():
+    for _ in range(5):
+        finished_run("completed", days_ago=40, checkpoints=1)
+
+    _, err = run_command("runs_prune", "--older-than", "30d", "--batch-size", "2")
+
+    progress = err.splitlines()
+    assert [line.split(",")[0].strip() for line in progress] == [
+        "deleted 2/5 runs (40%)",
+        "deleted 4/5 runs (80%)",
+        "deleted 5/5 runs (100%)",
+    ]
+    assert "s left" in progress[0] and "s left" not in progress[-1]
+
+
+def test_runs_prune_json_prints_one_summary_for_scripts():
+    finished_run("completed", days_ago=40, checkpoints=3)
+    finished_run("failed", days_ago=40)
+
+    out, _ = run_command("runs_prune", "--older-than", "30d", "--json")
+    dry, _ = run_command("runs_prune", "--older-than", "30d", "--json", "--dry-run")
+
+    assert json.loads(out) == {"dryRun": False, "olderThan": "30d", "matched": 2, "runs": 2, "checkpoints": 3}
+    assert json.loads(dry) == {"dryRun": True, "olderThan": "30d", "matched": 0, "runs": 0, "checkpoints": 0}
 
 
 def test_runs_prune_by_status_only_deletes_that_status():
@@ -318,6 +366,27 @@ def test_runs_requeue_stale_sends_a_running_run_nobody_holds_again(queue_prefix)
     assert fields["runId"] == str(lost.id)
     assert queue.redis.get(queue.keys.guard(str(held.id))) is None
     assert Run.objects.get(pk=lost.pk).status == "running"  # the worker that takes it counts an attempt
+
+
+def test_runs_requeue_stale_json_prints_one_record_per_run_and_nothing_else(queue_prefix):
+    pending = new_run(created_at=timezone.now() - timedelta(minutes=30))
+    lost = quiet_running_run()
+
+    dry, dry_err = run_command("runs_requeue_stale", "--older-than", "10m", "--dry-run", "--json")
+    out, err = run_command("runs_requeue_stale", "--older-than", "10m", "--confirm-after", "0", "--json")
+
+    assert [(r["runId"], r["status"], r["action"]) for r in map(json.loads, dry.splitlines())] == [
+        (str(pending.id), "pending", "would_check"),
+        (str(lost.id), "running", "looks_lost"),
+    ]
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["runId"], r["mode"], r["status"], r["action"]) for r in records] == [
+        (str(pending.id), "redis", "pending", "sent_again"),
+        (str(lost.id), "redis", "running", "resent"),
+    ]
+    assert records[1]["since"] == format_ts(lost.updated_at)
+    assert "dry run: 1 pending runs would be checked, 1 running runs look lost" in dry_err
+    assert "1 running runs sent again, 0 failed" in err
 
 
 def test_runs_requeue_stale_leaves_a_running_run_that_speaks(queue_prefix):

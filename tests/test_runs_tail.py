@@ -144,8 +144,65 @@ def test_runs_tail_reports_an_unknown_run():
 def test_runs_tail_gives_up_when_the_server_stays_unreachable():
     with sse_peer([]) as peer:
         url = peer.url  # closed when the block ends, so nothing listens there
-    with pytest.raises(CommandError, match="giving up after 2 failed connects"):
-        tail(url, "--max-retries", "1")
+    with pytest.raises(CommandError, match=r"giving up: the connect and 2 retries failed \("):
+        tail(url, "--max-retries", "2")
+    with pytest.raises(CommandError, match=r"giving up: the connect failed \("):
+        tail(url, "--max-retries", "0")
+
+
+def ended(status: str) -> str:
+    end = {"runId": RUN_ID, "status": status, "run": run_body(status, 1)}
+    return hello() + checkpoint(1) + f"id: {TS[0]}\nevent: end\ndata: {json.dumps(end)}\n\n"
+
+
+@pytest.mark.parametrize(("status", "fails"), [("completed", False), ("failed", True), ("canceled", True)])
+def test_runs_tail_exit_status_follows_how_the_run_ended(status, fails):
+    with sse_peer([(200, ended(status))]) as peer:
+        tail(peer.url)  # without --exit-status a finished run is a success
+    with sse_peer([(200, ended(status))]) as peer:
+        if fails:
+            with pytest.raises(CommandError, match=f"run ended {status}"):
+                tail(peer.url, "--exit-status")
+        else:
+            tail(peer.url, "--exit-status")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_tail_exit_status_of_a_finished_run_resumed_past_its_end(asgi_server):
+    from runs import services
+
+    run, _ = services.create_run(mode="redis", spec={"task": "sleep", "input": {}})
+    services.set_run_status(run.id, "running")
+    [last] = services.append_checkpoints(run.id, [{"type": "one"}])
+    services.set_run_status(run.id, "failed", error={"code": "task_error", "message": "boom"})
+
+    with pytest.raises(CommandError, match="run ended failed"):
+        call_command(
+            "runs_tail", str(run.id), "--url", asgi_server.url, "--last-event-id", format_ts(last.ts),
+            "--exit-status", stdout=StringIO(), stderr=StringIO(),
+        )  # fmt: skip
+
+
+def test_runs_tail_prints_no_http_client_log_lines(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT, process_env
+
+    with sse_peer([(200, ended("completed"))]) as peer:
+        result = subprocess.run(
+            [sys.executable, "manage.py", "runs_tail", RUN_ID, "--url", peer.url],
+            cwd=ROOT, env=process_env(LOG_LEVEL="INFO"), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    assert result.returncode == 0
+    assert "HTTP Request" not in result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1].endswith("end: completed")
+
+
+def test_runs_tail_rejects_a_negative_retry_count():
+    with pytest.raises(CommandError, match="--max-retries: -1 is not between 0 and 1000"):
+        tail("http://127.0.0.1:9", "--max-retries", "-1")
 
 
 @pytest.mark.parametrize(

@@ -52,3 +52,16 @@ def run_id(text: str) -> uuid.UUID:
         return uuid.UUID(text)
     except ValueError:
         raise CommandError(f"{text!r} is not a run id (a UUID)") from None
+
+
+def int_between(option: str, value: int, minimum: int, maximum: int | None = None) -> int:
+    """An integer option checked against its range, named in the error."""
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise CommandError(f"{option}: {value} is not {bound}")
+    return value
+
+
+def port(option: str, value: int) -> int:
+    """A TCP port to listen on; 0 turns the listener off."""
+    return int_between(option, value, 0, 65535)

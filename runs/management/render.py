@@ -53,3 +53,8 @@ def status_line(event: str, body: dict[str, Any]) -> str:
 
 def compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One record of a command's `--json` output: a JSON object on one line."""
+    return json.dumps(record, separators=(",", ":"))

@@ -7,10 +7,11 @@ import signal
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from orchestrator.prometheus import serve_process_metrics
 from runs.k8s.reconciler import Reconciler
+from runs.management import options as checks
+from runs.management.backends import reachable_cluster, serve_metrics
 
 logger = logging.getLogger("runs.k8s.reconciler")
 
@@ -32,11 +33,17 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        metrics_port = checks.port("--metrics-port", options["metrics_port"])
+        if options["resync_seconds"] is not None and options["resync_seconds"] <= 0:
+            raise CommandError(f"--resync-seconds: {options['resync_seconds']:g} is not positive")
+        if options["watch_timeout_seconds"] is not None:
+            checks.int_between("--watch-timeout-seconds", options["watch_timeout_seconds"], 1)
         reconciler = Reconciler(
             resync_seconds=options["resync_seconds"], watch_timeout_seconds=options["watch_timeout_seconds"]
         )
         if options["once"]:
-            reconciler.resync()
+            with reachable_cluster():
+                reconciler.resync()
             return
 
         def shut_down(signum: int, frame: Any) -> None:
@@ -45,8 +52,8 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, shut_down)
         signal.signal(signal.SIGINT, shut_down)
-        if options["metrics_port"]:
-            serve_process_metrics(options["metrics_port"])
+        if metrics_port:
+            serve_metrics("--metrics-port", metrics_port)
         logger.info("reconciler watching namespace %s", reconciler.namespace)
         reconciler.run()
         logger.info("reconciler stopped")

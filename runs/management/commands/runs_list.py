@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -51,7 +50,7 @@ class Command(BaseCommand):
         wire = [run_to_wire(run) for run in runs]
         if opts["json"]:
             for run in wire:
-                self.stdout.write(json.dumps(run, separators=(",", ":")))
+                self.stdout.write(render.json_line(run))
         else:
             self.stdout.write(render.LIST_HEADER)
             for run in wire:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs import services, states
-from runs.management import options
+from runs.management import options, render
 
 FINAL = tuple(sorted(states.FINAL_STATUSES))
 
@@ -31,6 +32,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--batch-size", type=int, default=500, help="runs per transaction (default 500)")
         parser.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help='print one summary object {"dryRun", "olderThan", "matched", "runs", "checkpoints"}',
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         older_than = options.duration("--older-than", opts["older_than"])
@@ -39,16 +45,38 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be between 1 and 10000")
         total = services.count_prunable(older_than=older_than, statuses=statuses)
         verb = "would delete" if opts["dry_run"] else "deleted"
-        self.stdout.write(f"{total} finished runs older than {opts['older_than']} to prune")
+        if not opts["json"]:
+            self.stdout.write(f"{total} finished runs older than {opts['older_than']} to prune")
         runs = checkpoints = 0
+        started = time.monotonic()
+        # Progress goes to stderr, so stdout holds only the result a script reads.
         for batch in services.prune_finished_runs(
             older_than=older_than, statuses=statuses, batch_size=opts["batch_size"], dry_run=opts["dry_run"]
         ):
             runs += batch.runs
             checkpoints += batch.checkpoints
-            self.stdout.write(f"  {verb} {runs}/{total} runs, {checkpoints} checkpoints")
+            self.stderr.write(progress_line(verb, runs, total, checkpoints, time.monotonic() - started))
+        if opts["json"]:
+            summary = {
+                "dryRun": opts["dry_run"],
+                "olderThan": opts["older_than"],
+                "matched": total,
+                "runs": runs,
+                "checkpoints": checkpoints,
+            }
+            self.stdout.write(render.json_line(summary))
+            return
         self.stdout.write(
             self.style.SUCCESS(
                 f"{'dry run: ' if opts['dry_run'] else ''}{verb} {runs} runs and {checkpoints} checkpoints"
             )
         )
+
+
+def progress_line(verb: str, done: int, total: int, checkpoints: int, elapsed: float) -> str:
+    """`deleted 500/12000 runs (4%), 9000 checkpoints, 1.2 s, about 27 s left`."""
+    share = f" ({done * 100 // total}%)" if total else ""
+    line = f"  {verb} {done}/{total} runs{share}, {checkpoints} checkpoints, {elapsed:.1f} s"
+    if 0 < done < total:
+        line += f", about {elapsed * (total - done) / done:.0f} s left"
+    return line

@@ -9,7 +9,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs import services
-from runs.management import options
+from runs.management import options, render
+from runs.wire import format_ts
 
 
 class Command(BaseCommand):
@@ -37,36 +38,68 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="list the stale runs without sending or failing anything"
         )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help='one object per run found: {"runId", "mode", "status", "since", "action"}, where action '
+            "is sent_again or would_check (pending), resent, failed, recovered or looks_lost (running)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         older_than = options.duration("--older-than", opts["older_than"])
         if opts["confirm_after"] < 0:
             raise CommandError(f"--confirm-after: {opts['confirm_after']:g} is negative")
         dry_run = opts["dry_run"]
+        as_json = self.as_json = opts["json"]
         runs = services.requeue_stale_runs(older_than=older_than, dry_run=dry_run)
         for run in runs:
-            self.stdout.write(f"{run.id}  {run.mode:5}  pending, created {run.created_at.isoformat()}")
+            if as_json:
+                self.record(run, "pending", run.created_at, "would_check" if dry_run else "sent_again")
+            else:
+                self.stdout.write(f"{run.id}  {run.mode:5}  pending, created {run.created_at.isoformat()}")
         lost = services.lost_running_runs(quiet_for=older_than)
-        for run in lost:
-            self.stdout.write(
-                f"{run.id}  {run.mode:5}  running, no worker or Job, quiet since {run.updated_at.isoformat()}"
-            )
+        if not as_json:
+            for run in lost:
+                quiet = run.updated_at.isoformat()
+                self.stdout.write(f"{run.id}  {run.mode:5}  running, no worker or Job, quiet since {quiet}")
         if dry_run:
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"dry run: {len(runs)} pending runs would be checked, {len(lost)} running runs look lost"
-                )
+            for run in lost if as_json else ():
+                self.record(run, "running", run.updated_at, "looks_lost")
+            self.summary(
+                f"dry run: {len(runs)} pending runs would be checked, {len(lost)} running runs look lost"
             )
             return
-        self.stdout.write(self.style.SUCCESS(f"{len(runs)} pending runs sent to their backend again"))
+        self.summary(f"{len(runs)} pending runs sent to their backend again")
         if not lost:
             return
-        self.stdout.write(f"{len(lost)} running runs look lost; looking again in {opts['confirm_after']:g} s")
+        self.summary(f"{len(lost)} running runs look lost; looking again in {opts['confirm_after']:g} s", "")
         time.sleep(opts["confirm_after"])
-        outcomes = services.release_lost_runs(lost)
-        for run, outcome in outcomes:
-            self.stdout.write(f"{run.id}  {run.mode:5}  {outcome}")
-        resent = sum(1 for _, outcome in outcomes if outcome == "resent")
+        outcomes = {run.pk: (run, outcome) for run, outcome in services.release_lost_runs(lost)}
+        for suspect in lost:
+            run, outcome = outcomes.get(suspect.pk, (suspect, "recovered"))
+            if as_json:
+                self.record(suspect, "running", suspect.updated_at, outcome)
+            elif outcome != "recovered":
+                self.stdout.write(f"{run.id}  {run.mode:5}  {outcome}")
+        resent = sum(1 for _, outcome in outcomes.values() if outcome == "resent")
+        self.summary(f"{resent} running runs sent again, {len(outcomes) - resent} failed")
+
+    def record(self, run: Any, status: str, since: Any, action: str) -> None:
         self.stdout.write(
-            self.style.SUCCESS(f"{resent} running runs sent again, {len(outcomes) - resent} failed")
+            render.json_line(
+                {
+                    "runId": str(run.id),
+                    "mode": run.mode,
+                    "status": status,
+                    "since": format_ts(since),
+                    "action": action,
+                }
+            )
         )
+
+    def summary(self, text: str, style: str = "success") -> None:
+        """A human summary: on stdout, or on stderr under --json (stdout holds only records)."""
+        if self.as_json:
+            self.stderr.write(text)
+        else:
+            self.stdout.write(self.style.SUCCESS(text) if style else text)

@@ -53,14 +53,20 @@ class Command(BaseCommand):
             "--max-retries",
             type=int,
             default=10,
-            help="consecutive failed connects before giving up (default 10)",
+            help="reconnects tried after a failed connect before giving up, 0..1000 (default 10)",
         )
         parser.add_argument("--json", action="store_true", help="one JSON object per event")
+        parser.add_argument(
+            "--exit-status",
+            action="store_true",
+            help="exit 1 when the run ends failed or canceled (0 when it completed)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         run_id = options.run_id(opts["run_id"])
         if not 0 <= opts["replay"] <= 1000:
             raise CommandError("--replay must be between 0 and 1000")
+        options.int_between("--max-retries", opts["max_retries"], 0, 1000)
         options.timestamp("--last-event-id", opts["last_event_id"])
         if not opts["url"].startswith(("http://", "https://")):
             raise CommandError(f"--url: {opts['url']!r} is not an http(s) URL")
@@ -69,7 +75,9 @@ class Command(BaseCommand):
         self.retry_ms = DEFAULT_RETRY_MS
         self.connected_before = False
         self.hello_seen = False
-        url = f"{opts['url'].rstrip('/')}/runs/{run_id}/events"
+        self.final_status: str | None = None
+        run_url = f"{opts['url'].rstrip('/')}/runs/{run_id}"
+        url = f"{run_url}/events"
         headers = {"Authorization": f"Bearer {opts['api_key']}"} if opts["api_key"] else {}
         failures = 0
         timeout = httpx.Timeout(10.0, read=READ_TIMEOUT_SECONDS)
@@ -82,13 +90,33 @@ class Command(BaseCommand):
                     except (httpx.TransportError, SSEError) as exc:
                         failures += 1
                         if failures > opts["max_retries"]:
-                            raise CommandError(f"giving up after {failures} failed connects: {exc}") from None
+                            raise CommandError(self.giving_up(failures - 1, exc)) from None
                         self.stderr.write(f"connection lost ({exc}); reconnecting in {self.retry_ms} ms")
                     time.sleep(self.retry_ms / 1000)  # the server's `retry:` pacing, not a sync wait
         except StreamEnded:
-            return
+            pass
         except KeyboardInterrupt:
             return
+        if opts["exit_status"]:
+            self.exit_on_status(headers, run_url, timeout)
+
+    @staticmethod
+    def giving_up(retries: int, exc: Exception) -> str:
+        tried = "the connect" if retries == 0 else f"the connect and {retries} retries"
+        return f"giving up: {tried} failed ({exc})"
+
+    def exit_on_status(self, headers: dict[str, str], run_url: str, timeout: httpx.Timeout) -> None:
+        """--exit-status: a CommandError (exit 1) unless the run completed."""
+        status = self.final_status
+        if status is None:  # resumed a finished run with nothing newer: ask the run itself
+            try:
+                response = httpx.get(run_url, headers=headers, timeout=timeout)
+                self.check_status(response)
+                status = response.json()["run"]["status"]
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                raise CommandError(f"the run's final status is unknown: {exc}") from None
+        if status != "completed":
+            raise CommandError(f"run ended {status}")
 
     def follow(self, client: httpx.Client, url: str, replay: int) -> None:
         """One connection: print its events; return when the server closes it."""
@@ -146,4 +174,5 @@ class Command(BaseCommand):
         elif event.event in ("status", "end"):
             self.stdout.write(render.status_line(event.event, body))
         if event.event == "end":
+            self.final_status = body.get("status") or (body.get("run") or {}).get("status")
             raise StreamEnded()

@@ -8,11 +8,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
-from orchestrator.prometheus import serve_process_metrics
+from runs.management import options as checks
+from runs.management.backends import reachable_redis, serve_metrics
 from runs.redis.queue import run_queue
 from runs.redis.worker import recovery
 from runs.redis.worker.runner import Worker
 from runs.redis.worker.tasks import load_task_modules, task_names
+
+# Each slot is a thread holding a database connection: past this, a typo.
+MAX_CONCURRENCY = 256
 
 
 class Command(BaseCommand):
@@ -27,7 +31,8 @@ class Command(BaseCommand):
             "--concurrency",
             type=int,
             default=None,
-            help=f"runs executed at once (default WORKER_CONCURRENCY={settings.WORKER_CONCURRENCY})",
+            help=f"runs executed at once, 1..{MAX_CONCURRENCY} "
+            f"(default WORKER_CONCURRENCY={settings.WORKER_CONCURRENCY})",
         )
         parser.add_argument(
             "--queue",
@@ -49,28 +54,35 @@ class Command(BaseCommand):
         parser.add_argument("--list-tasks", action="store_true", help="print the registered tasks and exit")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Every option is checked before anything starts, so a typo starts nothing.
+        concurrency = options["concurrency"]
+        if concurrency is None:
+            concurrency = settings.WORKER_CONCURRENCY
+        checks.int_between("--concurrency", concurrency, 1, MAX_CONCURRENCY)
+        if options["max_runs"] is not None:
+            checks.int_between("--max-runs", options["max_runs"], 1)
+        metrics_port = checks.port("--metrics-port", options["metrics_port"])
         load_task_modules()
         if options["list_tasks"]:
             self.stdout.write("\n".join(task_names()))
             return
         if options["sweep"]:
-            queue = run_queue(options["queue"])
-            queue.ensure_group()
-            sent = recovery.sweep(
-                queue,
-                holder="sweep-command",
-                interval_s=settings.WORKER_SWEEP_INTERVAL_SECONDS,
-                lease_ms=int(settings.WORKER_LEASE_SECONDS * 1000),
-                force=True,
-            )
+            with reachable_redis():
+                queue = run_queue(options["queue"])
+                queue.ensure_group()
+                sent = recovery.sweep(
+                    queue,
+                    holder="sweep-command",
+                    interval_s=settings.WORKER_SWEEP_INTERVAL_SECONDS,
+                    lease_ms=int(settings.WORKER_LEASE_SECONDS * 1000),
+                    force=True,
+                )
             self.stdout.write(f"re-sent {sent} run(s)")
             return
-        if options["metrics_port"]:
-            serve_process_metrics(options["metrics_port"])
-        _size_database_pool(options["concurrency"] or settings.WORKER_CONCURRENCY)
-        worker = Worker(
-            concurrency=options["concurrency"], stream=options["queue"], max_runs=options["max_runs"]
-        )
+        if metrics_port:
+            serve_metrics("--metrics-port", metrics_port)
+        _size_database_pool(concurrency)
+        worker = Worker(concurrency=concurrency, stream=options["queue"], max_runs=options["max_runs"])
         worker.run()
 
 

@@ -52,7 +52,7 @@ class Worker:
         stream: str | None = None,
         max_runs: int | None = None,
     ) -> None:
-        self.concurrency = concurrency or settings.WORKER_CONCURRENCY
+        self.concurrency = settings.WORKER_CONCURRENCY if concurrency is None else concurrency
         self.max_runs = max_runs
         self.queue: RunQueue = run_queue(stream)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
