@@ -9,10 +9,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from runs import admission, run_queue, services
+from runs import admission, services
 from runs.models import Run
+from runs.redis import queue as run_queue
+from runs.redis.worker import recovery
 from runs.wire import format_ts
-from runs.worker import recovery
 from tests.conftest import assert_wire
 from tests.redis_workers import drop_keys, unique_prefix
 

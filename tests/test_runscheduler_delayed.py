@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import run_queue, services
+from runs import services
 from runs.models import Run
+from runs.redis import queue as run_queue
 from tests.redis_workers import drop_keys, unique_prefix
 from tests.scheduler_processes import SchedulerProcess
 from tests.waiting import wait_for
