@@ -349,6 +349,9 @@ ADMIN_CHECKPOINTS_PER_PAGE = env_int("ADMIN_CHECKPOINTS_PER_PAGE", 50, minimum=1
 # is woken by a NOTIFY when either changes; this bounds one sleep all the same.
 SCHEDULER_MAX_SLEEP_SECONDS = env_float("SCHEDULER_MAX_SLEEP_SECONDS", 60.0)
 SCHEDULER_METRICS_PORT = env_int("SCHEDULER_METRICS_PORT", 0, minimum=0)
+# How old the newest due tick may be and still count as on time rather than
+# missed (missed ticks follow the schedule's `catchup`).
+SCHEDULE_GRACE_SECONDS = env_float("SCHEDULE_GRACE_SECONDS", 30.0)
 # Most missed ticks one schedule makes runs for under `catchup: all`.
 SCHEDULE_MAX_CATCHUP = env_int("SCHEDULE_MAX_CATCHUP", 100, minimum=1)
 # A due delayed run whose backend cannot take it (Kubernetes down) is tried again this much later.

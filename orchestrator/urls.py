@@ -11,6 +11,7 @@ urlpatterns = [
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("admin/", admin.site.urls),
     path("", include("runs.urls")),
+    path("", include("schedules.urls")),
 ]
 
 handler400 = "orchestrator.errors.handler400"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from runs.exceptions import BadParameter
 from runs.models import HELD, Checkpoint, Run
@@ -26,8 +26,9 @@ class RunFilters:
     schedule_id: uuid.UUID | None = None
 
 
-def encode_cursor(run: Run) -> str:
-    raw = f"{format_ts(run.created_at)}|{run.id}"
+def encode_cursor(row: Any) -> str:
+    """The cursor after `row`, any record with `created_at` and a UUID `id`."""
+    raw = f"{format_ts(row.created_at)}|{row.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -41,7 +42,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def list_runs(filters: RunFilters, *, limit: int, cursor: str | None = None) -> tuple[list[Run], str | None]:
-    """Newest first, keyset-paginated on (createdAt, id) so pages never skip or repeat."""
+    """Newest first, keyset-paginated (`newest_first_page`)."""
     queryset = Run.objects.all()
     if filters.statuses:
         queryset = queryset.filter(status__in=filters.statuses)
@@ -55,12 +56,20 @@ def list_runs(filters: RunFilters, *, limit: int, cursor: str | None = None) -> 
         queryset = queryset.filter(created_at__lt=filters.created_before)
     if filters.schedule_id:
         queryset = queryset.filter(schedule_id=filters.schedule_id)
+    return newest_first_page(queryset, limit=limit, cursor=cursor)
+
+
+def newest_first_page(
+    queryset: QuerySet[Any], *, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """One page of records newest first, keyset-paginated on (created_at, id)
+    so pages never skip or repeat a record."""
     if cursor:
-        created, run_id = decode_cursor(cursor)
-        queryset = queryset.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=run_id))
-    runs = list(queryset.order_by("-created_at", "-id")[: limit + 1])
-    next_cursor = encode_cursor(runs[limit - 1]) if len(runs) > limit else None
-    return runs[:limit], next_cursor
+        created, row_id = decode_cursor(cursor)
+        queryset = queryset.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=row_id))
+    rows = list(queryset.order_by("-created_at", "-id")[: limit + 1])
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
 
 
 def get_run(run_id: Any) -> Run | None:

@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 from runs.exceptions import SchemaViolation
 
 SCHEMA_DIR = Path(settings.BASE_DIR) / "schemas" / "orchestrator"
-SCHEMA_FILES = ("run.schema.json", "checkpoint.schema.json", "event.schema.json")
+SCHEMA_FILES = ("run.schema.json", "checkpoint.schema.json", "event.schema.json", "schedule.schema.json")
 
 
 @cache

@@ -33,7 +33,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from runs import admission, notify
-from schedules import metrics
+from schedules import metrics, services
 
 logger = logging.getLogger("schedules.scheduler")
 
@@ -141,8 +141,10 @@ class Scheduler:
     def run_pass(self) -> datetime | None:
         """Do everything due now; return when the next thing is due (None: nothing is)."""
         now = self.clock()
+        services.fire_due(now, clock=self.clock)
         admission.admit_due(now)
-        return admission.next_due_at()
+        due = [moment for moment in (services.next_due_at(), admission.next_due_at()) if moment is not None]
+        return min(due, default=None)
 
     def sleep_seconds(self, next_due: datetime | None) -> float:
         # Without PostgreSQL no NOTIFY wakes us: look again every second.

@@ -17,8 +17,12 @@ class SchedulerProcess:
     """One `manage.py runscheduler` in its own session."""
 
     def __init__(self, log_dir: Path, **env: str) -> None:
-        self.env = process_env(LOG_FORMAT="plain", DB_POOL_MAX_SIZE="4", **env)
-        self.log_path = log_dir / f"scheduler-{uuid.uuid4().hex[:6]}.log"
+        name = f"scheduler-{uuid.uuid4().hex[:6]}"
+        self.db_application_name = f"orchestrator-test-{name}"
+        self.env = process_env(
+            LOG_FORMAT="plain", DB_POOL_MAX_SIZE="4", DB_APPLICATION_NAME=self.db_application_name, **env
+        )
+        self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *extra_args: str) -> SchedulerProcess:

@@ -7,9 +7,19 @@ from typing import Any
 
 from runs.validation import load_schemas
 
-_FILES = {"run": "run.schema.json", "checkpoint": "checkpoint.schema.json", "event": "event.schema.json"}
+_FILES = {
+    "run": "run.schema.json",
+    "checkpoint": "checkpoint.schema.json",
+    "event": "event.schema.json",
+    "schedule": "schedule.schema.json",
+}
 # The event file reuses short names (status, checkpoint) that the others own.
-_PREFIX = {"run.schema.json": "", "checkpoint.schema.json": "", "event.schema.json": "Event"}
+_PREFIX = {
+    "run.schema.json": "",
+    "checkpoint.schema.json": "",
+    "event.schema.json": "Event",
+    "schedule.schema.json": "",
+}
 
 
 def component_name(file_name: str, definition: str) -> str:
