@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "runs",
+    "journal",
     "schedules",
 ]
 
@@ -315,6 +316,9 @@ WORKER_KILL_GRACE_SECONDS = env_float("WORKER_KILL_GRACE_SECONDS", 10.0)
 WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 25.0)
 WORKER_SWEEP_INTERVAL_SECONDS = env_float("WORKER_SWEEP_INTERVAL_SECONDS", 30.0)
 WORKER_TASK_MODULES = env_list("WORKER_TASK_MODULES", "")
+# How long a worker's fleet record (runs_workers, the admin dashboard) outlives
+# its last heartbeat: a crashed worker shows as gone for this long.
+WORKER_RECORD_KEEP_SECONDS = env_int("WORKER_RECORD_KEEP_SECONDS", 3600, minimum=60)
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)
 WORKER_COMMAND_PASS_ENV = env_list("WORKER_COMMAND_PASS_ENV", "PATH,HOME,LANG,LC_ALL,TZ")
 

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from journal import services as journal
 from runs import admission, checkpoint_writer, metrics, notify, states
 from runs.backends import get_backend
 from runs.exceptions import (
@@ -108,6 +109,8 @@ def create_run(
             else:
                 get_backend(mode).dispatch(run)
             notify.run_changed(str(run.id))
+            # Last: the journal's clock is held from here to the commit.
+            journal.record(run, journal.CREATED, at=run.created_at)
     except IntegrityError:
         # A concurrent request with the same key won the race.
         if idempotency_key:
@@ -199,6 +202,8 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
     notify.run_changed(str(run.id))
     if was_held:
         admission.wake_scheduler()
+    # The callers commit right after this: the journal's clock is taken last.
+    journal.record(run, journal.status_type(new), at=now)
     if states.is_final(new):
         transaction.on_commit(lambda: metrics.RUNS_FINISHED.labels(status=new).inc())
     logger.info(

@@ -20,7 +20,9 @@ from tests.servers import ROOT, process_env
 
 pytestmark = pytest.mark.django_db
 
-COMMANDS = ("runs_list", "runs_show", "runs_tail", "runs_cancel", "runs_prune", "runs_requeue_stale")
+COMMANDS = (
+    "runs_list", "runs_show", "runs_tail", "runs_cancel", "runs_prune", "runs_requeue_stale", "runs_workers",
+)  # fmt: skip
 
 
 def run_command(name: str, *args: str) -> tuple[str, str]:

@@ -8,25 +8,16 @@ import threading
 import time
 
 import pytest
-from django.db import connection
 
 from runs import checkpoint_writer, selectors, services
 from runs.models import Checkpoint
+from tests.threads import in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WRITERS = 24
 PER_WRITER = 15
 
-
-def _in_thread(target, *args):  # type: ignore[no-untyped-def]
-    def body() -> None:
-        try:
-            target(*args)
-        finally:
-            connection.close()
-
-    return threading.Thread(target=body)
 
 
 @pytest.fixture(params=["single_statement", "row_lock"])
@@ -63,8 +54,8 @@ def test_concurrent_writers_get_gap_free_seq_and_ordered_unique_ts(writer):
                 reader_violations.append(f"reader saw {seqs[:10]}...")
                 return
 
-    threads = [_in_thread(write, n) for n in range(WRITERS)]
-    reader = _in_thread(read)
+    threads = [in_thread(write, n) for n in range(WRITERS)]
+    reader = in_thread(read)
     for thread in [*threads, reader]:
         thread.start()
     start.wait()
@@ -97,7 +88,7 @@ def test_paging_with_after_under_concurrent_writes_misses_nothing(writer):
         for _ in range(20):
             services.append_checkpoints(run.id, [{"type": "w"}])
 
-    threads = [_in_thread(write) for _ in range(8)]
+    threads = [in_thread(write) for _ in range(8)]
     for thread in threads:
         thread.start()
     start.wait()
@@ -132,7 +123,7 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_run():
         except BaseException as exc:  # collected so the main thread fails loudly
             errors.append(exc)
 
-    threads = [_in_thread(create) for _ in range(8)]
+    threads = [in_thread(create) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -11,24 +11,13 @@ from django.utils import timezone
 
 from runs import admission, services
 from runs.models import Run
-from runs.redis import queue as run_queue
 from runs.redis.worker import recovery
 from runs.wire import format_ts
 from tests.conftest import assert_wire
-from tests.redis_workers import drop_keys, unique_prefix
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SPEC = {"task": "sleep", "input": {"seconds": 1}}
-
-
-@pytest.fixture
-def queue(settings):  # type: ignore[no-untyped-def]
-    settings.REDIS_KEY_PREFIX = unique_prefix()
-    queue = run_queue.run_queue()
-    queue.ensure_group()
-    yield queue
-    drop_keys(settings.REDIS_KEY_PREFIX)
 
 
 def queued_ids(queue) -> list[str]:  # type: ignore[no-untyped-def]

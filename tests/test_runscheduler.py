@@ -11,10 +11,8 @@ from django.utils import timezone
 
 from runs import services
 from runs.models import Run
-from runs.redis import queue as run_queue
 from schedules import services as services_schedules
 from schedules.models import ScheduleTick
-from tests.redis_workers import drop_keys, unique_prefix
 from tests.scheduler_processes import SchedulerProcess
 from tests.servers import free_port
 from tests.waiting import wait_for
@@ -22,15 +20,6 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SPEC = {"task": "sleep", "input": {"seconds": 1}}
-
-
-@pytest.fixture
-def queue(settings):  # type: ignore[no-untyped-def]
-    settings.REDIS_KEY_PREFIX = unique_prefix()
-    queue = run_queue.run_queue()
-    queue.ensure_group()
-    yield queue
-    drop_keys(settings.REDIS_KEY_PREFIX)
 
 
 @pytest.fixture

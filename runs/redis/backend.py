@@ -21,6 +21,7 @@ from django.db import transaction
 from runs import metrics
 from runs.backends.base import Backend
 from runs.models import Run
+from runs.redis import fleet
 from runs.redis import queue as run_queue
 
 logger = logging.getLogger("runs.backends.redis")
@@ -74,15 +75,37 @@ class RedisBackend(Backend):
             )
 
     def lost_running(self, runs: list[Run]) -> list[Run]:
-        """Runs with neither a worker's lease nor an entry in the queue."""
+        """Runs no live worker holds: neither a lease nor a queue entry, or an
+        entry delivered to a worker whose heartbeat is gone (and no lease)."""
         if not runs:
             return []
-        unheld = set(run_queue.run_queue().unheld([str(run.id) for run in runs]))
-        return [run for run in runs if str(run.id) in unheld]
+        queue = run_queue.run_queue()
+        abandoned = self._abandoned(queue, [str(run.id) for run in runs])
+        return [run for run in runs if str(run.id) in abandoned]
+
+    @staticmethod
+    def _abandoned(queue: run_queue.RunQueue, run_ids: list[str]) -> dict[str, str | None]:
+        """{run id: the gone consumer holding its entry, or None when nothing holds it}."""
+        holders = queue.holders(run_ids)
+        consumers = {holder for holder in holders.values() if holder and holder.startswith("consumer:")}
+        alive = fleet.alive_names(queue) if consumers else set()
+        abandoned: dict[str, str | None] = {}
+        for run_id, holder in holders.items():
+            if holder is None:
+                abandoned[run_id] = None
+            elif holder.startswith("consumer:") and holder.removeprefix("consumer:") not in alive:
+                abandoned[run_id] = holder.removeprefix("consumer:")
+        return abandoned
 
     def release_lost(self, run: Run) -> dict[str, Any] | None:
-        """Back on the queue: the worker that takes it counts another attempt."""
-        run_queue.run_queue().enqueue(str(run.id), run_queue.entry_fields(run))
+        """Back on the queue: the worker that takes it counts another attempt.
+        An entry still delivered to a gone worker is dropped first, so the
+        fresh one goes to whichever worker reads next."""
+        queue = run_queue.run_queue()
+        consumer = self._abandoned(queue, [str(run.id)]).get(str(run.id))
+        if consumer:
+            queue.drop_abandoned(str(run.id), consumer)
+        queue.enqueue(str(run.id), run_queue.entry_fields(run))
         return None
 
     def describe(self, run: Run) -> dict[str, Any] | None:

@@ -164,12 +164,30 @@ return 1
 """
 
 
-# 1 when a worker holds the run's lease or its entry is still in the stream.
-_HELD = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+# Who holds the run: 'lease' (a worker renews it), 'queued' (its entry waits
+# for a worker), 'consumer:<name>' (its entry was delivered to that consumer,
+# which no longer renews the lease), or false (nothing: lost).
+_HOLDER = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'lease' end
 local gid = redis.call('GET', KEYS[2])
-if gid and #redis.call('XRANGE', KEYS[3], gid, gid) > 0 then return 1 end
-return 0
+if not gid or #redis.call('XRANGE', KEYS[3], gid, gid) == 0 then return false end
+local ok, pending = pcall(redis.call, 'XPENDING', KEYS[3], ARGV[1], gid, gid, 1)
+if not ok or #pending == 0 then return 'queued' end
+return 'consumer:' .. pending[1][2]
+"""
+
+# Drop the run's entry if it is still delivered to ARGV[2] and no lease is held:
+# that consumer is gone, and a fresh entry goes to whichever worker reads next.
+_DROP_ABANDONED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local gid = redis.call('GET', KEYS[2])
+if not gid then return 0 end
+local pending = redis.call('XPENDING', KEYS[3], ARGV[1], gid, gid, 1)
+if #pending == 0 or pending[1][2] ~= ARGV[2] then return 0 end
+redis.call('XACK', KEYS[3], ARGV[1], gid)
+redis.call('XDEL', KEYS[3], gid)
+redis.call('DEL', KEYS[2])
+return 1
 """
 
 # Consumers that hold no entry and have been idle for ARGV[2] ms (only ARGV[3],
@@ -201,7 +219,8 @@ class RunQueue:
         self._release = conn.register_script(_RELEASE_LEASE)
         self._finish = conn.register_script(_FINISH)
         self._forget = conn.register_script(_FORGET_CONSUMERS)
-        self._held = conn.register_script(_HELD)
+        self._holder = conn.register_script(_HOLDER)
+        self._drop_abandoned = conn.register_script(_DROP_ABANDONED)
 
     def enqueue(self, run_id: str, fields: dict[str, str]) -> str | None:
         """XADD the run unless its entry is already there. The new entry id, or None."""
@@ -228,13 +247,21 @@ class RunQueue:
             # Visible in XINFO CONSUMERS from the start, not only after a first delivery.
             self.redis.xgroup_createconsumer(self.keys.stream, self.keys.group, consumer)
 
-    def unheld(self, run_ids: list[str]) -> list[str]:
-        """Of these runs, those with neither a worker's lease nor an entry in
-        the stream (one round trip). Reads only."""
+    def holders(self, run_ids: list[str]) -> dict[str, str | None]:
+        """{run id: 'lease', 'queued', 'consumer:<name>' or None} (see _HOLDER); one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for run_id in run_ids:
-            self._held(keys=[self.keys.lease(run_id), self.keys.guard(run_id), self.keys.stream], client=pipe)
-        return [run_id for run_id, held in zip(run_ids, pipe.execute(), strict=True) if not held]
+            self._holder(
+                keys=[self.keys.lease(run_id), self.keys.guard(run_id), self.keys.stream],
+                args=[self.keys.group],
+                client=pipe,
+            )
+        return {run_id: holder or None for run_id, holder in zip(run_ids, pipe.execute(), strict=True)}
+
+    def drop_abandoned(self, run_id: str, consumer: str) -> bool:
+        """Remove the run's entry if `consumer` still holds it without a lease."""
+        keys = [self.keys.lease(run_id), self.keys.guard(run_id), self.keys.stream]
+        return bool(self._drop_abandoned(keys=keys, args=[self.keys.group, consumer]))
 
     def forget_consumers(self, *, idle_ms: int, name: str = "") -> int:
         """Remove from the group the consumers (or the one `name`) that hold no

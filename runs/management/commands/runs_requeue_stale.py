@@ -61,7 +61,9 @@ class Command(BaseCommand):
         if not as_json:
             for run in lost:
                 quiet = run.updated_at.isoformat()
-                self.stdout.write(f"{run.id}  {run.mode:5}  running, no worker or Job, quiet since {quiet}")
+                self.stdout.write(
+                    f"{run.id}  {run.mode:5}  running, no live worker or Job holds it, quiet since {quiet}"
+                )
         if dry_run:
             for run in lost if as_json else ():
                 self.record(run, "running", run.updated_at, "looks_lost")

@@ -1,16 +1,21 @@
-"""The worker's heartbeat: renews the leases of the runs it holds, and
-catches a cancel or takeover that the pub/sub listener missed."""
+"""The worker's heartbeat: tells the fleet it is alive (runs.redis.fleet),
+renews the leases of the runs it holds, and catches a cancel or takeover
+that the pub/sub listener missed."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 
 import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
 
 from runs import selectors, states
+from runs.redis import fleet
 from runs.redis.queue import RunQueue
 from runs.redis.worker.context import CANCELED, SUPERSEDED
 from runs.redis.worker.slots import Slot, Slots
@@ -19,16 +24,36 @@ logger = logging.getLogger("runs.worker")
 
 
 class Heartbeat:
-    def __init__(self, queue: RunQueue, worker_id: str, lease_ms: int, slots: Slots) -> None:
+    def __init__(self, queue: RunQueue, worker_id: str, lease_ms: int, slots: Slots, slot_count: int) -> None:
         self.queue = queue
         self.worker_id = worker_id
         self.lease_ms = lease_ms
         self.slots = slots
+        self.slot_count = slot_count
+        self.started_at = timezone.now()
+
+    def announce(self, *, stopped: bool = False) -> None:
+        """This worker's fleet record: alive (or stopped) now, and the runs it holds."""
+        try:
+            fleet.publish(
+                self.queue,
+                name=self.worker_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                slots=self.slot_count,
+                runs=[] if stopped else [slot.ctx.run_id for slot in self.slots.all()],
+                started_at=self.started_at,
+                stopped=stopped,
+            )
+        except redis.RedisError as exc:
+            logger.warning("fleet heartbeat failed", extra={"reason": exc.__class__.__name__})
 
     def run(self, closing: threading.Event) -> None:
         """Beat every third of the lease until `closing` is set."""
         interval = settings.WORKER_LEASE_SECONDS / 3
+        self.announce()
         while not closing.wait(interval):
+            self.announce()
             slots = [slot for slot in self.slots.all() if not slot.ctx.canceled]
             if not slots:
                 continue

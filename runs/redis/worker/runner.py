@@ -59,7 +59,7 @@ class Worker:
         self.lease_ms = int(settings.WORKER_LEASE_SECONDS * 1000)
         self.reclaimer = recovery.Reclaimer(self.queue, self.id, self.lease_ms)
         self.slots = Slots()
-        self.heartbeat = Heartbeat(self.queue, self.id, self.lease_ms, self.slots)
+        self.heartbeat = Heartbeat(self.queue, self.id, self.lease_ms, self.slots, self.concurrency)
         self.cancels = CancelListener(self.queue, self.id, self.slots)
         self._inflight: set[Future[None]] = set()
         self._slot_freed = threading.Event()
@@ -93,6 +93,7 @@ class Worker:
             self._closing.set()
             for thread in helpers:
                 thread.join(timeout=3)
+            self.heartbeat.announce(stopped=True)
             close_old_connections()
             logger.info("worker stopped", extra={"worker": self.id})
 

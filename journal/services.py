@@ -1,0 +1,116 @@
+"""Writing the run journal. `runs.services` calls `record` for every run change,
+inside the change's transaction.
+
+Ids come from the one `Clock` row: taking it (an UPDATE) locks the row until
+the transaction ends, and PostgreSQL releases row locks only after the commit
+is visible. The next writer can take the next id only after that, so ids
+become visible in increasing order, and a rolled-back writer gives its id
+back (the UPDATE is undone): ids have no gaps but those retention makes.
+
+The lock serialises the commits of run changes. That is cheap because
+`record` is the last statement of each change (the lock is held for one
+round trip and the commit), and because the NOTIFY every run change already
+sends serialises commits the same way (PostgreSQL queues notifications in
+commit order under one lock). A transaction that records changes of several
+runs must lock all of them before its first `record`: a run lock taken while
+holding the clock could deadlock with a writer waiting for the clock.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max
+
+from journal.models import Clock, Entry
+from runs import notify
+from runs.models import Run
+from runs.wire import run_to_wire
+
+CREATED = "run.created"
+RUNNING = "run.running"
+COMPLETED = "run.completed"
+FAILED = "run.failed"
+CANCELED = "run.canceled"
+RETRYING = "run.retrying"
+TYPES = (CREATED, RUNNING, COMPLETED, FAILED, CANCELED, RETRYING)
+FINAL_TYPES = (COMPLETED, FAILED, CANCELED)
+
+
+def status_type(status: str) -> str:
+    """The entry type of a change to `status` (run.running, run.completed, ...)."""
+    return f"run.{status}"
+
+
+# The clock row creates itself (a flushed or restored table starts after the
+# newest entry), so no data migration or fixture has to exist for it.
+_RECORD_SQL = """
+WITH tick AS (
+    INSERT INTO journal_clock (id, last_id)
+    VALUES (1, (SELECT COALESCE(MAX(id), 0) + 1 FROM journal_entry))
+    ON CONFLICT (id) DO UPDATE SET last_id = journal_clock.last_id + 1
+    RETURNING last_id
+), entry AS (
+    INSERT INTO journal_entry (id, at, type, run_id, status, owner, mode, schedule_id, run)
+    SELECT last_id, %(at)s, %(type)s, %(run_id)s, %(status)s, %(owner)s, %(mode)s,
+           %(schedule_id)s, %(run)s::jsonb
+      FROM tick
+    RETURNING id
+)
+SELECT id, pg_notify(%(channel)s, id::text) FROM entry
+"""
+
+
+def record(run: Run, entry_type: str, *, at: datetime | None = None) -> int:
+    """Journal a change of `run` (already saved); returns the entry id.
+
+    Call it as the last statement of the change's transaction (see above).
+    """
+    wire = run_to_wire(run)
+    fields: dict[str, Any] = {
+        "at": at or run.updated_at,
+        "type": entry_type,
+        "run_id": run.id,
+        "status": run.status,
+        "owner": run.owner,
+        "mode": run.mode,
+        "schedule_id": wire.get("scheduleId"),
+    }
+    if connection.vendor == "postgresql":
+        return _record_postgresql(fields, wire)
+    return _record_portable(fields, wire)
+
+
+def _record_postgresql(fields: dict[str, Any], wire: dict[str, Any]) -> int:
+    params = {**fields, "run": json.dumps(wire, cls=DjangoJSONEncoder), "channel": notify.JOURNAL_CHANNEL}
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORD_SQL, params)
+        (entry_id, _) = cursor.fetchone()
+    return int(entry_id)
+
+
+def _record_portable(fields: dict[str, Any], wire: dict[str, Any]) -> int:
+    """The same rules through the ORM (SQLite, where a writing transaction
+    holds the database's write lock until it ends)."""
+    with transaction.atomic():
+        entry_id = _tick()
+        Entry.objects.create(id=entry_id, run=wire, **fields)
+        notify.send(notify.JOURNAL_CHANNEL, str(entry_id))
+    return entry_id
+
+
+def _tick() -> int:
+    while True:
+        if Clock.objects.filter(pk=1).update(last_id=F("last_id") + 1):
+            return Clock.objects.values_list("last_id", flat=True).get(pk=1)
+        start = (Entry.objects.aggregate(newest=Max("id"))["newest"] or 0) + 1
+        try:
+            with transaction.atomic():
+                Clock.objects.create(pk=1, last_id=start)
+            return start
+        except IntegrityError:
+            continue  # another writer created it first: take the next one
