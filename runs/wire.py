@@ -37,7 +37,10 @@ def parse_ts(text: str) -> datetime:
         f"{year}-{month}-{day}T{hour}:{minute}:{second}.{(fraction or '0').ljust(6, '0')}"
         f"{'+00:00' if zone in ('Z', 'z') else zone}"
     )
-    return datetime.fromisoformat(normalised).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(normalised).astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is past the last datetime
+        raise ValueError(f"out of range: {text!r}") from None
 
 
 def run_to_wire(run: Run) -> dict[str, Any]:

@@ -128,24 +128,34 @@ class Timing:
             tz = zone(self.timezone)
             # cronsim works in whole minutes: from a moment inside a minute, it
             # starts at the next one, which is what "strictly after" needs.
-            for local in CronSim(self.cron, moment.astimezone(tz)):
-                yield local.astimezone(UTC)
+            try:
+                for local in CronSim(self.cron, moment.astimezone(tz)):
+                    yield local.astimezone(UTC)
+            except (OverflowError, ValueError):
+                return  # past the last representable date: no more ticks
             return
         assert self.interval_seconds is not None
         step = timedelta(seconds=self.interval_seconds)
-        if moment < self.anchor:
-            tick = self.anchor
-        else:
-            tick = self.anchor + step * ((moment - self.anchor) // step + 1)
-        while True:
-            yield tick
-            tick += step
+        try:
+            tick = (
+                self.anchor
+                if moment < self.anchor
+                else self.anchor + step * ((moment - self.anchor) // step + 1)
+            )
+            while True:
+                yield tick
+                tick += step
+        except OverflowError:
+            return  # past the last representable date: no more ticks
 
     def _raw_at_or_before(self, moment: datetime) -> datetime | None:
         if self.cron is not None:
             tz = zone(self.timezone)
-            start = moment.astimezone(tz) + timedelta(microseconds=1)
-            local = next(CronSim(self.cron, start, reverse=True), None)
+            try:
+                start = moment.astimezone(tz) + timedelta(microseconds=1)
+                local = next(CronSim(self.cron, start, reverse=True), None)
+            except (OverflowError, ValueError):
+                return None
             return None if local is None else local.astimezone(UTC)
         assert self.interval_seconds is not None
         if moment < self.anchor:

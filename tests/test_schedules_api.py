@@ -57,6 +57,7 @@ def test_an_interval_schedule_defaults_to_utc(api):
         ({"spec": {"task": "sleep", "bogus": 1}}, "spec.bogus"),
         ({"overlap": "sometimes"}, "overlap"),
         ({"startAt": "soon"}, "startAt"),
+        ({"startAt": "9999-12-31T23:00:00-05:00"}, "startAt"),
         ({"startAt": "2026-12-02T00:00:00Z", "endAt": "2026-12-01T00:00:00Z"}, "endAt"),
         ({"name": " "}, "name"),
     ],
@@ -69,6 +70,12 @@ def test_bad_input_is_a_422_naming_the_field(api, fields, bad):
     assert response.status_code == 422, response.content
     assert bad in response.json()["details"]["fields"], response.json()
     assert not Schedule.objects.exists()
+
+
+def test_an_interval_schedule_near_the_last_date_has_fewer_fire_times_not_an_error(api):
+    schedule = create(api, cron=None, intervalSeconds=86400, timezone=None, startAt="9999-12-29T00:00:00Z")
+
+    assert schedule["nextFireTimes"] == [f"9999-12-{day}T00:00:00.000000Z" for day in (29, 30, 31)]
 
 
 def test_neither_cron_nor_interval_is_a_422(api):
