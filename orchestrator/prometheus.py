@@ -34,7 +34,14 @@ def _registry() -> CollectorRegistry:
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+    from runs.redis.metrics import scrape_time_registry
+
+    body = generate_latest(_registry())
+    # The queue and fleet gauges, read from Redis now: the API serves them, not each worker.
+    read_now = scrape_time_registry()
+    if read_now is not None:
+        body += generate_latest(read_now)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 
 def serve_process_metrics(port: int) -> None:

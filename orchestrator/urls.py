@@ -3,12 +3,15 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from orchestrator import health, prometheus
+from runs.admin_dashboard import dashboard_view
 
 urlpatterns = [
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
     path("metrics", prometheus.metrics, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    # Before the admin's own URLs, which would read "dashboard" as a model name.
+    path("admin/runs/dashboard/", admin.site.admin_view(dashboard_view), name="runs-dashboard"),
     path("admin/", admin.site.urls),
     path("", include("runs.urls")),
     path("", include("schedules.urls")),

@@ -6,27 +6,36 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models.fields.json import KT
+from django.db.models.lookups import Exact
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from runs import services, tokens
+from runs import progress, services, states, tokens
 from runs.exceptions import InvalidTransition, OrchestratorError, RunNotFound
 from runs.models import Checkpoint, Run
 from runs.wire import format_ts
+
+# The admin index links the runs dashboard (runs.admin_dashboard). No
+# navigation sidebar: its width is what the run list needs to fit 1280 px.
+admin.site.index_template = "admin/orchestrator_index.html"
+admin.site.enable_nav_sidebar = False
 
 
 def labels_of(run: Run) -> list[str]:
@@ -65,37 +74,82 @@ def _human(delta: timedelta) -> str:
     return f"{hours}h {minutes}m"
 
 
+# A label key usable as a JSON path step; others are matched as text.
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
+_ID_PREFIX = re.compile(r"^[0-9a-fA-F][0-9a-fA-F-]{2,35}$")
+
+
 class LabelSearch:
     """Search terms for `metadata["labels"]`: `team` finds a list label or a dict
-    key, `team=ml` a dict entry. PostgreSQL answers with JSON containment."""
+    key, `team=ml` a dict entry. The same lookups on PostgreSQL and SQLite:
+    a key path for `key=value`, `has_key` for a key, and containment (PostgreSQL)
+    or the JSON text (SQLite, which has no containment) for a list item."""
 
     @staticmethod
     def query(term: str) -> Q:
         key, sep, value = term.partition("=")
+        if sep:
+            if _LABEL_KEY.match(key) and "__" not in key:
+                return Q(Exact(KT(f"metadata__labels__{key}"), value))
+            return Q(pk__in=[])
+        by_key = Q(metadata__labels__has_key=term)
         if connection.features.supports_json_field_contains:
-            if sep:
-                return Q(metadata__labels__contains={key: value})
-            return Q(metadata__labels__contains=[term]) | Q(metadata__labels__has_key=term)
-        # SQLite (a first local run) has no containment: match the labels' JSON text.
-        return Q(metadata__labels__icontains=term.replace("=", '": "') if sep else term)
+            return by_key | Q(metadata__labels__contains=[term])
+        return by_key | Q(metadata__labels__icontains=json.dumps(term))
+
+
+def id_prefix_query(term: str) -> Q | None:
+    """Runs whose id starts with `term` (hex, dashes optional), for a term that can be one."""
+    if not _ID_PREFIX.match(term):
+        return None
+    return Q(id__istartswith=term.lower())
+
+
+def progress_html(fraction: float | None, *, final_status: str = "") -> str:
+    """A bar for `fraction` (0..1); a dash when the run states no progress."""
+    if fraction is None:
+        return "-" if final_status != states.COMPLETED else format_html("<span>done</span>")
+    percent = round(fraction * 100)
+    return format_html(
+        "<span class='run-progress' role='progressbar' aria-valuenow='{}' aria-valuemin='0' "
+        "aria-valuemax='100'><span style='width: {}%'></span></span>"
+        "<span class='run-progress-text'>{}%</span>",
+        percent,
+        percent,
+        percent,
+    )
+
+
+def log_operation(request: HttpRequest, run: Run, message: str) -> None:
+    """The run's History (Django's LogEntry), for cancels and retries from the admin."""
+    LogEntry.objects.log_actions(
+        user_id=request.user.pk,
+        queryset=[run],
+        action_flag=CHANGE,
+        change_message=message,
+        single_object=True,
+    )
 
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = (
-        "id",
+        "short_id",
         "status_badge",
         "mode",
+        "task_or_image",
         "owner",
         "labels",
+        "attempt",
+        "progress_bar",
         "age",
         "duration",
         "checkpoint_count",
-        "created_at",
     )
+    list_display_links = ("short_id",)
     list_filter = ("status", "mode", ("created_at", admin.DateFieldListFilter))
     search_fields = ("owner",)
-    search_help_text = "A run id, an owner, or a label: 'nightly' or 'team=ml'."
+    search_help_text = "A run id or its first characters, an owner, or a label: 'nightly' or 'team=ml'."
     list_per_page = 50
     # COUNT(*) over every run on each page view is the slow part on a big table.
     show_full_result_count = False
@@ -118,6 +172,7 @@ class RunAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ("runs/admin-run.css",)}
+        js = ("runs/admin-refresh.js", "runs/admin-list.js")
 
     # Nobody adds, edits or deletes runs here: runs come from the API, change
     # only through the service layer (the actions below), and go by retention
@@ -137,6 +192,31 @@ class RunAdmin(admin.ModelAdmin):
 
     # --- list columns ---
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
+        # The latest checkpoint's data, for the progress bar: one indexed
+        # (run, seq) lookup per listed run, inside the page's one query.
+        latest = Checkpoint.objects.filter(run=OuterRef("pk"), seq=OuterRef("checkpoint_count"))
+        return super().get_queryset(request).annotate(latest_data=Subquery(latest.values("data")[:1]))
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, run: Run) -> str:
+        return format_html("<span class='run-id' title='{}'>{}</span>", run.id, str(run.id)[:8])
+
+    @admin.display(description="task / image")
+    def task_or_image(self, run: Run) -> str:
+        spec = run.spec if isinstance(run.spec, dict) else {}
+        return str(spec.get("task") or spec.get("image") or "-")
+
+    @admin.display(description="progress")
+    def progress_bar(self, run: Run) -> str:
+        data = getattr(run, "latest_data", None)
+        if isinstance(data, str):  # SQLite hands a subquery's JSON back as text
+            try:
+                data = json.loads(data)
+            except ValueError:
+                data = None
+        return progress_html(progress.fraction(data), final_status=run.status)
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, run: Run) -> str:
         return format_html("<span class='run-status run-status-{}'>{}</span>", run.status, run.status)
@@ -147,7 +227,7 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.display(description="age", ordering="created_at")
     def age(self, run: Run) -> str:
-        return timesince(run.created_at)
+        return _human(timezone.now() - run.created_at)
 
     @admin.display(description="duration")
     def duration(self, run: Run) -> str:
@@ -165,7 +245,20 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.display(description="error")
     def error_pretty(self, run: Run) -> str:
-        return _pretty(run.error) if run.error else "-"
+        """The code and message in words, a failed command's stderr tail as text, the rest as JSON."""
+        if not run.error:
+            return "-"
+        error = dict(run.error) if isinstance(run.error, dict) else {"message": str(run.error)}
+        code, message = error.pop("code", ""), error.pop("message", "")
+        tail = error.pop("stderrTail", None)
+        parts = [format_html("<p class='run-error'><strong>{}</strong> {}</p>", code, message)]
+        if tail:
+            parts.append(
+                format_html("<p>stderr (last lines):</p><pre class='run-json run-error-tail'>{}</pre>", tail)
+            )
+        if error:
+            parts.append(_pretty(error))
+        return format_html("{}" * len(parts), *parts)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Run], search_term: str
@@ -178,46 +271,84 @@ class RunAdmin(admin.ModelAdmin):
         except ValueError:
             pass
         by_owner, may_have_duplicates = super().get_search_results(request, queryset, term)
-        return by_owner | queryset.filter(LabelSearch.query(term)), may_have_duplicates
+        matches = by_owner | queryset.filter(LabelSearch.query(term))
+        by_prefix = id_prefix_query(term)
+        if by_prefix is not None:
+            matches = matches | queryset.filter(by_prefix)
+        return matches, may_have_duplicates
 
     # --- actions: through the service layer, like the API ---
 
+    # Each asks to confirm first (a page listing the runs), then writes the
+    # outcome to every run's History.
+
     @admin.action(description="Cancel selected runs", permissions=["operate"])
-    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> HttpResponse | None:
+        if not _confirmed(request):
+            return self._confirm(request, queryset, "cancel_selected", "Cancel")
         canceled, skipped = 0, []
         for run_id in queryset.values_list("pk", flat=True):
             try:
-                services.cancel_run(run_id)
-                canceled += 1
+                run = services.cancel_run(run_id)
             except (InvalidTransition, RunNotFound):
                 skipped.append(str(run_id))
+                continue
+            canceled += 1
+            log_operation(request, run, "Canceled from the admin.")
         if canceled:
             self.message_user(request, f"Canceled {canceled} run(s).", messages.SUCCESS)
         if skipped:
             self.message_user(
                 request, f"Not canceled (already finished): {', '.join(skipped)}", messages.WARNING
             )
+        return None
 
     @admin.action(description="Retry selected runs (a new run from the same spec)", permissions=["operate"])
-    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> HttpResponse | None:
+        if not _confirmed(request):
+            return self._confirm(request, queryset, "retry_selected", "Retry")
         created, failed = [], []
-        for run_id in queryset.values_list("pk", flat=True):
+        for original in queryset:
             try:
-                created.append(str(services.retry_run(run_id).id))
+                retry = services.retry_run(original.pk)
             except OrchestratorError as exc:
-                failed.append(f"{run_id} ({exc.message})")
+                failed.append(f"{original.pk} ({exc.message})")
+                continue
+            created.append(str(retry.id))
+            log_operation(request, original, f"Retried from the admin as run {retry.id}.")
+            log_operation(request, retry, f"Created from the admin as a retry of run {original.pk}.")
         if created:
             self.message_user(request, f"Created {len(created)} retry run(s): {', '.join(created)}")
         if failed:
             self.message_user(request, f"Could not retry: {', '.join(failed)}", messages.ERROR)
+        return None
+
+    def _confirm(
+        self, request: HttpRequest, queryset: QuerySet[Run], action: str, verb: str, *, form_url: str = ""
+    ) -> HttpResponse:
+        """The page that asks before `action` runs on these runs (POSTs back with confirmed=yes)."""
+        runs = list(queryset[: CONFIRM_LISTED + 1])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{verb} {len(runs) if len(runs) <= CONFIRM_LISTED else 'these'} run(s)?",
+            "opts": self.model._meta,
+            "runs": runs[:CONFIRM_LISTED],
+            "more": len(runs) > CONFIRM_LISTED,
+            "action": action,
+            "verb": verb,
+            "form_url": form_url,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+        }
+        return TemplateResponse(request, "admin/runs/run/confirm_action.html", context)
 
     # --- the run page: checkpoints, live stream, buttons ---
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
-            path("<path:object_id>/cancel/", wrap(require_POST(self.cancel_view)), name="runs_run_cancel"),
-            path("<path:object_id>/retry/", wrap(require_POST(self.retry_view)), name="runs_run_retry"),
+            path("<path:object_id>/cancel/", wrap(self.cancel_view), name="runs_run_cancel"),
+            path("<path:object_id>/retry/", wrap(self.retry_view), name="runs_run_retry"),
             path(
                 "<path:object_id>/stream-token/",
                 wrap(require_POST(self.stream_token_view)),
@@ -247,6 +378,10 @@ class RunAdmin(admin.ModelAdmin):
             newest_shown = extra["checkpoints"][-1]["ts"] if extra["checkpoints"] else ""
             extra.update(self._live(run, on_last_page=on_last_page, newest_shown=newest_shown))
             extra["can_operate"] = self.has_operate_permission(request)
+            latest = Checkpoint.objects.filter(run_id=run.id, seq=run.checkpoint_count).first()
+            extra["progress"] = progress_html(
+                progress.fraction(latest.data if latest else None), final_status=run.status
+            )
         return super().change_view(request, object_id, form_url, extra)
 
     def _checkpoint_page(self, request: HttpRequest, run: Run) -> dict[str, Any]:
@@ -312,28 +447,46 @@ class RunAdmin(admin.ModelAdmin):
         return JsonResponse({"token": token, "expiresAt": format_ts(expires_at), "status": run.status})
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self._operate(request, object_id, self.cancel_selected)
+        return self._operate(request, object_id, "cancel_selected", "Cancel")
 
     def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self._operate(request, object_id, self.retry_selected)
+        return self._operate(request, object_id, "retry_selected", "Retry")
 
-    def _operate(self, request: HttpRequest, object_id: str, action: Any) -> HttpResponse:
+    def _operate(self, request: HttpRequest, object_id: str, action: str, verb: str) -> HttpResponse:
+        """GET (or a POST not yet confirmed) asks; a confirmed POST acts, then back to the run."""
         if not self.has_operate_permission(request):
             raise PermissionDenied
         run = self._run_for(request, object_id)
-        action(request, Run.objects.filter(pk=run.pk))
+        queryset = Run.objects.filter(pk=run.pk)
+        if request.method != "POST" or not _confirmed(request):
+            return self._confirm(request, queryset, action, verb, form_url=request.path)
+        getattr(self, action)(request, queryset)
         return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
+
+
+def _confirmed(request: HttpRequest) -> bool:
+    return request.method == "POST" and request.POST.get("confirmed") == "yes"
+
+
+CONFIRM_LISTED = 100
 
 
 @admin.register(Checkpoint)
 class CheckpointAdmin(admin.ModelAdmin):
-    """Read-only; a run's own page shows its checkpoints in order."""
+    """Read-only; a run's own page shows its checkpoints in order. The list is
+    newest first (by insertion, the primary key's index), across runs."""
 
-    list_display = ("run", "seq", "ts", "type")
-    list_select_related = ("run",)
+    list_display = ("ts", "run_short_id", "seq", "type")
+    ordering = ("-pk",)
     search_fields = ("=run__id", "type")
     show_full_result_count = False
     readonly_fields = ("run", "seq", "ts", "type", "data")
+
+    @admin.display(description="run", ordering="run_id")
+    def run_short_id(self, checkpoint: Checkpoint) -> str:
+        url = reverse("admin:runs_run_change", args=[checkpoint.run_id])
+        return format_html("<a class='run-id' href='{}' title='{}'>{}</a>", url, checkpoint.run_id,
+                           str(checkpoint.run_id)[:8])  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

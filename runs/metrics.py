@@ -1,12 +1,30 @@
 """The service's own Prometheus metrics, defined once so every module
-(API, stream, workers, reconciler) counts into the same series."""
+(API, stream, workers, reconciler) counts into the same series.
+
+A change is counted by the process that records it: an API process for what
+clients and Jobs report over HTTP, each Redis worker for the runs it
+executes, the reconciler for what it applies. So the totals are the sum over
+every scraped process (each worker serves its own on WORKER_METRICS_PORT).
+The queue and fleet gauges are read from Redis at scrape time by the API
+(runs.redis.metrics)."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
 RUNS_CREATED = Counter("orchestrator_runs_created_total", "Runs created", ["mode"])
-RUNS_FINISHED = Counter("orchestrator_runs_finished_total", "Runs that reached a final status", ["status"])
+RUNS_FINISHED = Counter(
+    "orchestrator_runs_finished_total", "Runs that reached a final status", ["mode", "status"]
+)
+RUN_STATUS_CHANGES = Counter(
+    "orchestrator_run_status_changes_total", "Status changes recorded, by the new status", ["mode", "status"]
+)
+RUN_DURATION_SECONDS = Histogram(
+    "orchestrator_run_duration_seconds",
+    "From a run's start (its creation, when it never started) to its final status",
+    ["mode", "status"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 12 * 3600),
+)
 CHECKPOINTS_APPENDED = Counter("orchestrator_checkpoints_appended_total", "Checkpoints appended")
 EVENT_STREAMS_OPEN = Gauge(
     "orchestrator_event_streams_open", "Event streams open now", multiprocess_mode="livesum"
@@ -15,9 +33,6 @@ EVENT_DELIVERY_SECONDS = Histogram(
     "orchestrator_event_delivery_seconds",
     "From a checkpoint's commit to its write on an event stream",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
-QUEUE_DEPTH = Gauge(
-    "orchestrator_queue_depth", "Runs waiting in the Redis queue", multiprocess_mode="mostrecent"
 )
 RECONCILER_LAG_SECONDS = Gauge(
     "orchestrator_reconciler_lag_seconds",

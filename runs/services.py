@@ -204,11 +204,21 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
         admission.wake_scheduler()
     # The callers commit right after this: the journal's clock is taken last.
     journal.record(run, journal.status_type(new), at=now)
-    if states.is_final(new):
-        transaction.on_commit(lambda: metrics.RUNS_FINISHED.labels(status=new).inc())
+    transaction.on_commit(lambda: _count_status_change(run, new))
     logger.info(
         "run status changed",
         extra={"runId": str(run.id), "status": new, "event": "run_status"},
+    )
+
+
+def _count_status_change(run: Run, new: str) -> None:
+    metrics.RUN_STATUS_CHANGES.labels(mode=run.mode, status=new).inc()
+    if not states.is_final(new) or run.finished_at is None:
+        return
+    metrics.RUNS_FINISHED.labels(mode=run.mode, status=new).inc()
+    began = run.started_at or run.created_at
+    metrics.RUN_DURATION_SECONDS.labels(mode=run.mode, status=new).observe(
+        max(0.0, (run.finished_at - began).total_seconds())
     )
 
 

@@ -53,6 +53,26 @@ class Browser:
             what=f"{url} to load",
         )
 
+    def set_viewport(self, width: int, height: int) -> None:
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        self.send("Emulation.setDeviceMetricsOverride", **metrics)
+
+    def screenshot(self, path: Path) -> Path:
+        """The whole page as a PNG at the current viewport width."""
+        import base64
+
+        height = int(self.evaluate("Math.ceil(document.documentElement.scrollHeight)") or 800)
+        width = int(self.evaluate("window.innerWidth") or 1280)
+        shot = self.send(
+            "Page.captureScreenshot",
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
     def wait_for(self, expression: str, *, timeout: float = 20.0, what: str = "") -> Any:
         """Poll a JS expression until it is truthy; its last value on timeout."""
         deadline = time.monotonic() + timeout

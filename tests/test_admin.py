@@ -165,7 +165,12 @@ def test_the_cancel_action_cancels_through_the_service_layer_and_skips_finished_
 
     response = admin_client.post(
         CHANGELIST,
-        {"action": "cancel_selected", "_selected_action": [str(running.pk), str(done.pk)], "index": "0"},
+        {
+            "action": "cancel_selected",
+            "_selected_action": [str(running.pk), str(done.pk)],
+            "index": "0",
+            "confirmed": "yes",
+        },
         follow=True,
     )
 
@@ -183,9 +188,8 @@ def test_the_retry_action_creates_a_linked_run_from_the_same_spec(admin_client):
     )
     services.cancel_run(original.id)
 
-    admin_client.post(
-        CHANGELIST, {"action": "retry_selected", "_selected_action": [str(original.pk)], "index": "0"}
-    )
+    retry_it = {"action": "retry_selected", "_selected_action": [str(original.pk)], "index": "0"}
+    admin_client.post(CHANGELIST, {**retry_it, "confirmed": "yes"})
 
     retry = Run.objects.get(retry_of=original)
     assert (retry.status, retry.mode, retry.spec, retry.metadata, retry.owner) == (
@@ -200,13 +204,14 @@ def test_the_retry_action_creates_a_linked_run_from_the_same_spec(admin_client):
 def test_the_run_page_buttons_cancel_and_retry(admin_client):
     run = new_run()
 
-    cancel = admin_client.post(reverse("admin:runs_run_cancel", args=[run.pk]))
-    retry = admin_client.post(reverse("admin:runs_run_retry", args=[run.pk]))
+    asked = admin_client.get(reverse("admin:runs_run_cancel", args=[run.pk]))
+    assert asked.status_code == 200 and Run.objects.get(pk=run.pk).status == "pending"
+    cancel = admin_client.post(reverse("admin:runs_run_cancel", args=[run.pk]), {"confirmed": "yes"})
+    retry = admin_client.post(reverse("admin:runs_run_retry", args=[run.pk]), {"confirmed": "yes"})
 
     assert cancel.status_code == retry.status_code == 302
     assert Run.objects.get(pk=run.pk).status == "canceled"
     assert Run.objects.filter(retry_of=run).count() == 1
-    assert admin_client.get(reverse("admin:runs_run_cancel", args=[run.pk])).status_code == 405
 
 
 def test_staff_without_the_change_permission_can_look_but_not_cancel(client, django_user_model):
@@ -218,7 +223,7 @@ def test_staff_without_the_change_permission_can_look_but_not_cancel(client, dja
     run = new_run()
 
     page = client.get(run_page(run)).content.decode()
-    denied = client.post(reverse("admin:runs_run_cancel", args=[run.pk]))
+    denied = client.post(reverse("admin:runs_run_cancel", args=[run.pk]), {"confirmed": "yes"})
 
     assert "Cancel run" not in page
     assert denied.status_code == 403

@@ -71,7 +71,9 @@ def test_runs_created_finished_and_checkpoints_appended_are_counted(
     assert delta("orchestrator_runs_created_total", mode="redis") == 1
     assert delta("orchestrator_runs_created_total", mode="k8s") == 1
     assert delta("orchestrator_checkpoints_appended_total") == 2
-    assert delta("orchestrator_runs_finished_total", status="completed") == 1
+    assert delta("orchestrator_runs_finished_total", mode="redis", status="completed") == 1
+    assert delta("orchestrator_run_status_changes_total", mode="redis", status="running") == 1
+    assert delta("orchestrator_run_duration_seconds_count", mode="redis", status="completed") == 1
 
 
 def test_every_metric_of_the_issue_is_exported(client):
@@ -85,6 +87,11 @@ def test_every_metric_of_the_issue_is_exported(client):
         "orchestrator_event_streams_open",
         "orchestrator_event_delivery_seconds",
         "orchestrator_queue_depth",
+        "orchestrator_queue_pending",
+        "orchestrator_queue_oldest_waiting_seconds",
+        "orchestrator_workers",
+        "orchestrator_run_status_changes_total",
+        "orchestrator_run_duration_seconds",
         "orchestrator_reconciler_lag_seconds",
     ):
         assert f"# TYPE {name} " in text, name

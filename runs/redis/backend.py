@@ -125,8 +125,3 @@ class RedisBackend(Backend):
             f"after commit, add the run to the Redis stream {keys.stream} (consumer group {keys.group})",
             f"a worker takes it, runs the task {task!r} and reports checkpoints and status",
         ]
-
-
-def queue_depth() -> int:
-    """Runs waiting in the Redis queue now (for a scrape-time gauge)."""
-    return run_queue.run_queue().depth()

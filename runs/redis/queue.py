@@ -321,6 +321,38 @@ class RunQueue:
             return 0  # no stream or no group yet: nothing queued
         return max(0, int(length) - int(pending["pending"]))
 
+    def stats(self) -> QueueStats:
+        """Depth, delivered-but-unfinished entries, and how long the oldest waiting run has waited."""
+        keys = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xlen(keys.stream)
+        pipe.xinfo_groups(keys.stream)
+        pipe.time()
+        try:
+            length, groups, (seconds, micros) = pipe.execute()
+        except redis.ResponseError:
+            return QueueStats(depth=0, pending=0, oldest_waiting_seconds=None)  # no stream yet
+        group = next((g for g in groups if g["name"] == keys.group), None)
+        if group is None:
+            return QueueStats(depth=int(length), pending=0, oldest_waiting_seconds=None)
+        pending = int(group["pending"])
+        depth = max(0, int(length) - pending)
+        oldest = None
+        if depth:
+            # Entries after the group's last delivered id are the ones no worker has taken.
+            first = self.redis.xrange(keys.stream, f"({group['last-delivered-id']}", "+", count=1)
+            if first:
+                enqueued_ms = int(first[0][0].split("-")[0])
+                oldest = max(0.0, (int(seconds) * 1000 + int(micros) / 1000 - enqueued_ms) / 1000)
+        return QueueStats(depth=depth, pending=pending, oldest_waiting_seconds=oldest)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    depth: int  # waiting for a worker
+    pending: int  # delivered to a worker, not finished
+    oldest_waiting_seconds: float | None  # None when nothing waits
+
 
 def run_queue(stream_name: str | None = None, url: str | None = None) -> RunQueue:
     return RunQueue(client(url), queue_keys(stream_name))

@@ -41,7 +41,6 @@ logger = logging.getLogger("runs.worker")
 
 READ_BLOCK_MS = 500
 HAND_BACK_IDLE_MS = 10**9  # makes a handed-back entry look long abandoned: reclaimable at once
-DEPTH_INTERVAL_S = 5.0
 
 
 class Worker:
@@ -146,7 +145,7 @@ class Worker:
 
     def _fetch_loop(self) -> None:
         keys = self.queue.keys
-        next_reclaim = next_sweep = next_depth = 0.0
+        next_reclaim = next_sweep = 0.0
         while not self._stopping.is_set():
             self._slot_freed.clear()  # before counting, so a slot freed meanwhile is not missed
             free = self.concurrency - len(self._inflight)
@@ -163,9 +162,6 @@ class Worker:
                 if now >= next_sweep:
                     next_sweep = now + settings.WORKER_SWEEP_INTERVAL_SECONDS
                     self._sweep(force=False)
-                if now >= next_depth:
-                    next_depth = now + DEPTH_INTERVAL_S
-                    metrics.QUEUE_DEPTH.set(self.queue.depth())
                 if free <= 0:
                     continue
                 response = self.queue.redis.xreadgroup(

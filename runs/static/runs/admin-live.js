@@ -1,5 +1,8 @@
 // Follows a run's event stream on its admin page: appends checkpoints and
-// status changes as they arrive. Plain script, no build step.
+// status changes as they arrive, moves the progress bar, and on every status
+// change (and every few seconds while the run is open) re-reads the page
+// itself to swap in its fields, heading and buttons, so status, times,
+// duration, attempt and error are never stale. Plain script, no build step.
 //
 // The page renders the checkpoints it has and the newest one's ts; the
 // stream is opened resuming after that ts, so nothing that lands between
@@ -26,6 +29,10 @@
   var countEl = root.querySelector("[data-live-count]");
   var newerEl = root.querySelector("[data-live-newer]");
   var logEl = root.querySelector("[data-live-log]");
+  var progressEl = root.querySelector("[data-live-progress]");
+  var DETAILS_EVERY_MS = 5000;
+  var detailsTimer = null;
+  var detailsBusy = false;
   var source = null;
   var finished = false;
   var failures = 0;
@@ -68,6 +75,7 @@
     }
     lastEventId = ts;
     if (!append) {
+      showProgress(fraction(checkpoint.data));
       newerEl.hidden = false;
       return;
     }
@@ -84,14 +92,81 @@
     cell(row, JSON.stringify(checkpoint.data, null, 1), true);
     body.appendChild(row);
     countEl.textContent = String(checkpoint.seq);
+    showProgress(fraction(checkpoint.data));
+  }
+
+  // The convention of runs/progress.py: data.progress (0..1), or data.step of data.of.
+  function fraction(data) {
+    if (!data || typeof data !== "object") {
+      return null;
+    }
+    if (typeof data.progress === "number") {
+      return Math.min(1, Math.max(0, data.progress));
+    }
+    if (typeof data.step === "number" && typeof data.of === "number" && data.of > 0) {
+      return Math.min(1, Math.max(0, data.step / data.of));
+    }
+    return null;
+  }
+
+  function showProgress(value) {
+    if (value === null || !progressEl) {
+      return;
+    }
+    var percent = Math.round(value * 100);
+    progressEl.innerHTML = "";
+    var bar = document.createElement("span");
+    bar.className = "run-progress";
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-valuenow", String(percent));
+    var fill = document.createElement("span");
+    fill.style.width = percent + "%";
+    bar.appendChild(fill);
+    var text = document.createElement("span");
+    text.className = "run-progress-text";
+    text.textContent = percent + "%";
+    progressEl.appendChild(bar);
+    progressEl.appendChild(text);
+  }
+
+  // Swap in the server's current rendering of the parts of the page that
+  // describe the run (not the checkpoints, which the stream keeps).
+  var DETAIL_PARTS = [
+    ".breadcrumbs",
+    "#content > h2",
+    ".object-tools",
+    "#content-main fieldset.module:not(#run-checkpoints)",
+  ];
+
+  function refreshDetails() {
+    if (detailsBusy) {
+      return;
+    }
+    detailsBusy = true;
+    window.OrchestratorAdmin.fetchDocument(window.location.href)
+      .then(function (fresh) {
+        window.OrchestratorAdmin.swapParts(fresh, DETAIL_PARTS);
+        root.dataset.detailsUpdated = String(Number(root.dataset.detailsUpdated || "0") + 1);
+      })
+      .catch(function () {
+        return null;
+      })
+      .then(function () {
+        detailsBusy = false;
+      });
   }
 
   function showRun(run) {
     if (!run) {
       return;
     }
+    var changed = statusEl.textContent !== run.status;
     statusEl.textContent = run.status;
     countEl.textContent = String(run.checkpointCount);
+    root.dataset.status = run.status;
+    if (changed) {
+      refreshDetails();
+    }
   }
 
   function logStatus(kind, data) {
@@ -106,6 +181,10 @@
     if (source) {
       source.close();
     }
+    if (detailsTimer) {
+      window.clearInterval(detailsTimer);
+    }
+    refreshDetails();
     setState("finished");
   }
 
@@ -214,5 +293,7 @@
     setState("finished");
     return;
   }
+  // While the run is open its duration grows and its attempt may change.
+  detailsTimer = window.setInterval(refreshDetails, DETAILS_EVERY_MS);
   connect();
 })();
