@@ -2,10 +2,14 @@
 # Build: docker build -t orchestrator .    Run: see docker-compose.yml.
 FROM python:3.11-slim
 
+# HOST: in a container the published port arrives on the container's own
+# interface, not on loopback; without ORCHESTRATOR_API_KEY (or
+# ALLOW_UNAUTHENTICATED=true) the server then refuses to start.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOST=0.0.0.0 \
     PORT=7070 \
     WEB_CONCURRENCY=2
 

@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 7070
+# Loopback unless told otherwise; another address needs ORCHESTRATOR_API_KEY (SECURITY.md).
+HOST ?= 127.0.0.1
 WEB_CONCURRENCY ?= 2
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
@@ -30,11 +32,11 @@ migrate: $(BIN)/.installed .secret_key
 	SECRET_KEY="$${SECRET_KEY:-$$(cat .secret_key)}" $(BIN)/python manage.py migrate --noinput
 	SECRET_KEY="$${SECRET_KEY:-$$(cat .secret_key)}" $(BIN)/python manage.py collectstatic --noinput -v 0
 
-## Serve the API on :$(PORT) (embedded SQLite unless DATABASE_URL is set).
+## Serve the API on $(HOST):$(PORT) (embedded SQLite unless DATABASE_URL is set).
 run: migrate
 	SECRET_KEY="$${SECRET_KEY:-$$(cat .secret_key)}" LOG_FORMAT="$${LOG_FORMAT:-plain}" \
 	$(BIN)/gunicorn orchestrator.asgi:application -c orchestrator/gunicorn.conf.py \
-		--bind 0.0.0.0:$(PORT) --workers $(WEB_CONCURRENCY)
+		--bind $(HOST):$(PORT) --workers $(WEB_CONCURRENCY)
 
 ## The whole suite against the real PostgreSQL and Redis.
 test: $(BIN)/.installed-dev

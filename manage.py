@@ -7,6 +7,10 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
+    from orchestrator.database_check import check_before
+
+    if problem := check_before(sys.argv):
+        sys.exit(problem)
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -56,14 +56,27 @@ def create_runs(url: str, count: int) -> list[str]:
 
 def pg_connections(db_name: str) -> int:
     """Server connections to the benchmark database (this sampler's own excluded)."""
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with connect_retrying(PG_ADMIN_URL) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             [db_name],
         ).fetchone()
         return int(row[0]) if row else 0
+
+
+def connect_retrying(url: str, attempts: int = 40) -> Any:
+    """A psycopg connection; a PostgreSQL shared with other work may be out of
+    connection slots for a moment."""
+    import psycopg
+
+    for attempt in range(attempts):
+        try:
+            return psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")
 
 
 class ConnectionSampler:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.db.models import Max, Min, QuerySet
 
-from journal.models import Entry
+from journal.models import Clock, Entry
 
 
 @dataclass(frozen=True)
@@ -80,3 +80,15 @@ def oldest_id() -> int | None:
 def entries_of_run(run_id: uuid.UUID | str) -> list[Entry]:
     """A run's entries, oldest first (the admin and `runs_show`)."""
     return list(Entry.objects.filter(run_id=run_id).order_by("id"))
+
+
+def next_id() -> int:
+    """The id the next entry will get (retention never lowers it)."""
+    last = Clock.objects.values_list("last_id", flat=True).first()
+    return max(last or 0, newest_id()) + 1
+
+
+def first_kept_id() -> int:
+    """The oldest entry's id; when retention left none, the id of the next one."""
+    oldest = oldest_id()
+    return oldest if oldest is not None else next_id()

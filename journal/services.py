@@ -18,18 +18,24 @@ holding the clock could deadlock with a writer waiting for the clock.
 
 from __future__ import annotations
 
+import itertools
 import json
-from datetime import datetime
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
+from django.utils import timezone
 
 from journal.models import Clock, Entry
-from runs import notify
+from runs import metrics, notify
 from runs.models import Run
 from runs.wire import run_to_wire
+
+logger = logging.getLogger("journal.services")
 
 CREATED = "run.created"
 RUNNING = "run.running"
@@ -81,8 +87,11 @@ def record(run: Run, entry_type: str, *, at: datetime | None = None) -> int:
         "schedule_id": wire.get("scheduleId"),
     }
     if connection.vendor == "postgresql":
-        return _record_postgresql(fields, wire)
-    return _record_portable(fields, wire)
+        entry_id = _record_postgresql(fields, wire)
+    else:
+        entry_id = _record_portable(fields, wire)
+    transaction.on_commit(lambda: metrics.JOURNAL_ENTRIES.labels(type=entry_type).inc())
+    return entry_id
 
 
 def _record_postgresql(fields: dict[str, Any], wire: dict[str, Any]) -> int:
@@ -114,3 +123,31 @@ def _tick() -> int:
             return start
         except IntegrityError:
             continue  # another writer created it first: take the next one
+
+
+def prune(*, older_than: timedelta, batch_size: int = 1000, dry_run: bool = False) -> Iterator[int]:
+    """Delete the entries written more than `older_than` ago; yields each batch's count.
+
+    Only the oldest entries go, as a prefix in id order: the journal keeps
+    every entry from its oldest one on, so a reader resuming before that
+    oldest id knows it missed entries (`event: reset`). Each batch is a
+    short transaction of its own.
+    """
+    cutoff = timezone.now() - older_than
+    after = 0
+    while True:
+        rows = list(Entry.objects.filter(id__gt=after).order_by("id").values_list("id", "at")[:batch_size])
+        prefix = list(itertools.takewhile(lambda row: row[1] < cutoff, rows))
+        if prefix:
+            last = prefix[-1][0]
+            if dry_run:
+                after = last
+            else:
+                with transaction.atomic():
+                    Entry.objects.filter(id__lte=last).delete()
+            logger.info(
+                "journal pruned", extra={"event": "journal_pruned", "entries": len(prefix), "dryRun": dry_run}
+            )
+            yield len(prefix)
+        if len(prefix) < batch_size:
+            return

@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """`90s`, `15m`, `12h`, `30d` or `2w`; None for anything else."""
+    match = _DURATION.match(text)
+    if not match:
+        return None
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def env_duration(name: str, default: str) -> timedelta:
+    raw = os.environ.get(name, "").strip() or default
+    value = parse_duration(raw)
+    if value is None or value <= timedelta(0):
+        raise ImproperlyConfigured(f"{name} must be a duration like 90s, 15m, 12h, 7d or 2w, not {raw!r}")
+    return value
 
 
 def env_str(name: str, default: str = "") -> str:

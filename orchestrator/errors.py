@@ -26,6 +26,8 @@ class APIError(Exception):
 
     status_code = 400
     code = "bad_request"
+    # Response headers the answer carries (Retry-After on a 503).
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None, **extra: Any) -> None:
         super().__init__(message)
@@ -105,7 +107,9 @@ def _drf_error(exc: drf.APIException) -> JsonResponse:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse | None:
     """DRF's EXCEPTION_HANDLER: every exception a view raises becomes one JSON error."""
     if isinstance(exc, APIError):
-        return error_response(exc.status_code, exc.message, exc.code, exc.details, extra=exc.extra)
+        return error_response(
+            exc.status_code, exc.message, exc.code, exc.details, extra=exc.extra, headers=exc.headers or None
+        )
     if isinstance(exc, drf.APIException):
         return _drf_error(exc)
     if isinstance(exc, RequestDataTooBig):

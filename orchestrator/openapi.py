@@ -25,6 +25,7 @@ _STREAM_PATH = "/runs/{run_id}/events"
 # as the wire-schema hook names its component; written out so that this
 # module, like the middleware it documents, imports no app.
 ERROR_RESPONSE = {"$ref": "#/components/schemas/ErrorResponse"}
+RETRY_AFTER = {"schema": {"type": "integer", "minimum": 1}, "required": True, "description": "seconds"}
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -39,6 +40,19 @@ def add_security(result: dict[str, Any], generator: Any, request: Any, public: b
             if path == _STREAM_PATH:
                 operation["security"] = [*API_KEY, {"streamToken": []}]
             responses = operation.setdefault("responses", {})
+            responses.setdefault(
+                "400",
+                {
+                    "description": "a bad parameter (U+0000 in the query among them) or Host header",
+                    "content": _json(),
+                },
+            )
+            unavailable = responses.setdefault(
+                "503",
+                {"description": "the database is unreachable or not migrated", "content": _json()},
+            )
+            # Every 503 says when to try again.
+            unavailable.setdefault("headers", {})["Retry-After"] = RETRY_AFTER
             responses.setdefault(
                 "401", {"description": "missing, wrong or out-of-scope credential", "content": _json()}
             )

@@ -12,19 +12,30 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from orchestrator.env import env_bool, env_float, env_int, env_list, env_str
+from orchestrator.env import env_bool, env_duration, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
+# `make run` keeps a development key in this file (out of git and out of the
+# image): commands run by hand in the same checkout, such as
+# `.venv/bin/python manage.py createsuperuser`, find it without SECRET_KEY set.
+SECRET_KEY_FILE = Path(env_str("SECRET_KEY_FILE") or BASE_DIR / ".secret_key")
+if not SECRET_KEY and SECRET_KEY_FILE.is_file():
+    SECRET_KEY = SECRET_KEY_FILE.read_text().strip()
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set unless DEBUG=true")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set unless DEBUG=true "
+            "(`make run` writes one to .secret_key for this checkout)"
+        )
     # Debug only: a key per process, so nothing signed survives a restart.
     SECRET_KEY = secrets.token_urlsafe(50)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
+# Enforced on every path but the probes, which a cluster asks by pod address.
+HOST_CHECK_EXEMPT_PATHS = ("/health", "/ready")
 PORT = env_int("PORT", 7070, minimum=1)
 
 INSTALLED_APPS = [
@@ -47,6 +58,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "orchestrator.middleware.request.RequestIDMiddleware",
     "orchestrator.middleware.body_limit.BodySizeLimitMiddleware",
+    "orchestrator.middleware.request.AllowedHostsMiddleware",
+    "orchestrator.middleware.request.QueryStringMiddleware",
+    "orchestrator.middleware.startup_checks.StartupChecksMiddleware",
     "orchestrator.middleware.request.ResponseHeadersMiddleware",
     "orchestrator.middleware.static_files.StaticFilesMiddleware",
     "orchestrator.middleware.request.AdminOnlyMiddleware",
@@ -146,6 +160,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "runs.api.openapi.add_wire_schemas",
+        "runs.api.openapi.mark_required_bodies",
         "runs.stream.openapi.add_event_stream",
     ],
 }
@@ -320,6 +335,12 @@ WORKER_TASK_MODULES = env_list("WORKER_TASK_MODULES", "")
 # its last heartbeat: a crashed worker shows as gone for this long.
 WORKER_RECORD_KEEP_SECONDS = env_int("WORKER_RECORD_KEEP_SECONDS", 3600, minimum=60)
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)
+# The built-in `command` task runs any argv a client sends, as the worker's
+# user: only on workers started with WORKER_ALLOW_COMMAND=true.
+WORKER_ALLOW_COMMAND = env_bool("WORKER_ALLOW_COMMAND", False)
+# How long a worker retries a checkpoint write that failed on the database
+# (each retry carries the same keys, so nothing is stored twice).
+WORKER_WRITE_RETRY_SECONDS = env_float("WORKER_WRITE_RETRY_SECONDS", 30.0)
 WORKER_COMMAND_PASS_ENV = env_list("WORKER_COMMAND_PASS_ENV", "PATH,HOME,LANG,LC_ALL,TZ")
 
 # --- Event stream (runs.stream) ---
@@ -337,6 +358,10 @@ SSE_DB_CONCURRENCY = env_int("SSE_DB_CONCURRENCY", 2, minimum=1)
 # Frames queued for one slow client before its stream is closed (it resumes).
 SSE_MAX_BUFFERED_EVENTS = env_int("SSE_MAX_BUFFERED_EVENTS", 5000, minimum=10)
 SSE_LISTEN_MAX_BACKOFF_SECONDS = env_float("SSE_LISTEN_MAX_BACKOFF_SECONDS", 5.0)
+
+# The run journal (GET /runs/events, webhooks): how long entries are kept.
+# `runs_prune` deletes older ones; a resume from before them gets `event: reset`.
+JOURNAL_RETENTION = env_duration("JOURNAL_RETENTION", "7d")
 
 
 # --- Operations: admin static files ---

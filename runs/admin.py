@@ -478,9 +478,9 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     list_display = ("ts", "run_short_id", "seq", "type")
     ordering = ("-pk",)
-    search_fields = ("=run__id", "type")
+    search_fields = ("=run__id", "type", "=key")
     show_full_result_count = False
-    readonly_fields = ("run", "seq", "ts", "type", "data")
+    readonly_fields = ("run", "seq", "ts", "type", "key", "data")
 
     @admin.display(description="run", ordering="run_id")
     def run_short_id(self, checkpoint: Checkpoint) -> str:

@@ -10,16 +10,22 @@ takes its lock, advances the counters and sends the wake-up; the INSERT
 takes seq and ts from what the UPDATE returned. One round trip, and under
 autocommit one transaction, instead of six. Elsewhere (SQLite, the embedded
 default) the same rules run through the ORM under a row lock.
+
+Checkpoint keys make a retried append store nothing new. Appends without
+keys take the path above unchanged. With keys, a batch is first reduced to
+the keys the run does not hold yet (one indexed read), and only those are
+appended; a key that arrives twice at once meets the partial unique index,
+and the loser reads again and answers what the winner stored.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from runs import notify, states
@@ -38,12 +44,13 @@ WITH run AS (
      WHERE id = %(run_id)s AND status NOT IN ({", ".join(f"'{s}'" for s in _FINAL)})
  RETURNING id, checkpoint_count, last_checkpoint_ts, pg_notify(%(channel)s, %(run_id_text)s)
 )
-INSERT INTO runs_checkpoint (run_id, seq, ts, type, data)
+INSERT INTO runs_checkpoint (run_id, seq, ts, type, data, key)
 SELECT run.id,
        run.checkpoint_count - %(n)s + item.k,
        run.last_checkpoint_ts - (%(n)s - item.k) * interval '1 microsecond',
        item.e ->> 'type',
-       NULLIF(item.e -> 'data', 'null'::jsonb)
+       NULLIF(item.e -> 'data', 'null'::jsonb),
+       item.e ->> 'key'
   FROM run, jsonb_array_elements(%(items)s::jsonb) WITH ORDINALITY AS item(e, k)
 RETURNING id, seq, ts
 """  # noqa: S608 - the only interpolation is the fixed list of final statuses
@@ -63,6 +70,9 @@ class Appended:
     ts: datetime
     type: str
     data: Any
+    key: str | None = None
+    # Stored by an earlier append with the same key; this one stored nothing.
+    replayed: bool = False
 
 
 class AppendRefused(Exception):
@@ -73,14 +83,90 @@ class AppendRefused(Exception):
         self.status = status
 
 
+class KeyConflict(Exception):
+    """A key the run (or the same batch) holds for another type or data."""
+
+    def __init__(self, key: str, stored: Appended | None) -> None:
+        super().__init__(key)
+        self.key = key
+        self.stored = stored
+
+
 def append(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
+    """Store the items in order; each keyed item the run already holds is
+    answered by the stored checkpoint (`replayed`) instead."""
+    if not any(item.get("key") is not None for item in items):
+        return _store(run_id, items)
+    for attempt in range(KEY_RACE_RETRIES):
+        try:
+            return _append_keyed(run_id, items)
+        except IntegrityError:
+            # A concurrent append stored one of these keys after our read:
+            # read again, and answer what it stored.
+            if attempt == KEY_RACE_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+KEY_RACE_RETRIES = 3
+
+
+def _store(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
     if connection.vendor == "postgresql":
         return _append_postgresql(run_id, items)
     return _append_portable(run_id, items)
 
 
+def _same_content(item: dict[str, Any], kind: str, data: Any) -> bool:
+    return item["type"] == kind and item.get("data") == data
+
+
+def _append_keyed(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
+    keys = {item["key"] for item in items if item.get("key") is not None}
+    held = {
+        row["key"]: Appended(**row, run_id=run_id, replayed=True)
+        for row in Checkpoint.objects.filter(run_id=run_id, key__in=keys).values(
+            "pk", "seq", "ts", "type", "data", "key"
+        )
+    }
+    fresh: list[dict[str, Any]] = []
+    first_of: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key = item.get("key")
+        if key is not None and key in held:
+            if not _same_content(item, held[key].type, held[key].data):
+                raise KeyConflict(key, held[key])
+        elif key is not None and key in first_of:
+            earlier = first_of[key]
+            if not _same_content(item, earlier["type"], earlier.get("data")):
+                raise KeyConflict(key, None)
+        else:
+            if key is not None:
+                first_of[key] = item
+            fresh.append(item)
+    if not fresh:  # every key held: the run exists, whatever its status now
+        return [held[item["key"]] for item in items]
+    if connection.in_atomic_block:
+        with transaction.atomic():  # a savepoint: a lost key race leaves the caller's transaction usable
+            stored = _store(run_id, fresh)
+    else:
+        stored = _store(run_id, fresh)  # one statement, its own transaction
+    answers = iter(stored)
+    result: list[Appended] = []
+    for item in items:
+        key = item.get("key")
+        if key is None:
+            result.append(next(answers))
+        elif key not in held:
+            held[key] = replace(appended := next(answers), replayed=True)
+            result.append(appended)
+        else:
+            result.append(held[key])  # stored before, or earlier in this batch
+    return result
+
+
 def _append_postgresql(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
-    payload = [{"type": item["type"], "data": item.get("data")} for item in items]
+    payload = [_payload(item) for item in items]
     with connection.cursor() as cursor:
         cursor.execute(
             _APPEND_SQL,
@@ -96,9 +182,16 @@ def _append_postgresql(run_id: Any, items: list[dict[str, Any]]) -> list[Appende
     if not rows:
         raise AppendRefused(Run.objects.filter(pk=run_id).values_list("status", flat=True).first())
     return [
-        Appended(pk, run_id, seq, ts, item["type"], item.get("data"))
+        Appended(pk, run_id, seq, ts, item["type"], item.get("data"), item.get("key"))
         for (pk, seq, ts), item in zip(rows, items, strict=True)
     ]
+
+
+def _payload(item: dict[str, Any]) -> dict[str, Any]:
+    payload = {"type": item["type"], "data": item.get("data")}
+    if item.get("key") is not None:
+        payload["key"] = item["key"]
+    return payload
 
 
 def _append_portable(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
@@ -113,8 +206,17 @@ def _append_portable(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]
         for item in items:
             ts = now if ts is None or now > ts else ts + ONE_MICROSECOND
             seq += 1
-            rows.append(Checkpoint(run_id=run.id, seq=seq, ts=ts, type=item["type"], data=item.get("data")))
+            rows.append(
+                Checkpoint(
+                    run_id=run.id,
+                    seq=seq,
+                    ts=ts,
+                    type=item["type"],
+                    data=item.get("data"),
+                    key=item.get("key"),
+                )
+            )
         Checkpoint.objects.bulk_create(rows)
         Run.objects.filter(pk=run.id).update(checkpoint_count=seq, last_checkpoint_ts=ts, updated_at=now)
         notify.run_changed(str(run.id))
-    return [Appended(row.pk, row.run_id, row.seq, row.ts, row.type, row.data) for row in rows]
+    return [Appended(row.pk, row.run_id, row.seq, row.ts, row.type, row.data, row.key) for row in rows]

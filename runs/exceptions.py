@@ -52,6 +52,19 @@ class IdempotencyConflict(OrchestratorError):
         )
 
 
+class CheckpointKeyConflict(OrchestratorError):
+    """A checkpoint key the run already holds (or the batch repeats) for another type or data."""
+
+    status_code = 409
+    code = "idempotency_conflict"
+
+    def __init__(self, key: str, checkpoint_id: str | None) -> None:
+        details: dict[str, str] = {"key": key}
+        if checkpoint_id is not None:
+            details["checkpointId"] = checkpoint_id
+        super().__init__("checkpoint key was already used with a different type or data", details=details)
+
+
 class SchemaViolation(OrchestratorError):
     status_code = 422
     code = "validation_error"
@@ -69,11 +82,16 @@ class BadParameter(OrchestratorError):
 
 
 class BackendUnavailable(OrchestratorError):
+    """The run's backend cannot take it now; nothing was recorded."""
+
     status_code = 503
     code = "backend_unavailable"
 
-    def __init__(self, backend: str, reason: str) -> None:
-        super().__init__(f"{backend} backend unavailable", details={"backend": backend, "reason": reason})
+    def __init__(self, backend: str, message: str, reason: str, *, retry_after: int = 5) -> None:
+        # `message` says what is wrong in words ("Kubernetes API not reachable");
+        # `reason` is the detail an operator looks up.
+        super().__init__(message, details={"backend": backend, "reason": reason})
+        self.headers = {"Retry-After": str(max(1, retry_after))}
 
 
 class AttemptSuperseded(OrchestratorError):

@@ -34,6 +34,17 @@ EVENT_DELIVERY_SECONDS = Histogram(
     "From a checkpoint's commit to its write on an event stream",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+RUN_LIST_STREAMS_OPEN = Gauge(
+    "orchestrator_run_list_streams_open",
+    "Run list streams (GET /runs/events) open now",
+    multiprocess_mode="livesum",
+)
+RUN_LIST_DELIVERY_SECONDS = Histogram(
+    "orchestrator_run_list_delivery_seconds",
+    "From a run change to its journal entry's write on a run list stream",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+JOURNAL_ENTRIES = Counter("orchestrator_journal_entries_total", "Run journal entries written", ["type"])
 RECONCILER_LAG_SECONDS = Gauge(
     "orchestrator_reconciler_lag_seconds",
     "Age of the newest Kubernetes event the reconciler has applied",

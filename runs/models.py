@@ -105,12 +105,18 @@ class Checkpoint(models.Model):
     ts = models.DateTimeField()
     type = models.CharField(max_length=200)
     data = models.JSONField(null=True, blank=True)
+    # The writer's own name for the checkpoint, so that a retried append is
+    # stored once. Partial unique index: appends without a key never touch it.
+    key = models.CharField(max_length=200, null=True, blank=True)
 
     class Meta:
         ordering = ["run", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["run", "seq"], name="checkpoint_run_seq_uniq"),
             models.UniqueConstraint(fields=["run", "ts"], name="checkpoint_run_ts_uniq"),
+            models.UniqueConstraint(
+                fields=["run", "key"], condition=models.Q(key__isnull=False), name="checkpoint_run_key_uniq"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -22,6 +22,7 @@ from runs import admission, checkpoint_writer, metrics, notify, states
 from runs.backends import get_backend
 from runs.exceptions import (
     AttemptSuperseded,
+    CheckpointKeyConflict,
     IdempotencyConflict,
     InvalidTransition,
     RunFinished,
@@ -261,16 +262,35 @@ def _check_data_size(items: list[dict[str, Any]]) -> None:
         raise SchemaViolation(too_large)
 
 
+def _trimmed_types(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items with each `type` stripped of surrounding whitespace; a blank one is a 422."""
+    trimmed = []
+    blank: dict[str, list[str]] = {}
+    for index, item in enumerate(items):
+        kind = item["type"].strip()
+        if not kind:
+            blank[f"checkpoints[{index}].type"] = ["must not be blank"]
+        trimmed.append(item if kind == item["type"] else {**item, "type": kind})
+    if blank:
+        raise SchemaViolation(blank)
+    return trimmed
+
+
 def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[checkpoint_writer.Appended]:
     """Append checkpoints in order; see `runs.checkpoint_writer` for the guarantees."""
     _check_data_size(items)
+    items = _trimmed_types(items)
     try:
         rows = checkpoint_writer.append(_run_pk(run_id), items)
     except checkpoint_writer.AppendRefused as refused:
         if refused.status is None:
             raise RunNotFound() from None
         raise RunFinished(refused.status) from None
-    transaction.on_commit(lambda: metrics.CHECKPOINTS_APPENDED.inc(len(rows)))
+    except checkpoint_writer.KeyConflict as conflict:
+        stored = str(conflict.stored.pk) if conflict.stored is not None else None
+        raise CheckpointKeyConflict(conflict.key, stored) from None
+    appended = sum(1 for row in rows if not row.replayed)
+    transaction.on_commit(lambda: metrics.CHECKPOINTS_APPENDED.inc(appended))
     return rows
 
 

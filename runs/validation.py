@@ -8,6 +8,7 @@ validate what the API sends with them.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from functools import cache
@@ -21,7 +22,13 @@ from jsonschema import Draft202012Validator
 from runs.exceptions import SchemaViolation
 
 SCHEMA_DIR = Path(settings.BASE_DIR) / "schemas" / "orchestrator"
-SCHEMA_FILES = ("run.schema.json", "checkpoint.schema.json", "event.schema.json", "schedule.schema.json")
+SCHEMA_FILES = (
+    "run.schema.json",
+    "checkpoint.schema.json",
+    "event.schema.json",
+    "journal.schema.json",
+    "schedule.schema.json",
+)
 
 
 @cache
@@ -165,7 +172,8 @@ def validate(ref: str, instance: Any, *, prefix: str = "") -> None:
 
 
 # PostgreSQL jsonb holds neither U+0000 nor a UTF-16 surrogate on its own
-# (JSON's "\ud800" escape parses to one), and a deep nest only costs us.
+# (JSON's "\ud800" escape parses to one); a number past a double's range
+# parses to infinity, which JSON cannot hold; and a deep nest only costs us.
 MAX_DEPTH = 64
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -193,3 +201,6 @@ def check_storable(value: Any, path: str = "", depth: int = 0) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             check_storable(item, f"{path}[{index}]", depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        # 1e400 parses to infinity, which no JSON (and no jsonb) can hold.
+        raise SchemaViolation({path or "(body)": ["number out of range"]})

@@ -8,7 +8,7 @@ SSE id without loss.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import MAXYEAR, UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from runs.models import Checkpoint, Run
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from runs.checkpoint_writer import Appended
 
 _TS_PATTERN = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(Z|z|[+-]\d{2}:\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6})\d*)?(Z|z|[+-]\d{2}:\d{2})$"
 )
 
 
@@ -37,10 +37,15 @@ def parse_ts(text: str) -> datetime:
         f"{year}-{month}-{day}T{hour}:{minute}:{second}.{(fraction or '0').ljust(6, '0')}"
         f"{'+00:00' if zone in ('Z', 'z') else zone}"
     )
+    local = datetime.fromisoformat(normalised)
     try:
-        return datetime.fromisoformat(normalised).astimezone(UTC)
-    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is past the last datetime
-        raise ValueError(f"out of range: {text!r}") from None
+        return local.astimezone(UTC)
+    except OverflowError:
+        # A valid RFC 3339 time outside what a datetime holds once in UTC
+        # (9999-12-31T23:59:59-23:59, 0001-01-01T00:00:00+23:59): nothing is
+        # stored beyond the last (or before the first) instant, so as a bound
+        # it means that instant.
+        return datetime.max.replace(tzinfo=UTC) if local.year == MAXYEAR else datetime.min.replace(tzinfo=UTC)
 
 
 def run_to_wire(run: Run) -> dict[str, Any]:
@@ -71,7 +76,7 @@ def run_to_wire(run: Run) -> dict[str, Any]:
 
 
 def checkpoint_to_wire(checkpoint: Checkpoint | Appended) -> dict[str, Any]:
-    return {
+    body = {
         "id": str(checkpoint.pk),
         "runId": str(checkpoint.run_id),
         "ts": format_ts(checkpoint.ts),
@@ -79,3 +84,6 @@ def checkpoint_to_wire(checkpoint: Checkpoint | Appended) -> dict[str, Any]:
         "data": checkpoint.data,
         "seq": checkpoint.seq,
     }
+    if checkpoint.key is not None:
+        body["key"] = checkpoint.key
+    return body

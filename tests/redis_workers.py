@@ -22,6 +22,8 @@ TEST_WORKER_ENV = {
     "WORKER_SHUTDOWN_GRACE_SECONDS": "5",
     "WORKER_SWEEP_INTERVAL_SECONDS": "2",
     "WORKER_TASK_MODULES": "tests.worker_tasks",
+    # The tests run commands of their own; a worker runs none unless told to.
+    "WORKER_ALLOW_COMMAND": "true",
     "DB_POOL_MAX_SIZE": "12",
 }
 

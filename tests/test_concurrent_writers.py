@@ -19,12 +19,11 @@ WRITERS = 24
 PER_WRITER = 15
 
 
-
 @pytest.fixture(params=["single_statement", "row_lock"])
 def writer(request, monkeypatch):  # type: ignore[no-untyped-def]
     """Both ways of appending: PostgreSQL's one statement and the portable ORM path."""
     if request.param == "row_lock":
-        monkeypatch.setattr(checkpoint_writer, "append", checkpoint_writer._append_portable)
+        monkeypatch.setattr(checkpoint_writer, "_store", checkpoint_writer._append_portable)
     return request.param
 
 
@@ -133,3 +132,25 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_run():
     assert len({run_id for run_id, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert Run.objects.filter(idempotency_key="nightly-1").count() == 1
+
+
+def test_writers_racing_with_the_same_keys_store_each_key_once(writer):
+    run, _ = services.create_run(mode="redis", spec=None)
+    batch = [{"type": "t", "data": index, "key": f"k{index}"} for index in range(PER_WRITER)]
+    answers: list[list[int]] = []
+    start = threading.Barrier(WRITERS // 3)
+
+    def write() -> None:
+        start.wait()
+        rows = services.append_checkpoints(run.id, batch)
+        answers.append([row.seq for row in rows])
+
+    threads = [in_thread(write) for _ in range(WRITERS // 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    stored = list(Checkpoint.objects.filter(run_id=run.id).order_by("seq").values_list("key", "data"))
+    assert stored == [(f"k{index}", index) for index in range(PER_WRITER)]
+    assert answers == [list(range(1, PER_WRITER + 1))] * (WRITERS // 3)

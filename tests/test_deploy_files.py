@@ -25,7 +25,7 @@ LANDING_WITH = {
     "k8s_reconcile": "the Kubernetes reconciler",
 }
 _ENV_READ = re.compile(
-    r"""(?:env_(?:str|bool|int|float|list)|os\.environ\.get|os\.getenv)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
+    r"""(?:env_(?:str|bool|int|float|list|duration)|os\.environ\.get|os\.getenv)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
 )
 
 
@@ -262,3 +262,11 @@ def test_the_settings_load_from_a_copy_of_env_example(tmp_path):
 def test_optional_settings_are_left_unset_rather_than_set_empty():
     # An empty PROMETHEUS_MULTIPROC_DIR, for one, means "write metric files here".
     assert [name for name, value in env_example(unset_too=False).items() if value == ""] == ["SECRET_KEY"]
+
+
+def test_compose_says_whether_its_worker_runs_commands():
+    text = (ROOT / "docker-compose.yml").read_text()
+
+    assert SERVICES["worker"]["environment"]["WORKER_ALLOW_COMMAND"] == "false"
+    said_why = text.split("WORKER_ALLOW_COMMAND:")[0].rstrip().splitlines()[-1]
+    assert said_why.strip().startswith("#"), "the setting comes with a comment saying why"

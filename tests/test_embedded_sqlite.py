@@ -31,8 +31,18 @@ def test_the_api_works_end_to_end_on_the_embedded_sqlite_database(tmp_path):
             single = http.post(f"/runs/{run_id}/checkpoints", json={"type": "t", "data": 3})
             assert single.json()["checkpoint"]["seq"] == 4
 
+            keyed = {
+                "checkpoints": [{"type": "t", "data": 4, "key": "k4"}, {"type": "t", "data": 5, "key": "k5"}]
+            }
+            stored = http.post(f"/runs/{run_id}/checkpoints", json=keyed)
+            replayed = http.post(f"/runs/{run_id}/checkpoints", json=keyed)
+            assert (stored.status_code, replayed.status_code) == (201, 200)
+            assert replayed.json() == stored.json()
+            clash = http.post(f"/runs/{run_id}/checkpoints", json={"type": "other", "key": "k4"})
+            assert clash.status_code == 409 and clash.json()["code"] == "idempotency_conflict"
+
             listed = http.get(f"/runs/{run_id}/checkpoints").json()["checkpoints"]
-            assert [cp["data"] for cp in listed] == [0, 1, 2, 3]
+            assert [cp["data"] for cp in listed] == [0, 1, 2, 3, 4, 5]
             assert http.get("/ready").json() == {"ok": True}
             assert http.delete(f"/runs/{run_id}").json()["status"] == "canceled"
             assert http.post(f"/runs/{run_id}/checkpoints", json={"type": "late"}).status_code == 409

@@ -29,3 +29,26 @@ def test_not_ready_names_what_is_down(client):
     assert response.status_code == 503
     assert "redis" in response.json()["details"]
     assert "database" not in response.json()["details"]
+
+
+@pytest.mark.django_db
+def test_ready_does_not_depend_on_redis_where_redis_mode_is_not_used(client, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    null = "runs.backends.base.NullBackend"
+    settings.ORCHESTRATOR_BACKENDS = {**settings.ORCHESTRATOR_BACKENDS, "redis": null}
+
+    response = client.get("/ready")
+
+    assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_ready_checks_the_default_redis_when_redis_url_is_unset(client, settings):
+    settings.REDIS_URL = ""
+    settings.REDIS_DEFAULT_URL = "redis://127.0.0.1:1/0"  # where nothing listens
+
+    response = client.get("/ready")
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "(the default: REDIS_URL is unset)" in response.json()["details"]["redis"]

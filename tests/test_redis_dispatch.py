@@ -61,21 +61,44 @@ def test_plan_mode_shows_the_exact_entry_and_sends_nothing(api, queue):
     assert entries(queue) == [] and not Run.objects.exists()
 
 
-def test_when_redis_is_down_the_run_stays_pending_and_a_sweep_sends_it_later(api, queue, settings):
+def test_when_redis_is_down_a_create_is_a_503_and_records_nothing(api, queue, settings):
     reachable = settings.REDIS_URL
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    # No back-off, so that the next create (here and in later tests) asks Redis again.
     settings.REDIS_DISPATCH_BACKOFF_SECONDS = 0
 
     response = api.post("/runs?mode=redis", {"spec": SPEC})
 
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    body = response.json()
+    assert body["code"] == "backend_unavailable" and body["error"] == "Redis not reachable"
+    assert body["details"]["backend"] == "redis"
+    assert not Run.objects.exists()
+    settings.REDIS_URL = reachable
+    assert api.post("/runs?mode=redis", {"spec": SPEC}).status_code == 201
+    assert len(entries(queue)) == 1
+
+
+def test_a_run_that_missed_its_entry_is_sent_by_the_sweep_once(api, queue):
+    run, _ = services.create_run(mode="redis", spec=SPEC)
+    queue.redis.delete(queue.keys.stream, queue.keys.guard(str(run.id)))  # the enqueue after commit was lost
+    queue.ensure_group()
+
+    assert sweep(queue) == 1
+    assert [fields["runId"] for _, fields in entries(queue)] == [str(run.id)]
+    assert sweep(queue) == 0, "a second sweep must not queue the run twice"
+
+
+def test_a_redis_run_without_a_spec_is_never_queued(api, queue):
+    response = api.post("/runs?mode=redis", "")  # no body, as the seed frontend sends it
+
     assert response.status_code == 201
     run_id = response.json()["runId"]
-    assert Run.objects.get(pk=run_id).status == "pending"
-    settings.REDIS_URL = reachable
-    assert entries(queue) == []
-    assert sweep(queue) == 1
-    assert [fields["runId"] for _, fields in entries(queue)] == [run_id]
-    assert sweep(queue) == 0, "a second sweep must not queue the run twice"
+    assert entries(queue) == [] and sweep(queue) == 0
+    assert queue.redis.get(queue.keys.guard(run_id)) is None
+    appended = api.post(f"/runs/{run_id}/checkpoints", {"type": "progress", "data": {"pct": 10}})
+    assert appended.status_code == 201
 
 
 def test_ensure_dispatched_only_resends_a_run_the_queue_lost(queue):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from contextlib import contextmanager
 
@@ -12,9 +13,17 @@ import pytest
 import redis
 from django.conf import settings
 
+from runs.exceptions import BackendUnavailable
 from runs.models import Checkpoint, Run
 from runs.redis import queue as run_queue
-from tests.redis_workers import WorkerProcess, drop_keys, process_alive, unique_prefix, wait_for
+from tests.redis_workers import (
+    TEST_WORKER_ENV,
+    WorkerProcess,
+    drop_keys,
+    process_alive,
+    unique_prefix,
+    wait_for,
+)
 from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -160,7 +169,8 @@ def test_the_sweep_forgets_gone_workers_but_never_one_holding_a_run(prefix):
 class PrivateRedis:
     """A redis-server of the test's own, configured as CI runs it (no persistence)."""
 
-    def __init__(self, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tmp_path, *, persistent: bool = False) -> None:  # type: ignore[no-untyped-def]
+        self.persistent = persistent
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = tmp_path
@@ -168,7 +178,10 @@ class PrivateRedis:
 
     def start(self) -> None:
         argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port)]
-        argv += ["--save", "", "--appendonly", "no", "--dir", str(self.dir)]
+        keep = (
+            ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        )
+        argv += ["--save", "", *keep, "--dir", str(self.dir)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         conn = redis.Redis.from_url(self.url)
         wait_for(lambda: self._pings(conn), timeout=10)
@@ -188,8 +201,8 @@ class PrivateRedis:
 
 
 @contextmanager
-def private_redis(tmp_path):  # type: ignore[no-untyped-def]
-    server = PrivateRedis(tmp_path)
+def private_redis(tmp_path, *, persistent: bool = False):  # type: ignore[no-untyped-def]
+    server = PrivateRedis(tmp_path, persistent=persistent)
     server.start()
     try:
         yield server
@@ -206,9 +219,43 @@ def test_a_redis_restart_loses_no_queued_run(workers, settings, tmp_path):
         wait_for(lambda: reload(queued[0]).status == "running")
 
         server.kill()  # everything in Redis is gone: the stream, the group, the leases
-        during_outage = [create({"task": "sleep", "input": {"seconds": 0}}) for _ in range(2)]
+        with pytest.raises(BackendUnavailable):  # refused, not recorded to wait for ever
+            create({"task": "sleep", "input": {"seconds": 0}})
         server.start()
 
-        for run in queued + during_outage:
+        for run in queued:
             assert final(run, timeout=30).status == "completed", worker.log()
-        assert all(reload(run).attempt == 1 for run in queued[1:] + during_outage)
+        assert all(reload(run).attempt == 1 for run in queued[1:])
+        assert Run.objects.count() == len(queued)
+
+
+def _taken_over(run: Run) -> bool:
+    fresh = reload(run)
+    return fresh.attempt == 2 and fresh.status == "running"
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["redis-kept-its-data", "redis-lost-its-data"])
+def test_a_dead_workers_run_is_taken_over_within_the_documented_bound_across_a_redis_restart(
+    workers, settings, tmp_path, persistent
+):
+    lease = float(TEST_WORKER_ENV["WORKER_LEASE_SECONDS"])
+    sweep = float(TEST_WORKER_ENV["WORKER_SWEEP_INTERVAL_SECONDS"])
+    # docs/references/worker-protocol.md, "How fast a lost run comes back", and
+    # three seconds of slack for a busy host.
+    documented = (1.5 * lease if persistent else lease + sweep) + 1.5
+    bound = documented + 3.0
+    with private_redis(tmp_path, persistent=persistent) as server:
+        settings.REDIS_URL = server.url
+        first, second = workers(2, concurrency=1, REDIS_URL=server.url)
+        run = create({"task": "sleep", "input": {"seconds": 60, "checkpoints": 60}, "maxAttempts": 2})
+        wait_for(lambda: reload(run).status == "running", timeout=20)
+        holder = first if f"-{first.pid}-" in (lease_holder(run, server.url) or "") else second
+
+        holder.kill()
+        server.kill()
+        server.start()
+        back = time.monotonic()
+        wait_for(lambda: _taken_over(run), timeout=bound + 30, interval=0.05)
+        elapsed = time.monotonic() - back
+
+    assert elapsed <= bound, f"taken over {elapsed:.1f} s after Redis came back (bound {bound:.1f} s)"

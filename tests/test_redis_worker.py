@@ -104,6 +104,26 @@ def test_a_command_run_turns_each_json_object_line_into_a_checkpoint(worker, api
     ]
 
 
+def test_a_worker_runs_no_command_unless_started_with_worker_allow_command(api, tmp_path):
+    marker = tmp_path / "ran"
+    own_queue = unique_prefix()  # so that the module's worker, which may, does not take it
+    wary = WorkerProcess(tmp_path, own_queue, concurrency=1)
+    wary.env.pop("WORKER_ALLOW_COMMAND")  # as `make worker` starts it: the setting unset
+    wary.start()
+    try:
+        with override_settings(REDIS_KEY_PREFIX=own_queue):
+            run = create(api, {"task": "command", "command": ["touch", str(marker)]})
+        done = wait_status(api, run["id"], "completed", "failed")
+    finally:
+        wary.stop()
+        drop_keys(own_queue)
+
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "command_not_allowed"
+    assert "WORKER_ALLOW_COMMAND=true" in done["error"]["message"]
+    assert not marker.exists()
+
+
 def test_a_command_that_exits_non_zero_fails_the_run_with_its_exit_code(worker, api):
     script = "import sys; print('disk full', file=sys.stderr); raise SystemExit(3)"
     run = create(api, {"task": "command", "command": [sys.executable, "-c", script]})

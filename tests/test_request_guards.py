@@ -115,3 +115,17 @@ def test_a_refused_body_without_credentials_is_a_401_that_closes_the_connection(
 
     assert answer.startswith(b"http/1.1 401"), answer[:200]
     assert b"connection: close" in answer
+
+
+@pytest.mark.django_db
+def test_allowed_hosts_is_enforced_on_api_paths_and_not_on_the_probes(client, settings):
+    settings.ALLOWED_HOSTS = ["api.example"]
+
+    refused = client.get("/runs", headers={"Host": "evil.example"})
+    served = client.get("/runs", headers={"Host": "api.example"})
+    health = client.get("/health", headers={"Host": "10.1.2.3"})
+
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "disallowed_host"
+    assert served.status_code == 200
+    assert health.status_code == 200

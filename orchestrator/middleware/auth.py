@@ -26,11 +26,13 @@ logger = logging.getLogger("orchestrator.auth")
 API_KEY = "api_key"
 STREAM_TOKEN = "stream_token"  # noqa: S105 (a kind of principal, not a secret)
 WORKER_TOKEN = "worker_token"  # noqa: S105
+LIST_STREAM_TOKEN = "list_stream_token"  # noqa: S105
 ANONYMOUS = "anonymous"
 INVALID = "invalid"
 
 _RUN = r"(?P<run_id>[^/]+)"
 STREAM_PATH = re.compile(rf"^/runs/{_RUN}/events$")
+LIST_STREAM_PATH = "/runs/events"
 # What a worker token opens, for its own run only. GET of the run lets a
 # worker see that its run was canceled without holding the API key.
 WORKER_SCOPES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
@@ -56,6 +58,8 @@ class Principal:
     run_id: str | None = None
     expired: bool = False
     problem: str | None = None
+    # The only owner whose runs this credential sees; None: every owner.
+    owner: str | None = None
 
 
 def api_keys() -> list[str]:
@@ -94,8 +98,14 @@ def _token_principal(raw: str, kind: str) -> Principal:
         return Principal(INVALID, problem="invalid_credentials")
     if claims.kind != kind:
         return Principal(INVALID, problem="invalid_credentials")
-    principal_kind = STREAM_TOKEN if kind == tokens.STREAM else WORKER_TOKEN
-    return Principal(principal_kind, fingerprint(raw), run_id=claims.run_id, expired=claims.expired)
+    principal_kind = {
+        tokens.STREAM: STREAM_TOKEN,
+        tokens.WORKER: WORKER_TOKEN,
+        tokens.LIST_STREAM: LIST_STREAM_TOKEN,
+    }[kind]
+    return Principal(
+        principal_kind, fingerprint(raw), run_id=claims.run_id, expired=claims.expired, owner=claims.owner
+    )
 
 
 def identify(request: HttpRequest) -> Principal:
@@ -123,8 +133,16 @@ def _identify(request: HttpRequest) -> Principal:
     if query_token is not None:
         if request.method == "GET" and STREAM_PATH.match(request.path_info):
             return _token_principal(query_token, tokens.STREAM)
+        if request.method == "GET" and request.path_info == LIST_STREAM_PATH:
+            return _token_principal(query_token, tokens.LIST_STREAM)
         return Principal(INVALID, problem="invalid_credentials")
     return Principal(ANONYMOUS, problem="missing_credentials")
+
+
+def restricted_owner(request: HttpRequest) -> str | None:
+    """The owner the request's credential is limited to (a tenant's key or token); None: any."""
+    principal = getattr(request, "principal", None)
+    return principal.owner if isinstance(principal, Principal) else None
 
 
 def is_open(request: HttpRequest) -> bool:
@@ -164,6 +182,10 @@ def refusal(request: HttpRequest) -> str | None:
     principal = identify(request)
     if principal.kind == API_KEY:
         return None
+    if principal.kind == LIST_STREAM_TOKEN:
+        if request.method != "GET" or request.path_info != LIST_STREAM_PATH:
+            return "token_not_valid_here"
+        return "expired_token" if principal.expired else None
     if principal.kind in (STREAM_TOKEN, WORKER_TOKEN):
         scope_run = _token_scope_run(request, principal.kind)
         if scope_run is None or principal.run_id is None or not _same_run(scope_run, principal.run_id):

@@ -7,9 +7,11 @@ import re
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
+from orchestrator.errors import error_response
 from orchestrator.logging import request_id_var
 from orchestrator.middleware.base import DualMiddleware, Handler
 
@@ -29,6 +31,41 @@ class RequestIDMiddleware(DualMiddleware):
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response["X-Request-ID"] = getattr(request, "request_id", request_id_var.get())
         return response
+
+
+class AllowedHostsMiddleware(DualMiddleware):
+    """ALLOWED_HOSTS on every path, not only where Django's own middleware
+    asks (the admin). The probes answer any Host: a cluster's kubelet sends
+    the pod's address."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        if request.path in settings.HOST_CHECK_EXEMPT_PATHS:
+            return None
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return error_response(400, "host not allowed", "disallowed_host", {"header": "Host"})
+        return None
+
+
+class QueryStringMiddleware(DualMiddleware):
+    """400 naming the parameter for a query string PostgreSQL cannot compare
+    with (U+0000), before any view or filter sees it."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        query = request.META.get("QUERY_STRING", "")
+        if "%00" not in query and "\x00" not in query:
+            return None
+        for name, values in request.GET.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                shown = name.replace("\x00", "\\u0000")
+                return error_response(
+                    400,
+                    f"invalid parameter {shown}: must not contain U+0000",
+                    "bad_parameter",
+                    {"parameter": shown},
+                )
+        return None
 
 
 class AdminOnlyMiddleware(DualMiddleware):

@@ -10,6 +10,7 @@ its errors go through the same handler as every DRF view's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -38,18 +39,32 @@ _renderer = JSONRenderer()
 def _items(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
     """The checkpoints to append, and whether they came as a batch."""
     body = parse_json(raw)
-    if isinstance(body, dict) and "checkpoints" not in body:
-        # appendRequest is oneOf(checkpointInput, batch), and a batch needs
-        # "checkpoints": this body is valid exactly when it is a valid
-        # checkpointInput, which is the one branch worth checking (and naming
-        # in errors) on the busiest path.
+    if not isinstance(body, dict):
+        validate("checkpoint.schema.json#/$defs/appendRequest", body)
+    # appendRequest is oneOf(checkpointInput, checkpointBatch), and only a
+    # batch has "checkpoints": a body is valid exactly when it is valid as the
+    # branch its keys choose, which is the one worth checking (and naming in
+    # errors) on the busiest path.
+    if "checkpoints" not in body:
         validate("checkpoint.schema.json#/$defs/checkpointInput", body)
+        _refuse_blank_types([body], lambda index: "type")
         return [body], False
-    validate("checkpoint.schema.json#/$defs/appendRequest", body)
+    validate("checkpoint.schema.json#/$defs/checkpointBatch", body)
     batch: list[dict[str, Any]] = body["checkpoints"]
     if len(batch) > settings.MAX_CHECKPOINT_BATCH:
         raise SchemaViolation({"checkpoints": [f"at most {settings.MAX_CHECKPOINT_BATCH} per batch"]})
+    _refuse_blank_types(batch, lambda index: f"checkpoints[{index}].type")
     return batch, True
+
+
+def _refuse_blank_types(items: list[dict[str, Any]], field: Callable[[int], str]) -> None:
+    """A 422 for a `type` of nothing but whitespace (the schema's pattern
+    knows ECMA-262's whitespace; this also catches the rest of Unicode's)."""
+    blank = {
+        field(index): ["must not be blank"] for index, item in enumerate(items) if not item["type"].strip()
+    }
+    if blank:
+        raise SchemaViolation(blank)
 
 
 def _created(checkpoints: list[Appended], batch: bool) -> HttpResponse:
@@ -58,7 +73,9 @@ def _created(checkpoints: list[Appended], batch: bool) -> HttpResponse:
         body: dict[str, Any] = {"checkpointIds": [cp["id"] for cp in wire], "checkpoints": wire}
     else:
         body = {"checkpointId": wire[0]["id"], "checkpoint": wire[0]}
-    return HttpResponse(_renderer.render(body), status=201, content_type="application/json")
+    # 200 when nothing new was stored: every checkpoint was a replay of its key.
+    status = 200 if all(cp.replayed for cp in checkpoints) else 201
+    return HttpResponse(_renderer.render(body), status=status, content_type="application/json")
 
 
 async def append_checkpoints(request: HttpRequest, run_id: str) -> HttpResponse:

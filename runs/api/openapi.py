@@ -12,6 +12,7 @@ _FILES = {
     "checkpoint": "checkpoint.schema.json",
     "event": "event.schema.json",
     "schedule": "schedule.schema.json",
+    "journal": "journal.schema.json",
 }
 # The event file reuses short names (status, checkpoint) that the others own.
 _PREFIX = {
@@ -19,6 +20,7 @@ _PREFIX = {
     "checkpoint.schema.json": "",
     "event.schema.json": "Event",
     "schedule.schema.json": "",
+    "journal.schema.json": "Journal",
 }
 
 
@@ -59,4 +61,20 @@ def add_wire_schemas(result: dict[str, Any], generator: Any, request: Any, publi
     """drf-spectacular post-processing hook."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(wire_components())
+    return result
+
+
+# Operations whose body must be sent: without one they answer 422.
+BODY_REQUIRED = frozenset({"updateRunStatus", "appendCheckpoints"})
+
+
+def mark_required_bodies(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: `requestBody.required` as the views enforce it
+    (POST /runs takes an empty body: a spec-less run, or a plan of one)."""
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["requestBody"]["required"] = operation.get("operationId") in BODY_REQUIRED
     return result

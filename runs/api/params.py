@@ -71,6 +71,14 @@ def statuses_param(request: Request) -> tuple[str, ...]:
     return values
 
 
+def owner_filter(request: Request) -> str | None:
+    """The `owner` a list is filtered by: at most 200 characters, as an owner is."""
+    owner = request.query_params.get("owner")
+    if owner is not None and len(owner) > 200:
+        raise BadParameter("owner", "at most 200 characters")
+    return owner
+
+
 def owner_of(request: Request) -> str:
     """Who creates the run: the X-Actor-ID header, else the owner parameter."""
     owner = request.headers.get("X-Actor-ID") or request.query_params.get("owner") or ""

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from orchestrator.middleware.auth import restricted_owner
 from runs import selectors, services, states, tokens
 from runs.api import params
 from runs.api.openapi import ref
@@ -30,6 +31,7 @@ ERRORS = {
 }
 
 
+TIMESTAMP = {"type": "string", "format": "date-time"}
 # What statuses_param accepts, so generated clients and fuzzers send only that.
 STATUS_LIST_PATTERN = "^(?:({0})(?:,({0}))*)?$".format("|".join(states.STATUSES))
 
@@ -57,15 +59,17 @@ class RunCollectionView(APIView):
             ),
             OpenApiParameter("mode", str, enum=list(states.MODES)),
             OpenApiParameter("owner", {"type": "string", "maxLength": 200}),
-            OpenApiParameter("createdAfter", str, description="RFC 3339"),
-            OpenApiParameter("createdBefore", str, description="RFC 3339"),
+            OpenApiParameter("createdAfter", TIMESTAMP, description="RFC 3339"),
+            OpenApiParameter("createdBefore", TIMESTAMP, description="RFC 3339"),
             OpenApiParameter(
                 "scheduleId", {"type": "string", "format": "uuid"}, description="runs this schedule made"
             ),
             OpenApiParameter(
                 "limit", {"type": "integer", "minimum": 1, "maximum": 200}, description="default 50"
             ),
-            OpenApiParameter("cursor", str, description="nextCursor of the previous page"),
+            OpenApiParameter(
+                "cursor", str, description="nextCursor of the previous page; any other value is a 400"
+            ),
         ],
         responses={200: ref("runListResponse"), **_errors(400)},
     )
@@ -73,7 +77,7 @@ class RunCollectionView(APIView):
         filters = selectors.RunFilters(
             statuses=params.statuses_param(request),
             mode=params.choice_param(request, "mode", states.MODES),
-            owner=request.query_params.get("owner"),
+            owner=params.owner_filter(request),
             created_after=params.ts_param(request, "createdAfter"),
             created_before=params.ts_param(request, "createdBefore"),
             schedule_id=params.uuid_param(request, "scheduleId"),
@@ -104,7 +108,10 @@ class RunCollectionView(APIView):
         ],
         request={"application/json": ref("createRunRequest")},
         responses={
-            200: OpenApiResponse(ref("planResponse"), description="plan, or an idempotent replay"),
+            200: OpenApiResponse(
+                {"oneOf": [ref("planResponse"), ref("createRunResponse")]},
+                description="mode=plan: the plan; with a reused Idempotency-Key: the run it created",
+            ),
             201: ref("createRunResponse"),
             503: OpenApiResponse(ref("errorResponse"), description="backend unavailable"),
             **_errors(400, 409, 413, 415, 422),
@@ -177,7 +184,7 @@ class CheckpointCollectionView(APIView):
         operation_id="listCheckpoints",
         summary="A run's checkpoints, oldest first",
         parameters=[
-            OpenApiParameter("after", str, description="a checkpoint ts (RFC 3339)"),
+            OpenApiParameter("after", TIMESTAMP, description="a checkpoint ts (RFC 3339)"),
             OpenApiParameter(
                 "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, description="default 100"
             ),
@@ -202,9 +209,13 @@ class CheckpointCollectionView(APIView):
         summary="Append one checkpoint, or a batch in order",
         request={"application/json": ref("appendRequest", "checkpoint")},
         responses={
+            200: OpenApiResponse(
+                {"oneOf": [ref("appendResponse", "checkpoint"), ref("appendBatchResponse", "checkpoint")]},
+                description="every key was already held: the stored checkpoints, nothing new stored",
+            ),
             201: OpenApiResponse(
                 {"oneOf": [ref("appendResponse", "checkpoint"), ref("appendBatchResponse", "checkpoint")]},
-                description="one checkpoint, or the batch",
+                description="one checkpoint, or the batch (a held key answers the stored one in its place)",
             ),
             **_errors(400, 404, 409, 413, 415, 422),
         },
@@ -242,6 +253,26 @@ class StreamTokenView(APIView):
     def post(self, request: Request, run_id: str) -> Response:
         run = _run_or_404(run_id)
         token, expires_at = tokens.mint(tokens.STREAM, str(run.id))
+        return Response(
+            {"token": token, "expiresAt": format_ts(expires_at)}, headers={"Cache-Control": "no-store"}
+        )
+
+
+class ListStreamTokenView(APIView):
+    """A short-lived token that opens the live run list (GET /runs/events) and nothing else.
+
+    It carries the caller's restriction: a credential limited to one owner
+    mints a token that shows that owner's runs only.
+    """
+
+    @extend_schema(
+        operation_id="createRunListStreamToken",
+        summary="Mint a token for the live run list",
+        request=None,
+        responses={200: OpenApiResponse(ref("streamToken", "journal"), description="the token")},
+    )
+    def post(self, request: Request) -> Response:
+        token, expires_at = tokens.mint(tokens.LIST_STREAM, "", owner=restricted_owner(request))
         return Response(
             {"token": token, "expiresAt": format_ts(expires_at)}, headers={"Cache-Control": "no-store"}
         )

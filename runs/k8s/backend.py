@@ -129,7 +129,7 @@ class KubernetesBackend(Backend):
     def _unavailable(self, run: Run, exc: BaseException) -> BackendUnavailable:
         reason = k8s.describe_error(exc)
         logger.warning("Kubernetes unavailable for dispatch: %s", reason, extra={"runId": str(run.id)})
-        return BackendUnavailable(self.name, reason)
+        return BackendUnavailable(self.name, k8s.describe_outage(exc), reason)
 
 
 def _token_ttl(spec: dict[str, Any]) -> int:

@@ -135,3 +135,17 @@ def describe_error(exc: BaseException) -> str:
             message = exc.reason
         return f"HTTP {exc.status}: {message}"
     return type(exc).__name__
+
+
+def describe_outage(exc: BaseException) -> str:
+    """What an unavailable cluster means for a client, in words."""
+    if isinstance(exc, ConfigException):
+        return "Kubernetes is not configured: no in-cluster service account and no kubeconfig"
+    if isinstance(exc, ApiException):
+        if exc.status in (401, 403):
+            return f"Kubernetes API refused the orchestrator's credentials (HTTP {exc.status})"
+        if exc.status == 429:
+            return "Kubernetes API is throttling requests (HTTP 429)"
+        if exc.status:
+            return f"Kubernetes API failed (HTTP {exc.status})"
+    return "Kubernetes API not reachable"

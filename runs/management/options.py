@@ -6,25 +6,22 @@ every command exits non-zero with one clear line instead of a traceback.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime, timedelta
 
 from django.core.management.base import CommandError
 
+from orchestrator.env import parse_duration
 from runs import states
 from runs.wire import parse_ts
-
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def duration(option: str, text: str) -> timedelta:
     """`90s`, `15m`, `12h`, `30d` or `2w`."""
-    match = _DURATION.match(text)
-    if not match:
+    value = parse_duration(text)
+    if value is None:
         raise CommandError(f"{option}: {text!r} is not a duration like 90s, 15m, 12h, 30d or 2w")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return value
 
 
 def timestamp(option: str, text: str | None) -> datetime | None:

@@ -2,14 +2,21 @@
 worker speaking docs/references/worker-protocol.md) reads through a consumer
 group.
 
-Dispatch happens after the run's transaction commits. When Redis cannot be
-reached the run simply stays `pending`: the workers' sweep (at start-up, when
-they notice a wiped Redis, and every WORKER_SWEEP_INTERVAL_SECONDS) sends it.
+Dispatch checks that Redis answers inside the run's create transaction, so a
+run is only recorded when Redis can take it (503 `backend_unavailable`
+otherwise, as in Kubernetes mode), and adds the entry after the commit, so a
+worker never reads a run that is not there yet. Should Redis fail between the
+two, the run stays `pending`: the workers' sweep (at start-up, when they
+notice a wiped Redis, and every WORKER_SWEEP_INTERVAL_SECONDS) sends it.
+
+A run without a spec is never queued: no task to run, so it waits for an
+external worker that drives it over HTTP.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -19,7 +26,8 @@ from django.conf import settings
 from django.db import transaction
 
 from runs import metrics
-from runs.backends.base import Backend
+from runs.backends.base import Backend, NullBackend
+from runs.exceptions import BackendUnavailable
 from runs.models import Run
 from runs.redis import fleet
 from runs.redis import queue as run_queue
@@ -36,9 +44,33 @@ class RedisBackend(Backend):
         self._lock = threading.Lock()
 
     def dispatch(self, run: Run) -> None:
+        if run.spec is None:
+            return
+        self._check_reachable(run)
         # robust: whatever goes wrong here is logged and the run stays pending for the
         # sweep; the request that created the run still succeeds.
         transaction.on_commit(lambda: self._send(run, after_failure_skip=True), robust=True)
+
+    def _check_reachable(self, run: Run) -> None:
+        """BackendUnavailable unless Redis answers; during the back-off after
+        a failure, at once, so an outage does not slow every POST /runs."""
+        retry_after = math.ceil(settings.REDIS_DISPATCH_BACKOFF_SECONDS)
+        if time.monotonic() < self._down_until:
+            reason = "unreachable moments ago"
+        else:
+            try:
+                run_queue.client().ping()
+                return
+            except redis.RedisError as exc:
+                reason = exc.__class__.__name__
+                with self._lock:
+                    self._down_until = time.monotonic() + settings.REDIS_DISPATCH_BACKOFF_SECONDS
+        metrics.DISPATCH_FAILURES.inc()
+        logger.warning(
+            "redis unreachable: run not created",
+            extra={"event": "dispatch_refused", "reason": reason, "redis": run_queue.describe_redis()},
+        )
+        raise BackendUnavailable(self.name, "Redis not reachable", reason, retry_after=retry_after)
 
     def ensure_dispatched(self, run: Run) -> bool:
         return self._send(run, after_failure_skip=False)
@@ -109,6 +141,8 @@ class RedisBackend(Backend):
         return None
 
     def describe(self, run: Run) -> dict[str, Any] | None:
+        if run.spec is None:
+            return NullBackend(self.mode).describe(run)
         keys = run_queue.queue_keys()
         return {
             "backend": self.name,
@@ -119,6 +153,8 @@ class RedisBackend(Backend):
         }
 
     def plan_steps(self, run: Run) -> list[str]:
+        if run.spec is None:
+            return ["no spec: the run is not queued; it waits for an external worker driving it over HTTP"]
         keys = run_queue.queue_keys()
         task = (run.spec or {}).get("task", "")
         return [

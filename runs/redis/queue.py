@@ -23,6 +23,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from orchestrator.database_check import shown_url
 from runs import tokens
 from runs.models import Run
 from runs.wire import format_ts
@@ -356,3 +357,9 @@ class QueueStats:
 
 def run_queue(stream_name: str | None = None, url: str | None = None) -> RunQueue:
     return RunQueue(client(url), queue_keys(stream_name))
+
+
+def describe_redis() -> str:
+    """Which Redis the queue uses, without its password, for logs and /ready."""
+    shown = shown_url(redis_url())
+    return shown if settings.REDIS_URL else f"{shown} (the default: REDIS_URL is unset)"

@@ -28,6 +28,7 @@ from django.db import connection
 from runs import notify, states
 from runs.models import Run
 from runs.stream import listener
+from runs.stream.journal_tail import JournalTail
 from runs.stream.reads import TailRead, drop_broken_connections, load_run, read_tail
 
 logger = logging.getLogger("runs.stream")
@@ -121,11 +122,7 @@ class RunTail:
                         "event stream read failed", exc_info=True, extra={"runId": str(self.run_id)}
                     )
                     self.dirty = True
-                    try:
-                        await self.hub.db(drop_broken_connections)
-                    except Exception:
-                        logger.warning("database unreachable for event streams", exc_info=True)
-                    await asyncio.sleep(min(0.05 * 2**failures, 5.0))
+                    await self.hub.recover_reads(failures)
                     continue
                 failures = 0
                 if read is None:
@@ -155,6 +152,11 @@ class Hub:
     closing: bool = False
     background: list[asyncio.Task[None]] = field(default_factory=list)
     run_loads: dict[uuid.UUID, asyncio.Task[Run | None]] = field(default_factory=dict)
+    # The run list streams (GET /runs/events) of this process.
+    journal: JournalTail = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.journal = JournalTail(self)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """A task serving every stream, so not in the context (request id) of
@@ -165,6 +167,16 @@ class Hub:
         """Run a sync ORM read off the loop; at most `db_slots` at once."""
         async with self.db_slots:
             return await sync_to_async(func, thread_sensitive=False)(*args)
+
+    async def recover_reads(self, failures: int) -> None:
+        """After the `failures`-th failed read in a row: a database restart
+        leaves every pooled connection dead, so test them all at once, then
+        back off before the next read."""
+        try:
+            await self.db(drop_broken_connections)
+        except Exception:
+            logger.warning("database unreachable for event streams", exc_info=True)
+        await asyncio.sleep(min(0.05 * 2**failures, 5.0))
 
     async def run_snapshot(self, run_id: uuid.UUID) -> Run | None:
         """The run as one read in flight finds it, shared by every stream
@@ -221,6 +233,15 @@ class Hub:
     def wake_all(self) -> None:
         for tail in list(self.tails.values()):
             tail.wake()
+        self.journal.wake()
+
+    def wake_journal(self, _entry_id: str = "") -> None:
+        self.journal.wake()
+
+    def wake_journal_threadsafe(self, entry_id: str) -> None:
+        """For in-process wake-ups, called after commit on the writer's thread."""
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.wake_journal, entry_id)
 
     def wake_threadsafe(self, run_id: str) -> None:
         """For in-process wake-ups, called after commit on the writer's thread."""
@@ -233,6 +254,7 @@ class Hub:
         for tail in list(self.tails.values()):
             for subscriber in list(tail.subscribers):
                 subscriber.close()
+        self.journal.close_all()
 
     def begin_shutdown(self) -> None:
         """Close every stream so that clients reconnect elsewhere with their Last-Event-ID."""
@@ -284,6 +306,7 @@ def get_hub() -> Hub:
             hub.background.append(hub.spawn(listen))
         else:
             notify.add_local_listener(hub.wake_threadsafe)
+            notify.add_local_listener(hub.wake_journal_threadsafe, notify.JOURNAL_CHANNEL)
         interval = listener.poll_interval()
         if interval > 0:
             hub.background.append(hub.spawn(listener.poll_forever(hub, interval)))

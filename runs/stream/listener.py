@@ -1,6 +1,7 @@
 """Wake-ups for the hub: one shared PostgreSQL `LISTEN` connection (psycopg 3
-async) per process, which reconnects by itself with backoff and, once
-listening again, wakes every tail so subscribers catch up from the table.
+async) per process, on the runs channel and the journal's, which reconnects
+by itself with backoff and, once listening again, wakes every tail (the run
+list's too) so subscribers catch up from the table.
 Elsewhere (SQLite) in-process wake-ups after commit plus a short poll do it.
 """
 
@@ -34,14 +35,17 @@ async def listen_forever(hub: Hub, params: dict[str, Any], max_backoff: float) -
             continue
         try:
             async with conn:
-                await conn.execute(f'LISTEN "{notify.CHANNEL}"')
+                await conn.execute(f'LISTEN "{notify.CHANNEL}"; LISTEN "{notify.JOURNAL_CHANNEL}"')
                 hub.listening = True
                 delay = 0.05
                 # Whatever committed while nobody listened is in the table.
                 hub.wake_all()
                 while True:
                     async for note in conn.notifies(timeout=30.0):
-                        hub.wake(note.payload)
+                        if note.channel == notify.JOURNAL_CHANNEL:
+                            hub.wake_journal(note.payload)
+                        else:
+                            hub.wake(note.payload)
                     # Quiet for a while: make sure the peer is still there.
                     await conn.execute("SELECT 1")
         except asyncio.CancelledError:

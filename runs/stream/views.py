@@ -164,7 +164,9 @@ async def run_events(request: HttpRequest, run_id: str) -> HttpResponse:
         return await sync_to_async(database_unavailable)(exc)
     if start is None:
         # Tells EventSource to stop reconnecting: the run is over and it has everything.
-        return HttpResponse(status=204, headers={"Cache-Control": "no-cache"})
+        done = HttpResponse(status=204, headers={"Cache-Control": "no-cache"})
+        del done["Content-Type"]  # no body, so no type (Django would say text/html)
+        return done
     subscriber = Subscriber(start.run_id, start.pos, start.status)
     head = sse.retry(settings.SSE_RETRY_MS) + start.hello
     return StreamingHttpResponse(

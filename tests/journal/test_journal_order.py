@@ -23,7 +23,6 @@ WRITERS = 24
 RUNS_PER_WRITER = 6
 
 
-
 @pytest.fixture(params=["single_statement", "orm"])
 def recorder(request, monkeypatch):  # type: ignore[no-untyped-def]
     """Both ways of writing an entry: PostgreSQL's one statement and the portable ORM path."""

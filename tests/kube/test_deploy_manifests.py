@@ -77,7 +77,7 @@ def test_the_role_is_bound_to_the_service_account_every_deployment_uses() -> Non
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "orchestrator"}]
     the("ServiceAccount", "orchestrator")
-    for name in ("orchestrator", "orchestrator-reconciler", "orchestrator-scheduler"):
+    for name in ("orchestrator", "orchestrator-reconciler", "orchestrator-worker", "orchestrator-scheduler"):
         assert the("Deployment", name)["spec"]["template"]["spec"]["serviceAccountName"] == "orchestrator"
 
 
@@ -110,7 +110,9 @@ def test_the_scheduler_runs_as_its_own_deployment_of_two() -> None:
     assert not service_selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
-@pytest.mark.parametrize("name", ["orchestrator", "orchestrator-reconciler", "orchestrator-scheduler"])
+@pytest.mark.parametrize(
+    "name", ["orchestrator", "orchestrator-reconciler", "orchestrator-worker", "orchestrator-scheduler"]
+)
 def test_every_setting_the_deployments_reference_exists(name: str) -> None:
     from django.conf import settings
 
@@ -120,3 +122,46 @@ def test_every_setting_the_deployments_reference_exists(name: str) -> None:
     spec = the("Deployment", name)["spec"]["template"]["spec"]
     sources = [s for c in spec["containers"] for s in c.get("envFrom", [])]
     assert {"configMapRef": {"name": "orchestrator"}} in sources
+
+
+def _container(kind: str, name: str) -> dict[str, Any]:
+    [container] = the(kind, name)["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_migrations_run_once_per_rollout_in_a_job_not_in_every_api_replica() -> None:
+    api = the("Deployment", "orchestrator")["spec"]["template"]["spec"]
+    migrate = the("Job", "orchestrator-migrate")
+
+    assert "initContainers" not in api
+    command = _container("Job", "orchestrator-migrate")["command"]
+    assert command == ["python", "manage.py", "migrate", "--noinput"]
+    assert migrate["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    assert migrate["spec"]["ttlSecondsAfterFinished"] > 0
+
+
+def test_a_worker_deployment_runs_redis_workers_that_run_no_command_unless_told() -> None:
+    from django.conf import settings
+
+    spec = the("Deployment", "orchestrator-worker")["spec"]["template"]["spec"]
+    worker = _container("Deployment", "orchestrator-worker")
+    env = {item["name"]: item.get("value") for item in worker["env"]}
+
+    assert worker["command"] == ["python", "manage.py", "runworker"]
+    assert env["WORKER_ALLOW_COMMAND"] == "false"
+    before = (DEPLOY / "worker.yaml").read_text().split("- name: WORKER_ALLOW_COMMAND")[0]
+    said_why = before.rstrip().splitlines()[-1]
+    assert said_why.strip().startswith("#"), "the setting comes with a comment saying why"
+    assert spec["terminationGracePeriodSeconds"] > settings.WORKER_SHUTDOWN_GRACE_SECONDS
+    assert worker["livenessProbe"]["httpGet"]["port"] == worker["ports"][0]["name"]
+    assert env["WORKER_METRICS_PORT"] == str(worker["ports"][0]["containerPort"])
+
+
+def test_the_reconciler_has_probes_on_its_metrics_port() -> None:
+    reconciler = _container("Deployment", "orchestrator-reconciler")
+    port = reconciler["ports"][0]
+
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert reconciler[probe]["httpGet"]["port"] == port["name"], probe
+    env = {item["name"]: item.get("value") for item in reconciler["env"]}
+    assert env["RECONCILER_METRICS_PORT"] == str(port["containerPort"])

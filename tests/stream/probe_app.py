@@ -5,6 +5,8 @@ subscriber, and drive a real browser. Never part of the real app:
 - `POST /_test/drop-streams`: end every open stream (clients then resume);
 - `GET /_test/eventsource.html`: a page following a run with EventSource,
   posting what it saw to `POST /_test/report` (read back with GET);
+- `GET /_test/runlist.html?owner=O`: a page keeping a live run list with
+  EventSource, reporting the same way;
 - `GET /_test/requests`: each events request's Last-Event-ID and status."""
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from orchestrator.asgi import application as django_application
 
 PAGE = (Path(__file__).parent / "eventsource.html").read_bytes()
+RUN_LIST_PAGE = (Path(__file__).parent / "runlist.html").read_bytes()
 _report: list[Any] = []
 _requests: list[dict[str, Any]] = []
 
@@ -30,6 +33,8 @@ def _stats() -> dict[str, Any]:
         "tails": len(hub.tails) if hub else 0,
         "listening": bool(hub and hub.listening),
         "streamsOpen": metrics.EVENT_STREAMS_OPEN._value.get(),
+        "listSubscribers": len(hub.journal.subscribers) if hub else 0,
+        "listLive": sum(s.live for s in hub.journal.subscribers) if hub else 0,
     }
 
 
@@ -80,6 +85,8 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _answer(send, json.dumps(_drop_streams()).encode())
     elif path == "/_test/eventsource.html":
         await _answer(send, PAGE, b"text/html; charset=utf-8")
+    elif path == "/_test/runlist.html":
+        await _answer(send, RUN_LIST_PAGE, b"text/html; charset=utf-8")
     elif path == "/_test/report" and method == "POST":
         _report[:] = [json.loads(await _read_body(receive))]
         await _answer(send, b"{}")

@@ -79,3 +79,41 @@ def test_a_browser_event_source_resumes_after_a_drop_and_stops_after_end(browser
     assert requests[0]["lastEventId"] == ""
     assert requests[1]["lastEventId"]  # the third checkpoint's ts, sent by the browser
     assert requests[2]["lastEventId"] == final["lastEventId"]  # the end's id
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package `chromium`)")
+def test_a_browser_keeps_a_live_run_list_and_resumes_it_without_loss(browser_server, open_page):
+    from journal.models import Entry
+    from tests.stream.run_list import wait_live
+
+    url = browser_server.url
+    owner = "browser-list"
+
+    def report() -> dict:  # type: ignore[type-arg]
+        return httpx.get(f"{url}/_test/report", timeout=5).json() or {}
+
+    def lifecycle(final: str) -> str:
+        run, _ = services.create_run(mode="redis", spec={"task": "sleep"}, owner=owner)
+        services.set_run_status(run.id, "running")
+        if final == "canceled":
+            services.cancel_run(run.id)
+        else:
+            services.set_run_status(run.id, final)
+        return str(run.id)
+
+    open_page(f"{url}/_test/runlist.html?owner={owner}")
+    wait_live(browser_server)
+    first = lifecycle("completed")
+    wait_for(lambda: len(report().get("ids", [])) == 3, timeout=30, what="the browser to list the first run")
+
+    # Drop the connection; runs change while the browser is away.
+    httpx.post(f"{url}/_test/drop-streams", timeout=5)
+    away = [lifecycle("failed"), lifecycle("canceled")]
+    services.create_run(mode="redis", spec={"task": "sleep"}, owner="someone-else")
+    final = wait_for(lambda: len(report().get("ids", [])) >= 9 and report(), timeout=30, what="the resume")
+
+    expected = list(Entry.objects.filter(owner=owner).order_by("id").values_list("id", flat=True))
+    assert final["ids"] == expected  # every entry once, in order, across the drop
+    assert final["statuses"] == {first: "completed", away[0]: "failed", away[1]: "canceled"}
+    requests = [r for r in httpx.get(f"{url}/_test/requests", timeout=5).json() if r["status"] == 200]
+    assert [r["lastEventId"] for r in requests] == ["", str(expected[2])]

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from django.db import close_old_connections
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from runs import services
 from runs.exceptions import AttemptSuperseded, RunFinished
 
 logger = logging.getLogger("runs.worker")
+
+WRITE_RETRY_FIRST_DELAY_S = 0.05
+WRITE_RETRY_MAX_DELAY_S = 2.0
 
 # Why a task is asked to stop. Only "shutdown" hands the run back to the queue.
 CANCELED = "canceled"
@@ -42,6 +47,7 @@ class TaskContext:
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._on_stop: list[Callable[[str], None]] = []
+        self._written = 0  # checkpoints this attempt has sent: the next key's number
 
     @property
     def canceled(self) -> bool:
@@ -59,6 +65,24 @@ class TaskContext:
                 return
             reason = self.stop_reason
         callback(reason)
+
+    def _append_retrying(self, items: list[dict[str, Any]]) -> None:
+        delay = WRITE_RETRY_FIRST_DELAY_S
+        deadline = time.monotonic() + settings.WORKER_WRITE_RETRY_SECONDS
+        while True:
+            try:
+                services.append_attempt_checkpoints(self.run_id, self.attempt, items)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                connection.close()  # a broken connection goes back to no one
+                if time.monotonic() + delay > deadline or self.canceled:
+                    raise
+                logger.warning(
+                    "checkpoint write failed: retrying with the same keys",
+                    extra={"runId": self.run_id, "reason": exc.__class__.__name__},
+                )
+                self._stopped.wait(delay)
+                delay = min(delay * 2, WRITE_RETRY_MAX_DELAY_S)
 
     def request_stop(self, reason: str) -> bool:
         """Tell the task to stop; the first reason wins. True if this call stopped it."""
@@ -79,10 +103,17 @@ class TaskContext:
         self.checkpoints([{"type": type, "data": data}])
 
     def checkpoints(self, items: list[dict[str, Any]]) -> None:
+        """Append `items` in order, each under a key of this attempt, so that a
+        write retried after an ambiguous failure (a connection lost before the
+        commit's answer arrived) is stored once."""
         if self.canceled:
             raise TaskStopped(self.stop_reason)
+        with self._lock:
+            first = self._written + 1
+            self._written += len(items)
+        keyed = [{**item, "key": f"a{self.attempt}-{first + offset}"} for offset, item in enumerate(items)]
         try:
-            services.append_attempt_checkpoints(self.run_id, self.attempt, items)
+            self._append_retrying(keyed)
         except RunFinished:
             self.request_stop(CANCELED)
             raise TaskStopped(CANCELED) from None

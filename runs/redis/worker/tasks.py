@@ -115,8 +115,9 @@ def _as_checkpoint(line: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         return None
-    if isinstance(value.get("type"), str) and value["type"] and set(value) <= {"type", "data"}:
-        return {"type": value["type"], "data": value.get("data")}
+    kind = value.get("type")
+    if isinstance(kind, str) and kind.strip() and len(kind) <= 200 and set(value) <= {"type", "data"}:
+        return {"type": kind, "data": value.get("data")}
     return {"type": "stdout", "data": value}
 
 
@@ -149,6 +150,11 @@ def _stop_process(proc: subprocess.Popen[str], grace: float) -> None:
 def command_task(input: Any, ctx: TaskContext) -> None:
     """Run `spec.command` with `spec.env`; each stdout line that is a JSON
     object becomes a checkpoint; a non-zero exit fails the run."""
+    if not settings.WORKER_ALLOW_COMMAND:
+        raise TaskError(
+            "this worker does not run the command task (start it with WORKER_ALLOW_COMMAND=true)",
+            code="command_not_allowed",
+        )
     argv = ctx.spec.get("command")
     if not argv:
         raise TaskError("spec.command is required for the command task", code="bad_spec")

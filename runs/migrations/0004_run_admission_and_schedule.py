@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0002_checkpoint_run_index_from_constraints'),
+        ('runs', '0003_checkpoint_key'),
     ]
 
     operations = [
