@@ -57,7 +57,6 @@ def test_an_interval_schedule_defaults_to_utc(api):
         ({"spec": {"task": "sleep", "bogus": 1}}, "spec.bogus"),
         ({"overlap": "sometimes"}, "overlap"),
         ({"startAt": "soon"}, "startAt"),
-        ({"startAt": "9999-12-31T23:00:00-05:00"}, "startAt"),
         ({"startAt": "2026-12-02T00:00:00Z", "endAt": "2026-12-01T00:00:00Z"}, "endAt"),
         ({"name": " "}, "name"),
     ],
