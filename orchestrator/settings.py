@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "runs",
     "journal",
     "webhooks",
+    "schedules",
 ]
 
 # Under ASGI every sync middleware costs thread hops on every request, so the
@@ -398,3 +399,16 @@ WEBHOOK_CLAIM_SECONDS = env_float("WEBHOOK_CLAIM_SECONDS", 60.0)
 # How often an idle deliverer looks for new journal entries and due retries.
 WEBHOOK_POLL_SECONDS = env_float("WEBHOOK_POLL_SECONDS", 1.0)
 WEBHOOK_METRICS_PORT = env_int("WEBHOOK_METRICS_PORT", 0, minimum=0)
+
+# --- Scheduling and delayed runs (schedules, runs.admission) ---
+# `manage.py runscheduler` sleeps until the next tick or delayed run is due and
+# is woken by a NOTIFY when either changes; this bounds one sleep all the same.
+SCHEDULER_MAX_SLEEP_SECONDS = env_float("SCHEDULER_MAX_SLEEP_SECONDS", 60.0)
+SCHEDULER_METRICS_PORT = env_int("SCHEDULER_METRICS_PORT", 0, minimum=0)
+# How old the newest due tick may be and still count as on time rather than
+# missed (missed ticks follow the schedule's `catchup`).
+SCHEDULE_GRACE_SECONDS = env_float("SCHEDULE_GRACE_SECONDS", 30.0)
+# Most missed ticks one schedule makes runs for under `catchup: all`.
+SCHEDULE_MAX_CATCHUP = env_int("SCHEDULE_MAX_CATCHUP", 100, minimum=1)
+# A due delayed run whose backend cannot take it (Kubernetes down) is tried again this much later.
+ADMISSION_RETRY_SECONDS = env_float("ADMISSION_RETRY_SECONDS", 5.0)

@@ -15,6 +15,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("runs.urls")),
     path("", include("webhooks.urls")),
+    path("", include("schedules.urls")),
 ]
 
 handler400 = "orchestrator.errors.handler400"

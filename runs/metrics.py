@@ -73,3 +73,14 @@ WORKER_START_DELAY_SECONDS = Histogram(
     "From a run's creation to a worker starting it",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+
+# Admission and schedules (runs.admission, manage.py runscheduler).
+RUNS_ADMITTED = Counter(
+    "orchestrator_runs_admitted_total", "Held runs handed to their backend once their gate opened", ["reason"]
+)
+SCHEDULER_LAG_SECONDS = Histogram(
+    "orchestrator_scheduler_lag_seconds",
+    "From a tick's time to its run's creation (kind=tick), or from runAt to the handover (kind=runAt)",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

@@ -42,6 +42,16 @@ class Run(models.Model):
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
     )
+    # Admission (runs.admission): a pending run with `waiting_for` set is held
+    # back from its backend until its gates open; `not_before` is the time
+    # gate. Both are cleared when the run is handed over or leaves pending.
+    run_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    waiting_for = models.JSONField(null=True, blank=True)
+    # The schedule that made the run, and the tick it was made for. A plain
+    # id rather than a foreign key: a run outlives the schedule that made it.
+    schedule_id = models.UUIDField(null=True, blank=True)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -50,6 +60,16 @@ class Run(models.Model):
             models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
             models.Index(fields=["owner", "-created_at"], name="run_owner_created_idx"),
             models.Index(fields=["mode", "status"], name="run_mode_status_idx"),
+            models.Index(
+                fields=["not_before"],
+                condition=models.Q(status="pending", not_before__isnull=False),
+                name="run_pending_not_before_idx",
+            ),
+            models.Index(
+                fields=["schedule_id", "-created_at"],
+                condition=models.Q(schedule_id__isnull=False),
+                name="run_schedule_created_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -65,6 +85,16 @@ class Run(models.Model):
     @property
     def is_final(self) -> bool:
         return states.is_final(self.status)
+
+    @property
+    def is_held(self) -> bool:
+        """Pending and not yet handed to its backend (an admission gate is closed)."""
+        return self.status == states.PENDING and self.waiting_for is not None
+
+
+# Pending runs held back from their backend by an admission gate (runs.admission).
+# Sweeps that re-send pending runs a backend lost must leave these alone.
+HELD = models.Q(status=states.PENDING, waiting_for__isnull=False)
 
 
 class Checkpoint(models.Model):

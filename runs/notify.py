@@ -17,6 +17,9 @@ from django.db import connection, transaction
 CHANNEL = "orchestrator_runs"
 # Payload: a journal entry id. Sent for every journal entry (journal.services).
 JOURNAL_CHANNEL = "orchestrator_journal"
+# Payload: what changed ("schedule", "run"). Schedulers listen here: a schedule
+# or a delayed run changed, so the next due instant may have moved.
+SCHEDULER_CHANNEL = "orchestrator_scheduler"
 
 _local_listeners: dict[str, list[Callable[[str], None]]] = {}
 
@@ -50,3 +53,9 @@ def send(channel: str, payload: str) -> None:
 def run_changed(run_id: str) -> None:
     """Announce that a run or its checkpoints changed; call inside the write's transaction."""
     send(CHANNEL, str(run_id))
+
+
+def scheduler_changed(what: str) -> None:
+    """Wake every scheduler process when this transaction commits (on SQLite,
+    a scheduler in another process finds the change at its next short sleep)."""
+    send(SCHEDULER_CHANNEL, what)

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from runs.exceptions import BadParameter
-from runs.models import Checkpoint, Run
+from runs.models import HELD, Checkpoint, Run
 from runs.wire import format_ts, parse_ts
 
 
@@ -23,10 +23,12 @@ class RunFilters:
     owner: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    schedule_id: uuid.UUID | None = None
 
 
-def encode_cursor(run: Run) -> str:
-    raw = f"{format_ts(run.created_at)}|{run.id}"
+def encode_cursor(row: Any) -> str:
+    """The cursor after `row`, any record with `created_at` and a UUID `id`."""
+    raw = f"{format_ts(row.created_at)}|{row.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -40,7 +42,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def list_runs(filters: RunFilters, *, limit: int, cursor: str | None = None) -> tuple[list[Run], str | None]:
-    """Newest first, keyset-paginated on (createdAt, id) so pages never skip or repeat."""
+    """Newest first, keyset-paginated (`newest_first_page`)."""
     queryset = Run.objects.all()
     if filters.statuses:
         queryset = queryset.filter(status__in=filters.statuses)
@@ -52,12 +54,22 @@ def list_runs(filters: RunFilters, *, limit: int, cursor: str | None = None) -> 
         queryset = queryset.filter(created_at__gt=filters.created_after)
     if filters.created_before:
         queryset = queryset.filter(created_at__lt=filters.created_before)
+    if filters.schedule_id:
+        queryset = queryset.filter(schedule_id=filters.schedule_id)
+    return newest_first_page(queryset, limit=limit, cursor=cursor)
+
+
+def newest_first_page(
+    queryset: QuerySet[Any], *, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """One page of records newest first, keyset-paginated on (created_at, id)
+    so pages never skip or repeat a record."""
     if cursor:
-        created, run_id = decode_cursor(cursor)
-        queryset = queryset.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=run_id))
-    runs = list(queryset.order_by("-created_at", "-id")[: limit + 1])
-    next_cursor = encode_cursor(runs[limit - 1]) if len(runs) > limit else None
-    return runs[:limit], next_cursor
+        created, row_id = decode_cursor(cursor)
+        queryset = queryset.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=row_id))
+    rows = list(queryset.order_by("-created_at", "-id")[: limit + 1])
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
 
 
 def get_run(run_id: Any) -> Run | None:
@@ -91,6 +103,7 @@ def redis_runs_in(statuses: tuple[str, ...]) -> Any:
     """Redis-mode runs with a spec in these statuses, oldest first (what a sweep checks)."""
     return (
         Run.objects.filter(mode="redis", status__in=statuses, spec__isnull=False)
+        .exclude(HELD)
         .order_by("created_at")
         .only("id", "mode", "status", "spec", "created_at", "attempt")
     )

@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -18,7 +18,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from journal import services as journal
-from runs import checkpoint_writer, metrics, notify, states
+from runs import admission, checkpoint_writer, metrics, notify, states
 from runs.backends import get_backend
 from runs.exceptions import (
     AttemptSuperseded,
@@ -29,9 +29,9 @@ from runs.exceptions import (
     RunNotFound,
     SchemaViolation,
 )
-from runs.models import Checkpoint, Run
+from runs.models import HELD, Checkpoint, Run
 from runs.validation import validate
-from runs.wire import run_to_wire
+from runs.wire import format_ts, run_to_wire
 
 logger = logging.getLogger("runs.services")
 
@@ -45,8 +45,11 @@ def validate_spec(mode: str, spec: dict[str, Any] | None) -> None:
     validate(f"run.schema.json#/$defs/{mode}Spec", spec, prefix="spec")
 
 
-def _fingerprint(mode: str, spec: Any, metadata: Any) -> str:
-    canonical = json.dumps([mode, spec, metadata], sort_keys=True, separators=(",", ":"))
+def _fingerprint(mode: str, spec: Any, metadata: Any, run_at: datetime | None) -> str:
+    parts = [mode, spec, metadata]
+    if run_at is not None:  # runs without runAt keep the fingerprints they always had
+        parts.append(run_at.isoformat())
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -67,9 +70,15 @@ def create_run(
     owner: str = "",
     idempotency_key: str | None = None,
     retry_of: Run | None = None,
+    run_at: datetime | None = None,
+    schedule_id: uuid.UUID | None = None,
+    scheduled_for: datetime | None = None,
     with_run: Callable[[Run], None] | None = None,
 ) -> tuple[Run, bool]:
     """Record a run and hand it to its backend. Returns (run, created).
+
+    With `run_at` in the future the run is recorded pending and held: the
+    scheduler hands it over then (`runs.admission`).
 
     `with_run` is called with the new run inside its creating transaction,
     before the journal entry, for records that belong with the run (its
@@ -81,14 +90,14 @@ def create_run(
     """
     validate_spec(mode, spec)
     metadata = metadata or {}
-    fingerprint = _fingerprint(mode, spec, metadata) if idempotency_key else ""
+    fingerprint = _fingerprint(mode, spec, metadata, run_at) if idempotency_key else ""
     if idempotency_key:
         existing = _replay_idempotent(owner, idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
     try:
         with transaction.atomic():
-            run = Run.objects.create(
+            run = Run(
                 mode=mode,
                 spec=spec,
                 metadata=metadata,
@@ -96,10 +105,17 @@ def create_run(
                 idempotency_key=idempotency_key,
                 idempotency_fingerprint=fingerprint,
                 retry_of=retry_of,
+                schedule_id=schedule_id,
+                scheduled_for=scheduled_for,
             )
+            held = admission.hold_until(run, run_at)
+            run.save(force_insert=True)
             if with_run is not None:
                 with_run(run)
-            get_backend(mode).dispatch(run)
+            if held:
+                admission.wake_scheduler()
+            else:
+                get_backend(mode).dispatch(run)
             notify.run_changed(str(run.id))
             # Last: the journal's clock is held from here to the commit.
             journal.record(run, journal.CREATED, at=run.created_at)
@@ -121,16 +137,21 @@ def plan_run(
     spec: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
     owner: str = "",
+    run_at: datetime | None = None,
 ) -> dict[str, Any]:
     """What creating this run would do, without creating or sending anything."""
     validate_spec(target, spec)
     now = timezone.now()
     preview = Run(mode=target, spec=spec, metadata=metadata or {}, owner=owner)
     preview.created_at = preview.updated_at = now
+    held = admission.hold_until(preview, run_at, now=now)
+    dispatch_at = admission.dispatch_at(preview, now=now)
     backend = get_backend(target)
+    hold = f"hold the run until runAt, {format_ts(dispatch_at)}: the scheduler then hands it over"
     steps = [
         f"validate the spec for {target} mode",
         "record the run with status pending",
+        *([hold] if held else []),
         *backend.plan_steps(preview),
     ]
     return {
@@ -138,6 +159,7 @@ def plan_run(
         "target": target,
         "run": run_to_wire(preview),
         "dispatch": backend.describe(preview),
+        "dispatchAt": format_ts(dispatch_at),
     }
 
 
@@ -175,6 +197,7 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
     if not states.can_transition(run.status, new):
         raise InvalidTransition(run.status, new)
     now = timezone.now()
+    was_held = run.is_held
     run.status = new
     if new == states.RUNNING and run.started_at is None:
         run.started_at = now
@@ -182,8 +205,11 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
         run.finished_at = now
     if error is not None:
         run.error = error
-    run.save(update_fields=["status", "started_at", "finished_at", "error", "updated_at"])
+    gates = admission.clear_gates(run)
+    run.save(update_fields=["status", "started_at", "finished_at", "error", "updated_at", *gates])
     notify.run_changed(str(run.id))
+    if was_held:
+        admission.wake_scheduler()
     # The callers commit right after this: the journal's clock is taken last.
     journal.record(run, journal.status_type(new), at=now)
     transaction.on_commit(lambda: _count_status_change(run, new))
@@ -279,7 +305,7 @@ def requeue_stale_runs(*, older_than: timedelta, dry_run: bool = False) -> list[
     """Pending runs older than `older_than` that have a spec: make sure their
     backend holds them (a dispatch lost to an outage is sent again)."""
     cutoff = timezone.now() - older_than
-    stale = Run.objects.filter(status=states.PENDING, created_at__lt=cutoff, spec__isnull=False)
+    stale = Run.objects.filter(status=states.PENDING, created_at__lt=cutoff, spec__isnull=False).exclude(HELD)
     requeued = []
     for run in stale.order_by("created_at").iterator():
         if dry_run or get_backend(run.mode).ensure_dispatched(run):

@@ -28,6 +28,7 @@ SCHEMA_FILES = (
     "event.schema.json",
     "journal.schema.json",
     "webhook.schema.json",
+    "schedule.schema.json",
 )
 
 

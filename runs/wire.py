@@ -62,11 +62,16 @@ def run_to_wire(run: Run) -> dict[str, Any]:
         "attempt": run.attempt,
         "error": run.error,
         "checkpointCount": run.checkpoint_count,
+        "runAt": format_ts(run.run_at),
+        "waitingFor": run.waiting_for if run.is_held else None,
     }
     if run.owner:
         body["owner"] = run.owner
     if run.retry_of_id:
         body["retryOf"] = str(run.retry_of_id)
+    if run.schedule_id:
+        body["scheduleId"] = str(run.schedule_id)
+        body["scheduledFor"] = format_ts(run.scheduled_for)
     return body
 
 

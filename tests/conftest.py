@@ -144,3 +144,17 @@ def keyed_server(django_db_setup, django_db_blocker, tmp_path_factory):  # type:
         tmp_path_factory.mktemp("keyed"), ORCHESTRATOR_API_KEY=",".join(SERVER_KEYS), LOG_FORMAT="json"
     ) as server:
         yield server
+
+
+@pytest.fixture
+def queue(settings):  # type: ignore[no-untyped-def]
+    """The run queue under a key prefix of this test's own, in this process
+    (set REDIS_KEY_PREFIX=settings.REDIS_KEY_PREFIX for processes it starts)."""
+    from runs.redis import queue as run_queue
+    from tests.redis_workers import drop_keys, unique_prefix
+
+    settings.REDIS_KEY_PREFIX = unique_prefix()
+    queue = run_queue.run_queue()
+    queue.ensure_group()
+    yield queue
+    drop_keys(settings.REDIS_KEY_PREFIX)

@@ -17,7 +17,7 @@ from django.core.management import get_commands
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-APP_SERVICES = ("migrate", "orchestrator", "worker", "webhooks")
+APP_SERVICES = ("migrate", "orchestrator", "worker", "scheduler", "webhooks")
 # Commands another issue delivers: until it lands, a check naming one skips
 # (saying so) instead of failing; once it exists, the check applies in full.
 LANDING_WITH = {
@@ -48,8 +48,9 @@ PLATFORM_SET = {"KUBERNETES_SERVICE_HOST"}
 def settings_read() -> set[str]:
     """Every environment variable the service's code reads that an operator sets."""
     names: set[str] = set()
-    for path in [*ROOT.glob("orchestrator/**/*.py"), *ROOT.glob("runs/**/*.py")]:
-        names.update(_ENV_READ.findall(path.read_text()))
+    for app in ("orchestrator", "runs", "schedules"):
+        for path in ROOT.glob(f"{app}/**/*.py"):
+            names.update(_ENV_READ.findall(path.read_text()))
     return names - PLATFORM_SET
 
 
@@ -96,7 +97,9 @@ def test_compose_sets_only_settings_the_service_reads():
 
 
 def test_compose_runs_the_stack_the_guide_describes():
-    assert set(SERVICES) == {"postgres", "redis", "migrate", "orchestrator", "worker", "webhooks"}
+    assert set(SERVICES) == {
+        "postgres", "redis", "migrate", "orchestrator", "worker", "scheduler", "webhooks"
+    }
     assert SERVICES["orchestrator"]["ports"] == ["7070:7070"]
     assert SERVICES["orchestrator"]["environment"]["PORT"] == "7070"
 
@@ -113,7 +116,7 @@ def test_stateful_services_keep_data_in_named_volumes_and_report_health(name):
 def test_migrations_run_once_before_the_server_and_worker_start():
     assert SERVICES["migrate"]["restart"] == "no"
     assert SERVICES["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("orchestrator", "worker"):
+    for name in ("orchestrator", "worker", "scheduler"):
         depends = SERVICES[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["redis"]["condition"] == "service_healthy"
@@ -137,11 +140,12 @@ def test_the_app_reaches_postgres_and_redis_by_their_service_names():
 
 def test_services_without_an_http_server_do_not_inherit_the_image_health_check():
     assert SERVICES["worker"]["healthcheck"] == {"disable": True}
+    assert SERVICES["scheduler"]["healthcheck"] == {"disable": True}
     assert SERVICES["migrate"]["healthcheck"] == {"disable": True}
     assert SERVICES["webhooks"]["healthcheck"] == {"disable": True}
 
 
-@pytest.mark.parametrize("service", ["migrate", "worker", "webhooks"])
+@pytest.mark.parametrize("service", ["migrate", "worker", "scheduler", "webhooks"])
 def test_compose_commands_name_manage_py_commands_that_exist(service):
     command = SERVICES[service]["command"]
 

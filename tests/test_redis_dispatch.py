@@ -12,21 +12,12 @@ from runs.backends import get_backend
 from runs.models import Run
 from runs.redis import queue as run_queue
 from runs.redis.worker import recovery
-from tests.redis_workers import drop_keys, unique_prefix, wait_for
+from tests.redis_workers import wait_for
 from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SPEC = {"task": "sleep", "input": {"seconds": 1}, "maxAttempts": 2}
-
-
-@pytest.fixture
-def queue(settings):  # type: ignore[no-untyped-def]
-    settings.REDIS_KEY_PREFIX = unique_prefix()
-    queue = run_queue.run_queue()
-    queue.ensure_group()
-    yield queue
-    drop_keys(settings.REDIS_KEY_PREFIX)
 
 
 def entries(queue):  # type: ignore[no-untyped-def]

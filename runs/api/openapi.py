@@ -11,6 +11,7 @@ _FILES = {
     "run": "run.schema.json",
     "checkpoint": "checkpoint.schema.json",
     "event": "event.schema.json",
+    "schedule": "schedule.schema.json",
     "journal": "journal.schema.json",
     "webhook": "webhook.schema.json",
 }
@@ -19,6 +20,7 @@ _PREFIX = {
     "run.schema.json": "",
     "checkpoint.schema.json": "",
     "event.schema.json": "Event",
+    "schedule.schema.json": "",
     "journal.schema.json": "Journal",
     "webhook.schema.json": "",
 }

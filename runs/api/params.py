@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.request import Request
 
 from runs import states
-from runs.exceptions import BadParameter
+from runs.exceptions import BadParameter, SchemaViolation
 from runs.wire import parse_ts
 
 _PRINTABLE = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -38,6 +39,16 @@ def ts_param(request: Request, name: str) -> datetime | None:
         return parse_ts(raw)
     except ValueError:
         raise BadParameter(name, "must be an RFC 3339 timestamp") from None
+
+
+def uuid_param(request: Request, name: str) -> uuid.UUID | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise BadParameter(name, "must be a UUID") from None
 
 
 def choice_param(
@@ -97,3 +108,14 @@ def json_body(request: Request) -> Any:
     """The parsed JSON body."""
     require_json_content(request)
     return request.data
+
+
+def body_ts(body: dict[str, Any], name: str) -> datetime | None:
+    """An optional RFC 3339 field of a (schema-checked) body; a 422 naming it otherwise."""
+    raw = body.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse_ts(raw)
+    except ValueError:
+        raise SchemaViolation({name: ["must be an RFC 3339 timestamp, e.g. 2026-12-01T09:30:00Z"]}) from None

@@ -63,6 +63,9 @@ class RunCollectionView(APIView):
             OpenApiParameter("createdAfter", TIMESTAMP, description="RFC 3339"),
             OpenApiParameter("createdBefore", TIMESTAMP, description="RFC 3339"),
             OpenApiParameter(
+                "scheduleId", {"type": "string", "format": "uuid"}, description="runs this schedule made"
+            ),
+            OpenApiParameter(
                 "limit", {"type": "integer", "minimum": 1, "maximum": 200}, description="default 50"
             ),
             OpenApiParameter(
@@ -78,6 +81,7 @@ class RunCollectionView(APIView):
             owner=params.owner_filter(request),
             created_after=params.ts_param(request, "createdAfter"),
             created_before=params.ts_param(request, "createdBefore"),
+            schedule_id=params.uuid_param(request, "scheduleId"),
         )
         limit = params.int_param(request, "limit", default=50, minimum=1, maximum=200)
         runs, next_cursor = selectors.list_runs(
@@ -120,12 +124,17 @@ class RunCollectionView(APIView):
         validate("run.schema.json#/$defs/createRunRequest", body)
         owner = params.owner_of(request)
         webhook = webhook_services.check_run_webhook(body.get("webhook"))
+        run_at = params.body_ts(body, "runAt")
         if mode == states.PLAN:
             target = params.choice_param(
                 request, "target", states.MODES, default=settings.PLAN_DEFAULT_TARGET
             )
             plan = services.plan_run(
-                target=target, spec=body.get("spec"), metadata=body.get("metadata"), owner=owner
+                target=target,
+                spec=body.get("spec"),
+                metadata=body.get("metadata"),
+                owner=owner,
+                run_at=run_at,
             )
             return Response({"mode": "plan", "plan": plan})
         run, created = webhook_services.create_run(
@@ -135,6 +144,7 @@ class RunCollectionView(APIView):
             metadata=body.get("metadata"),
             owner=owner,
             idempotency_key=params.idempotency_key(request),
+            run_at=run_at,
         )
         return Response(
             {"runId": str(run.id), "run": run_to_wire(run)},

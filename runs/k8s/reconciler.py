@@ -35,7 +35,7 @@ from runs.k8s.status import (
     parse_timestamp,
     pod_verdict,
 )
-from runs.models import Run
+from runs.models import HELD, Run
 
 logger = logging.getLogger("runs.k8s.reconciler")
 
@@ -123,7 +123,9 @@ class Reconciler:
             str(run_id)
             for run_id in Run.objects.filter(
                 mode=Run.Mode.K8S, status__in=(states.PENDING, states.RUNNING), created_at__lt=cutoff
-            ).values_list("id", flat=True)
+            )
+            .exclude(HELD)  # no Job yet, by design
+            .values_list("id", flat=True)
         }
         jobs, _ = self._list(JOBS)
         pods, _ = self._list(PODS)

@@ -68,7 +68,7 @@ def test_the_role_grants_exactly_the_calls_the_code_makes() -> None:
     assert granted == calls_in_code()
 
 
-def test_the_role_is_bound_to_the_service_account_both_deployments_use() -> None:
+def test_the_role_is_bound_to_the_service_account_every_deployment_uses() -> None:
     binding = the("RoleBinding", "orchestrator")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -77,7 +77,13 @@ def test_the_role_is_bound_to_the_service_account_both_deployments_use() -> None
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "orchestrator"}]
     the("ServiceAccount", "orchestrator")
-    for name in ("orchestrator", "orchestrator-reconciler", "orchestrator-worker", "orchestrator-webhooks"):
+    for name in (
+        "orchestrator",
+        "orchestrator-reconciler",
+        "orchestrator-worker",
+        "orchestrator-scheduler",
+        "orchestrator-webhooks",
+    ):
         assert the("Deployment", name)["spec"]["template"]["spec"]["serviceAccountName"] == "orchestrator"
 
 
@@ -101,6 +107,15 @@ def test_the_reconciler_runs_as_its_own_single_deployment() -> None:
     assert not service_selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
+def test_the_scheduler_runs_as_its_own_deployment_of_two() -> None:
+    deployment = the("Deployment", "orchestrator-scheduler")
+    assert deployment["spec"]["replicas"] == 2
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][-2:] == ["manage.py", "runscheduler"]
+    service_selector = the("Service", "orchestrator")["spec"]["selector"]
+    assert not service_selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
 def test_the_deliverer_runs_as_its_own_deployment_with_room_to_finish() -> None:
     from django.conf import settings
 
@@ -114,7 +129,14 @@ def test_the_deliverer_runs_as_its_own_deployment_with_room_to_finish() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["orchestrator", "orchestrator-reconciler", "orchestrator-worker", "orchestrator-webhooks"]
+    "name",
+    [
+        "orchestrator",
+        "orchestrator-reconciler",
+        "orchestrator-worker",
+        "orchestrator-scheduler",
+        "orchestrator-webhooks",
+    ],
 )
 def test_every_setting_the_deployments_reference_exists(name: str) -> None:
     from django.conf import settings

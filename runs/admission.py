@@ -1,0 +1,122 @@
+"""Admission: when a pending run may be handed to its backend.
+
+A run created with a gate closed is recorded `pending` with `waiting_for`
+saying why (`{"reason": "runAt", "until": …}`) and is not dispatched. A time
+gate also sets `not_before`, the instant it opens. `admit_due` hands over the
+runs whose time gate has passed; the scheduler process (`manage.py
+runscheduler`) calls it when `next_due_at` comes, and whenever a delayed run
+is created (a NOTIFY wakes it). Any number of processes may call it at once:
+each due run is taken by exactly one of them (row locks, SKIP LOCKED).
+
+Leaving `pending` (a cancel) clears the gate fields, so a final run never
+shows a reason to wait.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from runs import metrics, notify
+from runs.backends import get_backend
+from runs.exceptions import BackendUnavailable, SchemaViolation
+from runs.models import HELD, Run
+from runs.wire import format_ts
+
+logger = logging.getLogger("runs.admission")
+
+RUN_AT = "runAt"
+
+GATE_FIELDS = ("not_before", "waiting_for")
+
+
+def hold_until(run: Run, run_at: datetime | None, *, now: datetime | None = None) -> bool:
+    """Gate an unsaved run on `run_at`. A `run_at` that is not in the future
+    sets no gate: the run is dispatched at once. True when the run is held."""
+    run.run_at = run_at
+    if run_at is None or run_at <= (now or timezone.now()):
+        return False
+    run.not_before = run_at
+    run.waiting_for = {"reason": RUN_AT, "until": format_ts(run_at)}
+    return True
+
+
+def dispatch_at(run: Run, *, now: datetime | None = None) -> datetime:
+    """When the run would be handed to its backend (plan mode)."""
+    return run.not_before if run.not_before is not None else (now or timezone.now())
+
+
+def clear_gates(run: Run) -> list[str]:
+    """Open every gate of a run leaving `pending`; the fields to save."""
+    run.not_before = None
+    run.waiting_for = None
+    return list(GATE_FIELDS)
+
+
+def wake_scheduler() -> None:
+    """Tell the scheduler processes a delayed run changed; call inside the write's transaction."""
+    notify.scheduler_changed("run")
+
+
+def next_due_at() -> datetime | None:
+    """The earliest instant a held run's time gate opens."""
+    return Run.objects.filter(HELD, not_before__isnull=False).aggregate(due=Min("not_before"))["due"]
+
+
+def admit_due(now: datetime | None = None, *, batch_size: int = 200) -> int:
+    """Hand every held run whose time gate has passed to its backend.
+    Returns how many were handed over by this call."""
+    now = now or timezone.now()
+    admitted = 0
+    while True:
+        with transaction.atomic():
+            due = Run.objects.filter(HELD, not_before__lte=now).order_by("not_before", "id")
+            if connection.vendor == "postgresql":
+                due = due.select_for_update(skip_locked=True)
+            else:
+                due = due.select_for_update()
+            batch = list(due[:batch_size])
+            for run in batch:
+                admitted += _admit(run, now)
+        if len(batch) < batch_size:
+            return admitted
+
+
+def _admit(run: Run, now: datetime) -> int:
+    """Dispatch one locked, due run. 1 when it was handed over."""
+    waiting_for: Any = run.waiting_for
+    try:
+        with transaction.atomic():
+            run.save(update_fields=[*clear_gates(run), "updated_at"])
+            get_backend(run.mode).dispatch(run)
+            notify.run_changed(str(run.id))
+    except BackendUnavailable as exc:
+        # Kubernetes is down: the run keeps waiting and is tried again shortly.
+        run.waiting_for = waiting_for
+        run.not_before = now + timedelta(seconds=settings.ADMISSION_RETRY_SECONDS)
+        run.save(update_fields=[*GATE_FIELDS, "updated_at"])
+        logger.warning(
+            "due run not admitted: backend unavailable",
+            extra={"runId": str(run.id), "event": "admission_deferred", "reason": exc.message},
+        )
+        return 0
+    except SchemaViolation as exc:
+        # The cluster refuses what the spec asks for; it will not change its mind.
+        from runs import services  # services imports this module
+
+        message = "; ".join(text for texts in exc.details["fields"].values() for text in texts)
+        services.fail_run(run.id, "dispatch_rejected", message or "the backend refused the run")
+        return 0
+    reason = (waiting_for or {}).get("reason", "")
+    metrics.RUNS_ADMITTED.labels(reason=reason).inc()
+    if reason == RUN_AT and run.run_at is not None:
+        lag = max(0.0, (timezone.now() - run.run_at).total_seconds())
+        metrics.SCHEDULER_LAG_SECONDS.labels(kind=RUN_AT).observe(lag)
+    logger.info("run admitted", extra={"runId": str(run.id), "event": "run_admitted"})
+    return 1

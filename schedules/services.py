@@ -1,0 +1,344 @@
+"""Every write to schedules, and the firing of their ticks.
+
+`fire_due` is what `manage.py runscheduler` runs: each due schedule is taken
+under its row lock (SKIP LOCKED, so racing schedulers share the work and never
+wait on each other), its due ticks are handled per `catchup` and `overlap`,
+each tick is recorded with a unique (schedule, tick) row in the same
+transaction as its run, and `next_fire_at` moves past them. A tick is thus
+handled exactly once, whatever the number of schedulers, crashes or restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from runs import notify
+from runs import services as run_services
+from runs.exceptions import BackendUnavailable, InvalidTransition, SchemaViolation
+from runs.models import Run
+from schedules import metrics
+from schedules.exceptions import ScheduleNotFound
+from schedules.models import Schedule, ScheduleTick
+from schedules.timing import Timing, TimingError, check_cron, zone
+
+logger = logging.getLogger("schedules.services")
+
+Clock = Callable[[], datetime]
+
+TIMING_FIELDS = ("cron", "interval_seconds", "timezone", "start_at", "end_at")
+TEMPLATE_FIELDS = ("mode", "spec", "metadata")
+EDITABLE_FIELDS = ("name", *TIMING_FIELDS, *TEMPLATE_FIELDS, "overlap", "catchup", "paused")
+
+
+def _schedule_pk(schedule_id: Any) -> uuid.UUID:
+    try:
+        return schedule_id if isinstance(schedule_id, uuid.UUID) else uuid.UUID(str(schedule_id))
+    except ValueError:
+        raise ScheduleNotFound() from None
+
+
+def get_schedule_or_404(schedule_id: Any, *, for_update: bool = False) -> Schedule:
+    queryset = Schedule.objects.select_for_update() if for_update else Schedule.objects
+    schedule = queryset.filter(pk=_schedule_pk(schedule_id)).first()
+    if schedule is None:
+        raise ScheduleNotFound()
+    return schedule
+
+
+def check_schedule(schedule: Schedule) -> None:
+    """The rules a schema cannot say; SchemaViolation naming each bad field."""
+    fields: dict[str, list[str]] = {}
+    if (schedule.cron is None) == (schedule.interval_seconds is None):
+        fields["cron"] = ["give exactly one of cron and intervalSeconds"]
+    try:
+        zone(schedule.timezone)
+        if schedule.cron is not None:
+            check_cron(schedule.cron, schedule.timezone)
+    except TimingError as exc:
+        fields.setdefault(exc.field, []).append(exc.message)
+    if schedule.start_at and schedule.end_at and schedule.end_at <= schedule.start_at:
+        fields["endAt"] = ["must be after startAt"]
+    try:
+        run_services.validate_spec(schedule.mode, schedule.spec)
+    except SchemaViolation as exc:
+        fields.update(exc.details["fields"])
+    if fields:
+        raise SchemaViolation(dict(sorted(fields.items())))
+
+
+def _reschedule(schedule: Schedule, now: datetime) -> None:
+    """The next tick after `now`: ticks before a change or a resume are not made up."""
+    schedule.next_fire_at = None if schedule.paused else schedule.timing.next_after(now)
+
+
+def _changed() -> None:
+    notify.scheduler_changed("schedule")
+
+
+def create_schedule(*, owner: str = "", now: datetime | None = None, **fields: Any) -> Schedule:
+    """Record a schedule (fields named as the model's); its first tick is the
+    first after now (or startAt)."""
+    now = now or timezone.now()
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown schedule fields: {sorted(unknown)}")
+    schedule = Schedule(owner=owner, **fields)
+    schedule.metadata = schedule.metadata or {}
+    check_schedule(schedule)
+    schedule.anchor_at = schedule.start_at or now
+    _reschedule(schedule, now)
+    with transaction.atomic():
+        schedule.save(force_insert=True)
+        _changed()
+    logger.info("schedule created", extra={"scheduleId": str(schedule.id), "event": "schedule_created"})
+    return schedule
+
+
+def update_schedule(schedule_id: Any, changes: dict[str, Any], *, now: datetime | None = None) -> Schedule:
+    """Change some fields. A change of timing (cron, interval, timezone,
+    startAt, endAt) or a resume starts again from the first tick after now."""
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown schedule fields: {sorted(unknown)}")
+    now = now or timezone.now()
+    with transaction.atomic():
+        schedule = get_schedule_or_404(schedule_id, for_update=True)
+        before = {name: getattr(schedule, name) for name in EDITABLE_FIELDS}
+        for name, value in changes.items():
+            setattr(schedule, name, value)
+        if "cron" in changes and changes["cron"] is not None and "interval_seconds" not in changes:
+            schedule.interval_seconds = None
+        if (
+            "interval_seconds" in changes
+            and changes["interval_seconds"] is not None
+            and "cron" not in changes
+        ):
+            schedule.cron = None
+        if "metadata" in changes and schedule.metadata is None:
+            schedule.metadata = {}
+        check_schedule(schedule)
+        timing_changed = any(getattr(schedule, name) != before[name] for name in TIMING_FIELDS)
+        if timing_changed:
+            schedule.anchor_at = schedule.start_at or now
+        if timing_changed or schedule.paused != before["paused"]:
+            _reschedule(schedule, now)
+        schedule.save()
+        _changed()
+    return schedule
+
+
+def set_paused(schedule_id: Any, paused: bool, *, now: datetime | None = None) -> Schedule:
+    """Pause (no ticks at all while paused) or resume (from the first tick after now)."""
+    return update_schedule(schedule_id, {"paused": paused}, now=now)
+
+
+def delete_schedule(schedule_id: Any) -> None:
+    """Delete the schedule and its tick records. The runs it made stay, with their scheduleId."""
+    with transaction.atomic():
+        schedule = get_schedule_or_404(schedule_id, for_update=True)
+        schedule.delete()
+        _changed()
+
+
+def trigger_schedule(schedule_id: Any, *, now: datetime | None = None) -> Run:
+    """A run from the schedule's template now, whatever its ticks, pause or overlap."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        schedule = get_schedule_or_404(schedule_id, for_update=True)
+        run = _create_run(schedule, now)
+        schedule.last_run_id = run.id
+        schedule.save(update_fields=["last_run_id", "updated_at"])
+    return run
+
+
+def _create_run(schedule: Schedule, tick: datetime) -> Run:
+    run, _ = run_services.create_run(
+        mode=schedule.mode,
+        spec=schedule.spec,
+        metadata=schedule.metadata,
+        owner=schedule.owner,
+        schedule_id=schedule.id,
+        scheduled_for=tick,
+    )
+    return run
+
+
+def next_due_at() -> datetime | None:
+    """The earliest tick some active schedule must handle."""
+    return Schedule.objects.filter(paused=False, next_fire_at__isnull=False).aggregate(
+        due=Min("next_fire_at")
+    )["due"]
+
+
+# --- Firing ---
+
+
+@dataclass
+class Plan:
+    """What to do with a schedule's due ticks, decided before any is handled."""
+
+    skip_from: datetime | None = None  # a range of missed ticks recorded as one skip
+    skip_to: datetime | None = None
+    skip_reason: str = ""
+    caught_up: list[datetime] | None = None
+    on_time: datetime | None = None
+
+
+def plan_ticks(schedule: Schedule, now: datetime) -> Plan:
+    """Split the due ticks (next_fire_at .. now) per the schedule's catchup.
+
+    The newest due tick is on time when it is at most SCHEDULE_GRACE_SECONDS
+    old; every other due tick was missed (the scheduler was down, or busy).
+    """
+    timing = schedule.timing
+    first = schedule.next_fire_at
+    assert first is not None
+    newest = timing.latest_at_or_before(now) or first
+    newest = max(newest, first)
+    plan = Plan()
+    if (now - newest).total_seconds() <= settings.SCHEDULE_GRACE_SECONDS:
+        plan.on_time = newest
+        last_missed = _before(timing, newest, first)
+    else:
+        last_missed = newest
+    if last_missed is None:
+        return plan
+    catchup = schedule.catchup
+    if catchup == Schedule.Catchup.NONE:
+        fire: list[datetime] = []
+    elif catchup == Schedule.Catchup.LATEST:
+        fire = [] if plan.on_time else [last_missed]
+    else:
+        fire = timing.newest(last_missed, settings.SCHEDULE_MAX_CATCHUP, since=first)
+    plan.caught_up = fire
+    skip_to = _before(timing, fire[0], first) if fire else last_missed
+    if skip_to is not None:
+        plan.skip_from, plan.skip_to = first, skip_to
+        plan.skip_reason = (
+            ScheduleTick.Reason.CATCHUP_LIMIT
+            if catchup == Schedule.Catchup.ALL
+            else ScheduleTick.Reason.MISSED
+        )
+    return plan
+
+
+def _before(timing: Timing, tick: datetime, first: datetime) -> datetime | None:
+    """The tick just before `tick`, if it is not before `first`."""
+    previous = timing.latest_at_or_before(tick - timedelta(microseconds=1))
+    return previous if previous is not None and previous >= first else None
+
+
+def fire_due(now: datetime | None = None, *, clock: Clock = timezone.now, batch_size: int = 100) -> int:
+    """Handle every due tick of every active schedule. Returns how many
+    schedules this call handled (others racing it handle the rest)."""
+    now = now or clock()
+    handled = 0
+    failed: set[uuid.UUID] = set()
+    while True:
+        with transaction.atomic():
+            due = (
+                Schedule.objects.filter(paused=False, next_fire_at__lte=now)
+                .exclude(pk__in=failed)
+                .order_by("next_fire_at", "id")
+            )
+            due = due.select_for_update(skip_locked=True) if connection.vendor == "postgresql" else due
+            batch = list(due[:batch_size])
+            for schedule in batch:
+                try:
+                    with transaction.atomic():
+                        _fire(schedule, now, clock)
+                    handled += 1
+                except Exception:
+                    # One broken schedule must not stop the others; it is tried again next pass.
+                    logger.exception("schedule tick failed", extra={"scheduleId": str(schedule.id)})
+                    failed.add(schedule.id)
+        if len(batch) < batch_size:
+            return handled
+
+
+def _fire(schedule: Schedule, now: datetime, clock: Clock) -> None:
+    plan = plan_ticks(schedule, now)
+    handled_up_to = schedule.next_fire_at
+    if plan.skip_from is not None and plan.skip_to is not None:
+        _record(
+            schedule, plan.skip_from, ScheduleTick.Outcome.SKIPPED, reason=plan.skip_reason, last=plan.skip_to
+        )
+        handled_up_to = plan.skip_to
+    for tick in plan.caught_up or []:
+        _tick(schedule, tick, ScheduleTick.Outcome.CAUGHT_UP, clock)
+        handled_up_to = tick
+    if plan.on_time is not None:
+        _tick(schedule, plan.on_time, ScheduleTick.Outcome.FIRED, clock)
+        handled_up_to = plan.on_time
+    assert handled_up_to is not None
+    schedule.next_fire_at = schedule.timing.next_after(handled_up_to)
+    schedule.save(update_fields=["next_fire_at", "last_fired_at", "last_run_id", "updated_at"])
+
+
+def _record(
+    schedule: Schedule,
+    tick: datetime,
+    outcome: str,
+    *,
+    reason: str = "",
+    run_id: uuid.UUID | None = None,
+    last: datetime | None = None,
+) -> ScheduleTick:
+    record = ScheduleTick.objects.create(
+        schedule=schedule, tick=tick, last_tick=last or tick, outcome=outcome, reason=reason, run_id=run_id
+    )
+    label = str(schedule.id)
+    transaction.on_commit(lambda: metrics.TICKS.labels(schedule=label, outcome=outcome).inc())
+    return record
+
+
+def _previous_run_open(schedule: Schedule) -> Run | None:
+    if schedule.last_run_id is None:
+        return None
+    run = Run.objects.filter(pk=schedule.last_run_id).first()
+    return run if run is not None and not run.is_final else None
+
+
+def _tick(schedule: Schedule, tick: datetime, outcome: str, clock: Clock) -> None:
+    """One tick: a run (after the overlap rule), or a recorded skip."""
+    previous = _previous_run_open(schedule)
+    if previous is not None and schedule.overlap == Schedule.Overlap.SKIP:
+        _record(schedule, tick, ScheduleTick.Outcome.SKIPPED, reason=ScheduleTick.Reason.OVERLAP)
+        return
+    try:
+        with transaction.atomic():
+            # The tick's row first: a tick some other process handled fails
+            # here, before any run or backend call exists.
+            record = _record(schedule, tick, outcome)
+            if previous is not None and schedule.overlap == Schedule.Overlap.CANCEL_PREVIOUS:
+                try:
+                    run_services.cancel_run(previous.id)
+                except InvalidTransition:
+                    pass  # it finished meanwhile
+            run = _create_run(schedule, tick)
+    except BackendUnavailable:
+        _record(schedule, tick, ScheduleTick.Outcome.SKIPPED, reason=ScheduleTick.Reason.BACKEND_UNAVAILABLE)
+        logger.warning("tick skipped: backend unavailable", extra={"scheduleId": str(schedule.id)})
+        return
+    except IntegrityError:
+        logger.warning(
+            "tick already handled", extra={"scheduleId": str(schedule.id), "tick": tick.isoformat()}
+        )
+        return
+    record.run_id = run.id
+    record.save(update_fields=["run_id"])
+    schedule.last_run_id = run.id
+    schedule.last_fired_at = tick
+    if outcome == ScheduleTick.Outcome.FIRED:
+        lag = max(0.0, (clock() - tick).total_seconds())
+        transaction.on_commit(lambda: metrics.SCHEDULER_LAG_SECONDS.labels(kind="tick").observe(lag))

@@ -1,0 +1,52 @@
+"""Schedules to camelCase JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runs.wire import format_ts
+from schedules.models import Schedule, ScheduleTick
+
+NEXT_FIRE_TIMES = 5
+
+
+def next_fire_times(schedule: Schedule, count: int = NEXT_FIRE_TIMES) -> list[str]:
+    """The ticks the scheduler will handle next, from `next_fire_at` on (none while paused)."""
+    if schedule.paused or schedule.next_fire_at is None:
+        return []
+    return [format_ts(tick) or "" for tick in schedule.timing.upcoming(schedule.next_fire_at, count)]
+
+
+def schedule_to_wire(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "id": str(schedule.id),
+        "name": schedule.name,
+        "owner": schedule.owner,
+        "cron": schedule.cron,
+        "intervalSeconds": schedule.interval_seconds,
+        "timezone": schedule.timezone,
+        "mode": schedule.mode,
+        "spec": schedule.spec,
+        "metadata": schedule.metadata or {},
+        "overlap": schedule.overlap,
+        "catchup": schedule.catchup,
+        "paused": schedule.paused,
+        "startAt": format_ts(schedule.start_at),
+        "endAt": format_ts(schedule.end_at),
+        "nextFireTimes": next_fire_times(schedule),
+        "lastFiredAt": format_ts(schedule.last_fired_at),
+        "lastRunId": str(schedule.last_run_id) if schedule.last_run_id else None,
+        "createdAt": format_ts(schedule.created_at),
+        "updatedAt": format_ts(schedule.updated_at),
+    }
+
+
+def tick_to_wire(record: ScheduleTick) -> dict[str, Any]:
+    return {
+        "tick": format_ts(record.tick),
+        "lastTick": format_ts(record.last_tick),
+        "outcome": record.outcome,
+        "reason": record.reason or None,
+        "runId": str(record.run_id) if record.run_id else None,
+        "at": format_ts(record.created_at),
+    }

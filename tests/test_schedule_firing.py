@@ -1,0 +1,290 @@
+"""Firing ticks with an injected clock: catch-up, overlap, DST, pause, bounds."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from runs import services as run_services
+from runs.models import Run
+from schedules import services
+from schedules.models import Schedule, ScheduleTick
+from schedules.wire import schedule_to_wire
+from tests.conftest import assert_wire
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+SPEC = {"task": "sleep", "input": {"seconds": 1}}
+
+
+def every_minute(**fields):  # type: ignore[no-untyped-def]
+    return services.create_schedule(
+        name="every minute", interval_seconds=60, mode="redis", spec=SPEC, now=T0, **fields
+    )
+
+
+def runs_of(schedule: Schedule) -> list[datetime]:
+    return list(
+        Run.objects.filter(schedule_id=schedule.id)
+        .order_by("scheduled_for")
+        .values_list("scheduled_for", flat=True)
+    )
+
+
+def records(schedule: Schedule) -> list[tuple[datetime, datetime, str, str]]:
+    return [
+        (r.tick, r.last_tick, r.outcome, r.reason)
+        for r in ScheduleTick.objects.filter(schedule=schedule).order_by("tick")
+    ]
+
+
+def minutes(*offsets: int) -> list[datetime]:
+    return [T0 + timedelta(minutes=m) for m in offsets]
+
+
+def finish(run_id) -> None:  # type: ignore[no-untyped-def]
+    run_services.set_run_status(run_id, "running")
+    run_services.set_run_status(run_id, "completed")
+
+
+def test_an_interval_schedule_makes_one_run_per_tick(settings):
+    schedule = every_minute(overlap="allow")
+    assert schedule.next_fire_at == T0 + timedelta(minutes=1)
+
+    assert services.fire_due(T0 + timedelta(seconds=59)) == 0
+    assert services.fire_due(T0 + timedelta(minutes=1)) == 1
+    assert services.fire_due(T0 + timedelta(minutes=1, seconds=30)) == 0
+    assert services.fire_due(T0 + timedelta(minutes=2)) == 1
+
+    assert runs_of(schedule) == minutes(1, 2)
+    assert [outcome for _, _, outcome, _ in records(schedule)] == ["fired", "fired"]
+    schedule.refresh_from_db()
+    assert schedule.next_fire_at == T0 + timedelta(minutes=3)
+    assert schedule.last_fired_at == T0 + timedelta(minutes=2)
+    run = Run.objects.get(pk=schedule.last_run_id)
+    assert (run.mode, run.spec, run.scheduled_for) == ("redis", SPEC, T0 + timedelta(minutes=2))
+
+
+def test_the_wire_form_shows_the_next_five_fire_times():
+    schedule = every_minute()
+
+    body = schedule_to_wire(schedule)
+
+    assert_wire("schedule.schema.json#/$defs/schedule", body)
+    assert body["nextFireTimes"] == [f"2026-12-01T09:0{m}:00.000000Z" for m in range(1, 6)]
+
+
+def test_catchup_none_skips_every_missed_tick(settings):
+    settings.SCHEDULE_GRACE_SECONDS = 30
+    schedule = every_minute(catchup="none")
+
+    services.fire_due(T0 + timedelta(minutes=10, seconds=50))  # down for ten ticks
+
+    assert runs_of(schedule) == []
+    assert records(schedule) == [(*minutes(1, 10), "skipped", "missed")]
+    schedule.refresh_from_db()
+    assert schedule.next_fire_at == T0 + timedelta(minutes=11)
+
+
+def test_catchup_none_still_fires_the_tick_that_is_due_now(settings):
+    settings.SCHEDULE_GRACE_SECONDS = 30
+    schedule = every_minute(catchup="none")
+
+    services.fire_due(T0 + timedelta(minutes=10, seconds=5))
+
+    assert runs_of(schedule) == minutes(10)
+    assert records(schedule)[0] == (*minutes(1, 9), "skipped", "missed")
+
+
+def test_catchup_latest_makes_one_run_for_the_most_recent_missed_tick(settings):
+    settings.SCHEDULE_GRACE_SECONDS = 30
+    schedule = every_minute(catchup="latest")
+
+    services.fire_due(T0 + timedelta(minutes=10, seconds=50))
+
+    assert runs_of(schedule) == minutes(10)
+    assert records(schedule) == [
+        (*minutes(1, 9), "skipped", "missed"),
+        (*minutes(10, 10), "caught_up", ""),
+    ]
+
+
+def test_catchup_all_makes_every_missed_tick_up_to_the_limit(settings):
+    settings.SCHEDULE_GRACE_SECONDS = 30
+    settings.SCHEDULE_MAX_CATCHUP = 4
+    schedule = every_minute(catchup="all", overlap="allow")
+
+    services.fire_due(T0 + timedelta(minutes=10, seconds=50))
+
+    assert runs_of(schedule) == minutes(7, 8, 9, 10)
+    assert records(schedule)[0] == (*minutes(1, 6), "skipped", "catchup_limit")
+    assert [outcome for _, _, outcome, _ in records(schedule)[1:]] == ["caught_up"] * 4
+
+
+def test_catchup_all_within_the_limit_skips_nothing(settings):
+    settings.SCHEDULE_MAX_CATCHUP = 100
+    schedule = every_minute(catchup="all", overlap="allow")
+
+    services.fire_due(T0 + timedelta(minutes=3, seconds=1))
+
+    assert runs_of(schedule) == minutes(1, 2, 3)
+    assert [outcome for _, _, outcome, _ in records(schedule)] == ["caught_up", "caught_up", "fired"]
+
+
+def test_overlap_skip_records_a_skip_while_the_previous_run_is_open():
+    schedule = every_minute(overlap="skip")
+
+    services.fire_due(T0 + timedelta(minutes=1))
+    services.fire_due(T0 + timedelta(minutes=2))
+    [first] = Run.objects.filter(schedule_id=schedule.id)
+    finish(first.id)
+    services.fire_due(T0 + timedelta(minutes=3))
+
+    assert runs_of(schedule) == minutes(1, 3)
+    assert records(schedule)[1] == (*minutes(2, 2), "skipped", "overlap")
+
+
+def test_overlap_cancel_previous_cancels_the_open_run_through_the_service_layer():
+    schedule = every_minute(overlap="cancel_previous")
+
+    services.fire_due(T0 + timedelta(minutes=1))
+    services.fire_due(T0 + timedelta(minutes=2))
+
+    first, second = Run.objects.filter(schedule_id=schedule.id).order_by("scheduled_for")
+    assert first.status == "canceled" and first.finished_at is not None
+    assert second.status == "pending"
+
+
+def test_overlap_allow_always_makes_a_run():
+    schedule = every_minute(overlap="allow")
+
+    for minute in (1, 2, 3):
+        services.fire_due(T0 + timedelta(minutes=minute))
+
+    assert runs_of(schedule) == minutes(1, 2, 3)
+    assert set(Run.objects.filter(schedule_id=schedule.id).values_list("status", flat=True)) == {"pending"}
+
+
+BERLIN_SPRING = [
+    datetime(2026, 3, 28, 1, 30, tzinfo=UTC),  # 02:30 CET
+    datetime(2026, 3, 29, 1, 0, tzinfo=UTC),  # 02:30 does not exist: 03:00 CEST, when the gap ends
+    datetime(2026, 3, 30, 0, 30, tzinfo=UTC),  # 02:30 CEST
+]
+BERLIN_AUTUMN = [
+    datetime(2026, 10, 24, 0, 30, tzinfo=UTC),  # 02:30 CEST
+    datetime(2026, 10, 25, 0, 30, tzinfo=UTC),  # 02:30 happens twice: only the first (CEST) fires
+    datetime(2026, 10, 26, 1, 30, tzinfo=UTC),  # 02:30 CET
+]
+
+
+@pytest.mark.parametrize("expected", [BERLIN_SPRING, BERLIN_AUTUMN], ids=["spring-forward", "fall-back"])
+def test_a_0230_berlin_schedule_across_a_dst_change_fires_as_cronsim_documents(expected):
+    created = expected[0] - timedelta(hours=12)
+    schedule = services.create_schedule(
+        name="nightly",
+        cron="30 2 * * *",
+        timezone="Europe/Berlin",
+        mode="redis",
+        spec=SPEC,
+        overlap="allow",
+        now=created,
+    )
+    assert [tick for tick in schedule.timing.upcoming(schedule.next_fire_at, 3)] == expected
+
+    for tick in expected:
+        services.fire_due(tick - timedelta(seconds=1))
+        services.fire_due(tick)
+        services.fire_due(tick + timedelta(minutes=59))  # the repeated hour: no second run
+
+    assert runs_of(schedule) == expected
+
+
+def test_a_sub_hourly_schedule_fires_in_both_passes_through_the_repeated_hour():
+    schedule = services.create_schedule(
+        name="half-hourly",
+        cron="*/30 * * * *",
+        timezone="Europe/Berlin",
+        mode="redis",
+        spec=SPEC,
+        now=datetime(2026, 10, 24, 23, 45, tzinfo=UTC),
+    )
+
+    ticks = schedule.timing.upcoming(schedule.next_fire_at, 4)
+
+    # 02:00 and 02:30 CEST, then 02:00 and 02:30 CET: four UTC half-hours in a row.
+    assert ticks == [datetime(2026, 10, 25, 0, 0, tzinfo=UTC) + timedelta(minutes=30 * i) for i in range(4)]
+
+
+def test_a_paused_schedule_makes_nothing_and_resumes_from_the_next_tick(settings):
+    schedule = every_minute()
+    services.set_paused(schedule.id, True, now=T0)
+
+    services.fire_due(T0 + timedelta(minutes=5))
+    assert runs_of(schedule) == [] and records(schedule) == []
+    assert schedule_to_wire(Schedule.objects.get(pk=schedule.pk))["nextFireTimes"] == []
+
+    resumed = services.set_paused(schedule.id, False, now=T0 + timedelta(minutes=5, seconds=10))
+    assert resumed.next_fire_at == T0 + timedelta(minutes=6)
+    services.fire_due(T0 + timedelta(minutes=6))
+    assert runs_of(schedule) == minutes(6)
+    assert len(records(schedule)) == 1  # the paused minutes were never ticks to record
+
+
+def test_start_at_and_end_at_bound_the_ticks():
+    schedule = every_minute(
+        start_at=T0 + timedelta(minutes=30), end_at=T0 + timedelta(minutes=32), overlap="allow"
+    )
+    assert schedule.next_fire_at == T0 + timedelta(minutes=30)
+
+    for minute in range(30, 36):
+        services.fire_due(T0 + timedelta(minutes=minute))
+
+    assert runs_of(schedule) == minutes(30, 31, 32)
+    schedule.refresh_from_db()
+    assert schedule.next_fire_at is None
+
+
+def test_trigger_makes_a_run_now_even_while_paused():
+    schedule = every_minute(paused=True)
+
+    run = services.trigger_schedule(schedule.id, now=T0 + timedelta(seconds=7))
+
+    assert run.schedule_id == schedule.id and run.scheduled_for == T0 + timedelta(seconds=7)
+    assert Schedule.objects.get(pk=schedule.pk).last_run_id == run.id
+
+
+def test_changing_the_timing_starts_again_after_now():
+    schedule = every_minute()
+
+    changed = services.update_schedule(schedule.id, {"cron": "0 12 * * *"}, now=T0 + timedelta(minutes=5))
+
+    assert changed.interval_seconds is None
+    assert changed.next_fire_at == datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_schedulers_make_exactly_one_run_per_tick():
+    # catchup all: whichever pass handles a tick, every tick gets its run.
+    schedules = [every_minute(overlap="allow", catchup="all") for _ in range(30)]
+    start = threading.Barrier(4)
+
+    def fire() -> None:
+        try:
+            start.wait()
+            for minute in (1, 2, 3):
+                services.fire_due(T0 + timedelta(minutes=minute), batch_size=4)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=fire) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    for schedule in schedules:
+        assert runs_of(schedule) == minutes(1, 2, 3)
