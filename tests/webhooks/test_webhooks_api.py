@@ -199,6 +199,18 @@ def test_a_per_run_webhook_is_kept_with_its_run(api, server_secret):
     )
 
 
+def test_a_delayed_run_keeps_its_per_run_webhook_while_it_waits(api, server_secret):
+    response = api.post(
+        "/runs?mode=redis",
+        {"spec": {"task": "sleep"}, "runAt": "2999-01-01T00:00:00Z", "webhook": {"url": PUBLIC_URL}},
+    )
+
+    assert response.status_code == 201, response.content
+    run = response.json()["run"]
+    assert (run["status"], run["waitingFor"]["reason"]) == ("pending", "runAt")
+    assert str(RunWebhook.objects.get().run_id) == run["id"]
+
+
 def test_a_per_run_webhook_to_a_refused_url_creates_no_run(api, server_secret):
     from runs.models import Run
 
