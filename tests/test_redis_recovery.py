@@ -119,7 +119,9 @@ def test_three_workers_never_run_the_same_run_at_once(workers):
 
 def test_sigterm_lets_a_worker_hand_back_a_run_it_cannot_finish(workers):
     (leaving,) = workers(WORKER_SHUTDOWN_GRACE_SECONDS="0.2")
-    run = create({"task": "sleep", "input": {"seconds": 1.5, "checkpoints": 3}, "maxAttempts": 3})
+    # Long enough that the first attempt is still running once the second
+    # worker has started, however slowly a loaded host starts it.
+    run = create({"task": "sleep", "input": {"seconds": 8, "checkpoints": 4}, "maxAttempts": 3})
     wait_for(lambda: reload(run).status == "running")
     workers()  # the one that takes over
 
