@@ -44,7 +44,7 @@ CONFIG = {
                     }
                 },
             }
-            for operation in ("listRuns", "listWebhooks", "listWebhookDeliveries")
+            for operation in ("listRuns", "listSchedules", "listWebhooks", "listWebhookDeliveries")
         ),
         # A webhook URL of the right form is still refused (422) when its host is
         # not public or does not resolve, and a per-run webhook when the server
@@ -116,6 +116,7 @@ REPRODUCTIONS = [
     ("POST", "/runs/{run}/checkpoints", b'{"type": "t", "data": 1e400}', 422),
     ("POST", "/runs/{run}/checkpoints", b'{"type": "   "}', 422),
     ("GET", "/runs/{run}/checkpoints?after=9999-12-31T23:59:59-23:59", None, 200),
+    ("GET", "/runs/{run}/checkpoints?after=&limit=1", None, 200),
     (
         "PATCH",
         "/runs/{run}",

@@ -80,3 +80,28 @@ def mark_required_bodies(
             if isinstance(operation, dict) and "requestBody" in operation:
                 operation["requestBody"]["required"] = operation.get("operationId") in BODY_REQUIRED
     return result
+
+
+# Refused in any query parameter (PostgreSQL cannot store it): a 400 naming it.
+NO_NUL = "^[^\\u0000]*$"
+
+
+def describe_query_values(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: query parameters as the API reads them.
+    An optional one sent empty counts as absent (`?after=` is no `after`), as v1 clients
+    that build query strings with empty values rely on; no string may hold U+0000."""
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") != "query":
+                    continue
+                if not parameter.get("required"):
+                    parameter["allowEmptyValue"] = True
+                schema = parameter.get("schema", {})
+                if schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema:
+                    schema["pattern"] = NO_NUL
+    return result
