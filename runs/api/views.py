@@ -135,6 +135,7 @@ class RunCollectionView(APIView):
                 metadata=body.get("metadata"),
                 owner=owner,
                 run_at=run_at,
+                retry=body.get("retry"),
             )
             return Response({"mode": "plan", "plan": plan})
         run, created = webhook_services.create_run(
@@ -145,6 +146,7 @@ class RunCollectionView(APIView):
             owner=owner,
             idempotency_key=params.idempotency_key(request),
             run_at=run_at,
+            retry=body.get("retry"),
         )
         return Response(
             {"runId": str(run.id), "run": run_to_wire(run)},
