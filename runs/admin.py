@@ -360,6 +360,11 @@ class RunAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
+            path(
+                "list-stream-token/",
+                wrap(require_POST(self.list_stream_token_view)),
+                name="runs_run_list_stream_token",
+            ),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name="runs_run_cancel"),
             path("<path:object_id>/retry/", wrap(self.retry_view), name="runs_run_retry"),
             path(
@@ -375,6 +380,29 @@ class RunAdmin(admin.ModelAdmin):
         if run is None or not self.has_view_permission(request, run):
             raise Http404("run not found")
         return run
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The list follows the run journal; its script mints a token for it here.
+        extra = {
+            **(extra_context or {}),
+            "list_stream": {
+                "events_url": reverse("run-list-events"),
+                "token_url": reverse("admin:runs_run_list_stream_token"),
+            },
+        }
+        return super().changelist_view(request, extra)
+
+    def list_stream_token_view(self, request: HttpRequest) -> HttpResponse:
+        """A token that opens the run journal stream (GET /runs/events) for the list's script.
+
+        Minted server-side for a signed-in operator, so no API key reaches the
+        browser; it opens the journal only, and expires like any stream token."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        token, expires_at = tokens.mint(tokens.LIST_STREAM, "")
+        return JsonResponse({"token": token, "expiresAt": format_ts(expires_at)})
 
     def change_view(
         self,

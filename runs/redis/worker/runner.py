@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
+from orchestrator import tracing
 from runs import metrics, services, states
 from runs.exceptions import AttemptSuperseded, RunFinished, RunNotFound
 from runs.redis.queue import Entry, RunQueue, run_queue
@@ -232,7 +233,8 @@ class Worker:
         ctx = TaskContext(run_id, 0, entry.spec)
         self.slots.add(Slot(entry, ctx))
         try:
-            self._run_attempt(entry, ctx)
+            with tracing.continued(entry.trace, "run.attempt", **{"run.id": run_id, "worker": self.id}):
+                self._run_attempt(entry, ctx)
         finally:
             slot = self.slots.pop(run_id)
             if slot and slot.timer:
@@ -241,7 +243,8 @@ class Worker:
     def _run_attempt(self, entry: Entry, ctx: TaskContext) -> None:
         run_id = entry.run_id
         try:
-            run = services.begin_attempt(run_id)
+            with tracing.span("run.begin_attempt", **{"run.id": run_id}):
+                run = services.begin_attempt(run_id)
         except (RunNotFound, RunFinished):
             self.queue.finish(entry, self.id)  # canceled or deleted before it started
             return
@@ -316,7 +319,8 @@ class Worker:
             return TIMEOUT
         status = states.FAILED if error else states.COMPLETED
         try:
-            run = services.finish_attempt(ctx.run_id, ctx.attempt, status, error=error)
+            with tracing.span("run.finish", **{"run.id": ctx.run_id, "run.status": status}):
+                run = services.finish_attempt(ctx.run_id, ctx.attempt, status, error=error)
             if run.status == states.PENDING:
                 return RETRYING  # back to pending for a later attempt, which admission sends anew
         except RunFinished:
