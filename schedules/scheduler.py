@@ -141,7 +141,7 @@ class Scheduler:
     def run_pass(self) -> datetime | None:
         """Do everything due now; return when the next thing is due (None: nothing is)."""
         now = self.clock()
-        services.fire_due(now, clock=self.clock)
+        services.fire_due(now, clock=self.clock, should_stop=lambda: self.stopping)
         admission.admit_due(now)
         due = [moment for moment in (services.next_due_at(), admission.next_due_at()) if moment is not None]
         return min(due, default=None)

@@ -256,13 +256,22 @@ def _before(timing: Timing, tick: datetime, first: datetime) -> datetime | None:
     return previous if previous is not None and previous >= first else None
 
 
-def fire_due(now: datetime | None = None, *, clock: Clock = timezone.now, batch_size: int = 100) -> int:
+def fire_due(
+    now: datetime | None = None,
+    *,
+    clock: Clock = timezone.now,
+    batch_size: int = 100,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
     """Handle every due tick of every active schedule. Returns how many
-    schedules this call handled (others racing it handle the rest)."""
+    schedules this call handled (others racing it handle the rest).
+
+    `should_stop` is asked between batches, so a scheduler told to stop with
+    thousands of ticks due stops within one batch; what it leaves is still due."""
     now = now or clock()
     handled = 0
     failed: set[uuid.UUID] = set()
-    while True:
+    while not should_stop():
         with transaction.atomic():
             due = (
                 Schedule.objects.filter(paused=False, next_fire_at__lte=now)
@@ -282,6 +291,7 @@ def fire_due(now: datetime | None = None, *, clock: Clock = timezone.now, batch_
                     failed.add(schedule.id)
         if len(batch) < batch_size:
             return handled
+    return handled
 
 
 def _fire(schedule: Schedule, now: datetime, clock: Clock) -> None:

@@ -69,6 +69,23 @@ def test_an_interval_schedule_makes_one_run_per_tick(settings):
     assert (run.mode, run.spec, run.scheduled_for) == ("redis", SPEC, T0 + timedelta(minutes=2))
 
 
+def test_a_scheduler_told_to_stop_leaves_the_rest_due_after_the_batch_in_hand(settings):
+    for _ in range(5):
+        every_minute(overlap="allow")
+    asked = []
+
+    def stop_after_first_batch() -> bool:
+        asked.append(True)
+        return len(asked) > 1
+
+    handled = services.fire_due(T0 + timedelta(minutes=1), batch_size=2, should_stop=stop_after_first_batch)
+
+    assert handled == 2
+    assert Run.objects.count() == 2
+    assert Schedule.objects.filter(next_fire_at=T0 + timedelta(minutes=1)).count() == 3
+    assert services.fire_due(T0 + timedelta(minutes=1)) == 3
+
+
 def test_the_wire_form_shows_the_next_five_fire_times():
     schedule = every_minute()
 

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from kubernetes.client.rest import ApiException
 
+from orchestrator import tracing
 from runs import states, tokens
 from runs.backends.base import Backend
 from runs.exceptions import BackendUnavailable, SchemaViolation
@@ -27,7 +28,8 @@ class KubernetesBackend(Backend):
 
     def dispatch(self, run: Run) -> None:
         try:
-            self._create(run)
+            with tracing.span("run.dispatch", **{"run.id": str(run.id), "run.mode": self.mode}):
+                self._create(run)
         except ApiException as exc:
             if exc.status in (400, 422):
                 # The cluster rejects what the spec asks for (e.g. a malformed quantity).

@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator import tracing
+
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "orchestrator"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
@@ -19,7 +21,7 @@ RUN_ID_LABEL = "orchestrator.io/run-id"
 RUN_ID_ANNOTATION = "orchestrator.io/run-id"
 CONTAINER_NAME = "run"
 TOKEN_KEY = "token"  # noqa: S105 - the key inside the Secret, not a secret
-RESERVED_ENV = ("ORCHESTRATOR_URL", "ORCHESTRATOR_RUN_ID", "ORCHESTRATOR_TOKEN")
+RESERVED_ENV = ("ORCHESTRATOR_URL", "ORCHESTRATOR_RUN_ID", "ORCHESTRATOR_TOKEN", "TRACEPARENT", "TRACESTATE")
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ def _env(run_id: object, user_env: dict[str, str], options: JobOptions) -> list[
             "name": "ORCHESTRATOR_TOKEN",
             "valueFrom": {"secretKeyRef": {"name": secret_name(run_id), "key": TOKEN_KEY}},
         },
+        # The dispatch's W3C trace context, for the Job's own code to continue (none when tracing is off).
+        *({"name": name.upper(), "value": value} for name, value in tracing.carrier().items()),
     ]
 
 

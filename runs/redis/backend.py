@@ -25,6 +25,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from orchestrator import tracing
 from runs import metrics
 from runs.backends.base import Backend, NullBackend
 from runs.exceptions import BackendUnavailable
@@ -84,7 +85,8 @@ class RedisBackend(Backend):
             )
             return False
         try:
-            entry_id = run_queue.run_queue().enqueue(str(run.id), run_queue.entry_fields(run))
+            with tracing.span("run.dispatch", **{"run.id": str(run.id), "run.mode": self.mode}):
+                entry_id = run_queue.run_queue().enqueue(str(run.id), run_queue.entry_fields(run))
         except redis.RedisError as exc:
             with self._lock:
                 self._down_until = time.monotonic() + settings.REDIS_DISPATCH_BACKOFF_SECONDS

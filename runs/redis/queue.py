@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from django.conf import settings
 
+from orchestrator import tracing
 from orchestrator.database_check import shown_url
 from runs import tokens
 from runs.models import Run
@@ -96,6 +97,9 @@ def client(url: str | None = None) -> redis.Redis:
         return _clients[url]
 
 
+TRACE_FIELDS = ("traceparent", "tracestate")
+
+
 def entry_fields(run: Run, *, token: str | None = None) -> dict[str, str]:
     """The stream entry of a run. Every value is a string; `spec` is JSON."""
     spec = run.spec or {}
@@ -106,6 +110,8 @@ def entry_fields(run: Run, *, token: str | None = None) -> dict[str, str]:
         "spec": json.dumps(spec, separators=(",", ":"), sort_keys=True),
         "token": token if token is not None else tokens.mint(tokens.WORKER, str(run.id))[0],
         "createdAt": format_ts(run.created_at) or "",
+        # The W3C trace context of the dispatch (none when tracing is off).
+        **tracing.carrier(),
     }
 
 
@@ -116,6 +122,7 @@ class Entry:
     task: str
     spec: dict[str, Any]
     created_at: str
+    trace: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, entry_id: str, fields: dict[str, str]) -> Entry:
@@ -125,7 +132,9 @@ class Entry:
         spec = json.loads(fields.get("spec") or "{}")
         if not isinstance(spec, dict):
             raise ValueError(f"entry {entry_id}: spec is not an object")
-        return cls(entry_id, fields["runId"], fields.get("task", ""), spec, fields.get("createdAt", ""))
+        trace = {name: fields[name] for name in TRACE_FIELDS if fields.get(name)}
+        created_at = fields.get("createdAt", "")
+        return cls(entry_id, fields["runId"], fields.get("task", ""), spec, created_at, trace)
 
 
 # Enqueue unless the run's entry is still in the stream. The guard key holds

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
+from orchestrator import tracing
 from runs.management import options as checks
 from runs.management.backends import reachable_redis, serve_metrics
 from runs.redis.queue import run_queue
@@ -82,8 +83,12 @@ class Command(BaseCommand):
         if metrics_port:
             serve_metrics("--metrics-port", metrics_port)
         _size_database_pool(concurrency)
+        tracing.configure("orchestrator-worker")
         worker = Worker(concurrency=concurrency, stream=options["queue"], max_runs=options["max_runs"])
-        worker.run()
+        try:
+            worker.run()
+        finally:
+            tracing.shutdown()
 
 
 def _size_database_pool(concurrency: int) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
+from orchestrator import tracing
 from runs import services
 from runs.exceptions import AttemptSuperseded, RunFinished
 
@@ -113,7 +114,8 @@ class TaskContext:
             self._written += len(items)
         keyed = [{**item, "key": f"a{self.attempt}-{first + offset}"} for offset, item in enumerate(items)]
         try:
-            self._append_retrying(keyed)
+            with tracing.span("run.checkpoints", **{"run.id": self.run_id, "checkpoints.count": len(items)}):
+                self._append_retrying(keyed)
         except RunFinished:
             self.request_stop(CANCELED)
             raise TaskStopped(CANCELED) from None

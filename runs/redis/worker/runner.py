@@ -28,6 +28,7 @@ from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from audit import context as audit_context
+from orchestrator import tracing
 from runs import metrics, services, states
 from runs.exceptions import AttemptSuperseded, RunFinished, RunNotFound
 from runs.redis.queue import Entry, RunQueue, run_queue
@@ -235,7 +236,8 @@ class Worker:
         ctx = TaskContext(run_id, 0, entry.spec)
         self.slots.add(Slot(entry, ctx))
         try:
-            self._run_attempt(entry, ctx)
+            with tracing.continued(entry.trace, "run.attempt", **{"run.id": run_id, "worker": self.id}):
+                self._run_attempt(entry, ctx)
         finally:
             slot = self.slots.pop(run_id)
             if slot and slot.timer:
@@ -245,7 +247,8 @@ class Worker:
         run_id = entry.run_id
         max_attempts = int(entry.spec.get("maxAttempts") or settings.WORKER_DEFAULT_MAX_ATTEMPTS)
         try:
-            run = services.begin_attempt(run_id, max_attempts=max_attempts)
+            with tracing.span("run.begin_attempt", **{"run.id": run_id}):
+                run = services.begin_attempt(run_id, max_attempts=max_attempts)
         except (RunNotFound, RunFinished):
             self.queue.finish(entry, self.id)  # canceled or deleted before it started
             return
@@ -316,7 +319,8 @@ class Worker:
             return TIMEOUT
         status = states.FAILED if error else states.COMPLETED
         try:
-            services.finish_attempt(ctx.run_id, ctx.attempt, status, error=error)
+            with tracing.span("run.finish", **{"run.id": ctx.run_id, "run.status": status}):
+                services.finish_attempt(ctx.run_id, ctx.attempt, status, error=error)
         except RunFinished:
             return CANCELED  # canceled (or timed out) while finishing
         except AttemptSuperseded:
