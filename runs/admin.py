@@ -28,6 +28,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from runs import progress, services, states, tokens
+from runs.admission_display import WaitingForFilter, waiting_text
 from runs.exceptions import InvalidTransition, OrchestratorError, RunNotFound
 from runs.models import Checkpoint, Run
 from runs.wire import format_ts
@@ -141,13 +142,14 @@ class RunAdmin(admin.ModelAdmin):
         "owner",
         "labels",
         "attempt",
+        "waiting",
         "progress_bar",
         "age",
         "duration",
         "checkpoint_count",
     )
     list_display_links = ("short_id",)
-    list_filter = ("status", "mode", ("created_at", admin.DateFieldListFilter))
+    list_filter = ("status", WaitingForFilter, "mode", ("created_at", admin.DateFieldListFilter))
     search_fields = ("owner",)
     search_help_text = "A run id or its first characters, an owner, or a label: 'nightly' or 'team=ml'."
     list_per_page = 50
@@ -155,7 +157,8 @@ class RunAdmin(admin.ModelAdmin):
     show_full_result_count = False
     actions = ("cancel_selected", "retry_selected")
     fieldsets = (
-        (None, {"fields": ("id", "status", "mode", "owner", "attempt", "retry_of", "labels")}),
+        (None, {"fields": ("id", "status", "waiting", "mode", "owner", "attempt", "retry_of", "labels")}),
+        ("Admission", {"fields": ("run_at", "retry_pretty")}),
         ("Times", {"fields": ("created_at", "started_at", "finished_at", "updated_at", "duration")}),
         ("Spec", {"fields": ("spec_pretty",)}),
         ("Metadata and error", {"fields": ("metadata_pretty", "error_pretty", "checkpoint_count")}),
@@ -163,6 +166,8 @@ class RunAdmin(admin.ModelAdmin):
     readonly_fields = (
         *(field.name for field in Run._meta.fields),
         "labels",
+        "waiting",
+        "retry_pretty",
         "duration",
         "spec_pretty",
         "metadata_pretty",
@@ -224,6 +229,14 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="labels")
     def labels(self, run: Run) -> str:
         return ", ".join(labels_of(run)) or "-"
+
+    @admin.display(description="waiting for")
+    def waiting(self, run: Run) -> str:
+        return waiting_text(run.waiting_for if run.is_held else None)
+
+    @admin.display(description="retry")
+    def retry_pretty(self, run: Run) -> str:
+        return _pretty(run.retry) if run.retry else "-"
 
     @admin.display(description="age", ordering="created_at")
     def age(self, run: Run) -> str:
@@ -347,6 +360,11 @@ class RunAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
+            path(
+                "list-stream-token/",
+                wrap(require_POST(self.list_stream_token_view)),
+                name="runs_run_list_stream_token",
+            ),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name="runs_run_cancel"),
             path("<path:object_id>/retry/", wrap(self.retry_view), name="runs_run_retry"),
             path(
@@ -362,6 +380,29 @@ class RunAdmin(admin.ModelAdmin):
         if run is None or not self.has_view_permission(request, run):
             raise Http404("run not found")
         return run
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The list follows the run journal; its script mints a token for it here.
+        extra = {
+            **(extra_context or {}),
+            "list_stream": {
+                "events_url": reverse("run-list-events"),
+                "token_url": reverse("admin:runs_run_list_stream_token"),
+            },
+        }
+        return super().changelist_view(request, extra)
+
+    def list_stream_token_view(self, request: HttpRequest) -> HttpResponse:
+        """A token that opens the run journal stream (GET /runs/events) for the list's script.
+
+        Minted server-side for a signed-in operator, so no API key reaches the
+        browser; it opens the journal only, and expires like any stream token."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        token, expires_at = tokens.mint(tokens.LIST_STREAM, "")
+        return JsonResponse({"token": token, "expiresAt": format_ts(expires_at)})
 
     def change_view(
         self,

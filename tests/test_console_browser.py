@@ -135,6 +135,11 @@ def test_the_run_list_shows_new_runs_and_status_changes_without_a_reload(signed_
     browser.wait_for(f"!!document.querySelector('span.run-id[title=\"{first.pk}\"]')", what="the first run")
     marker = "document.getElementById('result_list').dataset.mark"
     browser.evaluate("document.getElementById('result_list').dataset.mark = 'original'")
+    # It follows the run journal (GET /runs/events), with no polling while the stream is open.
+    browser.wait_for(
+        "document.getElementById('changelist-form').dataset.liveState === 'streaming'",
+        what="the list following the run journal",
+    )
 
     second = sleeper(4, 8, labels={"team": "ml"})
     row = f"document.querySelector('span.run-id[title=\"{second.pk}\"]').closest('tr')"
@@ -146,6 +151,7 @@ def test_the_run_list_shows_new_runs_and_status_changes_without_a_reload(signed_
     browser.wait_for(f"!!{row}.querySelector('.run-status-completed')", timeout=30, what="it shown completed")
 
     assert browser.evaluate(marker) is None  # the table was swapped, the page never reloaded
+    assert browser.evaluate("document.getElementById('changelist-form').dataset.liveState") == "streaming"
     assert browser.evaluate("window.performance.getEntriesByType('navigation').length") == 1
     assert fits_the_width(browser)
     # Every column visible: the table needs no scrolling of its own.

@@ -134,6 +134,7 @@ class RunCollectionView(APIView):
                 metadata=body.get("metadata"),
                 owner=owner,
                 run_at=run_at,
+                retry=body.get("retry"),
             )
             return Response({"mode": "plan", "plan": plan})
         run, created = webhook_services.create_run(
@@ -144,6 +145,7 @@ class RunCollectionView(APIView):
             owner=owner,
             idempotency_key=params.idempotency_key(request),
             run_at=run_at,
+            retry=body.get("retry"),
         )
         return Response(
             {"runId": str(run.id), "run": run_to_wire(run)},

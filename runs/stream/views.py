@@ -39,6 +39,7 @@ class StreamStart:
     # Stream checkpoints with ts after this (None: from the first).
     pos: datetime | None
     hello: bytes
+    attempt: int | None = None
 
 
 def _replay_count(request: HttpRequest) -> int:
@@ -99,7 +100,7 @@ async def open_stream(
     else:
         pos = await hub.db(replay_start, pk, replay)
     hello = sse.event("hello", {"runId": str(run.id), "run": run_to_wire(run)})
-    return StreamStart(run_id=pk, status=run.status, pos=pos, hello=hello)
+    return StreamStart(run_id=pk, status=run.status, pos=pos, hello=hello, attempt=run.attempt)
 
 
 def release_request_thread() -> None:
@@ -173,7 +174,7 @@ async def run_events(request: HttpRequest, run_id: str) -> HttpResponse:
         done = HttpResponse(status=204, headers={"Cache-Control": "no-cache"})
         del done["Content-Type"]  # no body, so no type (Django would say text/html)
         return done
-    subscriber = Subscriber(start.run_id, start.pos, start.status)
+    subscriber = Subscriber(start.run_id, start.pos, start.status, start.attempt)
     head = sse.retry(settings.SSE_RETRY_MS) + start.hello
     return StreamingHttpResponse(
         _events(hub, subscriber, head),

@@ -42,7 +42,8 @@ from runs.redis.worker.tasks import TaskError, get_task
 logger = logging.getLogger("runs.worker")
 
 READ_BLOCK_MS = 500
-HAND_BACK_IDLE_MS = 10**9  # makes a handed-back entry look long abandoned: reclaimable at once
+HAND_BACK_IDLE_MS = 10**9
+RETRYING = "retrying"  # makes a handed-back entry look long abandoned: reclaimable at once
 
 
 class Worker:
@@ -245,15 +246,18 @@ class Worker:
 
     def _run_attempt(self, entry: Entry, ctx: TaskContext) -> None:
         run_id = entry.run_id
-        max_attempts = int(entry.spec.get("maxAttempts") or settings.WORKER_DEFAULT_MAX_ATTEMPTS)
         try:
             with tracing.span("run.begin_attempt", **{"run.id": run_id}):
-                run = services.begin_attempt(run_id, max_attempts=max_attempts)
+                run = services.begin_attempt(run_id)
         except (RunNotFound, RunFinished):
             self.queue.finish(entry, self.id)  # canceled or deleted before it started
             return
         if run.is_final:  # attempts spent: failed with worker_lost
             metrics.WORKER_RUNS_FINISHED.labels(outcome="worker_lost").inc()
+            self.queue.finish(entry, self.id)
+            return
+        if run.status != states.RUNNING:
+            # Held by an admission gate (a stale entry): admission sends a fresh one when it opens.
             self.queue.finish(entry, self.id)
             return
         ctx.attempt = run.attempt
@@ -320,7 +324,9 @@ class Worker:
         status = states.FAILED if error else states.COMPLETED
         try:
             with tracing.span("run.finish", **{"run.id": ctx.run_id, "run.status": status}):
-                services.finish_attempt(ctx.run_id, ctx.attempt, status, error=error)
+                run = services.finish_attempt(ctx.run_id, ctx.attempt, status, error=error)
+            if run.status == states.PENDING:
+                return RETRYING  # back to pending for a later attempt, which admission sends anew
         except RunFinished:
             return CANCELED  # canceled (or timed out) while finishing
         except AttemptSuperseded:
