@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
+from audit import context as audit_context
 from orchestrator import tracing
 from runs import metrics, services, states
 from runs.exceptions import AttemptSuperseded, RunFinished, RunNotFound
@@ -214,6 +215,8 @@ class Worker:
     # ---- one run ----------------------------------------------------------
 
     def _execute(self, entry: Entry) -> None:
+        # What this thread changes now, the audit trail credits to the run's worker.
+        actor = audit_context.begin(audit_context.worker_actor(entry.run_id))
         try:
             self._execute_entry(entry)
         except Exception:
@@ -222,6 +225,7 @@ class Worker:
             self._release(entry.run_id)
         finally:
             close_old_connections()
+            audit_context.end(actor)
 
     def _execute_entry(self, entry: Entry) -> None:
         run_id = entry.run_id
@@ -353,6 +357,7 @@ class Worker:
 
     def _fail_timeout(self, ctx: TaskContext) -> None:
         seconds = ctx.spec.get("timeoutSeconds")
+        actor = audit_context.begin(audit_context.worker_actor(ctx.run_id))  # a timer thread of its own
         try:
             services.fail_run(
                 ctx.run_id, "timeout", f"the run exceeded timeoutSeconds ({seconds})", attempt=ctx.attempt
@@ -363,6 +368,7 @@ class Worker:
             logger.exception("could not record the timeout", extra={"runId": ctx.run_id})
         finally:
             close_old_connections()
+            audit_context.end(actor)
 
     def _hand_back(self, entry: Entry) -> None:
         """Shutting down mid-run: make the entry reclaimable now by another worker."""
