@@ -30,6 +30,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from audit import services as audit
 from journal.models import Clock, Entry
 from runs import metrics, notify
 from runs.models import Run
@@ -75,7 +76,9 @@ def record(run: Run, entry_type: str, *, at: datetime | None = None) -> int:
     """Journal a change of `run` (already saved); returns the entry id.
 
     Call it as the last statement of the change's transaction (see above).
+    The change's audit entry is written here too, before the clock is taken.
     """
+    audit.record_run_change(run, entry_type)
     wire = run_to_wire(run)
     fields: dict[str, Any] = {
         "at": at or run.updated_at,
@@ -123,6 +126,7 @@ def record_many(runs: list[Run], entry_type: str) -> None:
         for run in runs:
             record(run, entry_type, at=run.created_at if entry_type == CREATED else run.updated_at)
         return
+    audit.record_run_changes(runs, entry_type)
     rows = []
     for ord_, run in enumerate(runs, start=1):
         wire = run_to_wire(run)

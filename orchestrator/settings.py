@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "journal",
     "webhooks",
     "schedules",
+    "tenants",
+    "audit",
 ]
 
 # Under ASGI every sync middleware costs thread hops on every request, so the
@@ -80,6 +82,7 @@ ADMIN_MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.middleware.AdminActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

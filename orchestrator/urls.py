@@ -16,6 +16,8 @@ urlpatterns = [
     path("", include("runs.urls")),
     path("", include("webhooks.urls")),
     path("", include("schedules.urls")),
+    path("", include("tenants.urls")),
+    path("", include("audit.urls")),
 ]
 
 handler400 = "orchestrator.errors.handler400"

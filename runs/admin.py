@@ -28,6 +28,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from runs import progress, services, states, tokens
+from runs.admission_display import WaitingForFilter, waiting_text
 from runs.exceptions import InvalidTransition, OrchestratorError, RunNotFound
 from runs.models import Checkpoint, Run
 from runs.wire import format_ts
@@ -141,13 +142,14 @@ class RunAdmin(admin.ModelAdmin):
         "owner",
         "labels",
         "attempt",
+        "waiting",
         "progress_bar",
         "age",
         "duration",
         "checkpoint_count",
     )
     list_display_links = ("short_id",)
-    list_filter = ("status", "mode", ("created_at", admin.DateFieldListFilter))
+    list_filter = ("status", WaitingForFilter, "mode", ("created_at", admin.DateFieldListFilter))
     search_fields = ("owner",)
     search_help_text = "A run id or its first characters, an owner, or a label: 'nightly' or 'team=ml'."
     list_per_page = 50
@@ -155,7 +157,8 @@ class RunAdmin(admin.ModelAdmin):
     show_full_result_count = False
     actions = ("cancel_selected", "retry_selected")
     fieldsets = (
-        (None, {"fields": ("id", "status", "mode", "owner", "attempt", "retry_of", "labels")}),
+        (None, {"fields": ("id", "status", "waiting", "mode", "owner", "attempt", "retry_of", "labels")}),
+        ("Admission", {"fields": ("run_at", "retry_pretty")}),
         ("Times", {"fields": ("created_at", "started_at", "finished_at", "updated_at", "duration")}),
         ("Spec", {"fields": ("spec_pretty",)}),
         ("Metadata and error", {"fields": ("metadata_pretty", "error_pretty", "checkpoint_count")}),
@@ -163,6 +166,8 @@ class RunAdmin(admin.ModelAdmin):
     readonly_fields = (
         *(field.name for field in Run._meta.fields),
         "labels",
+        "waiting",
+        "retry_pretty",
         "duration",
         "spec_pretty",
         "metadata_pretty",
@@ -224,6 +229,14 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="labels")
     def labels(self, run: Run) -> str:
         return ", ".join(labels_of(run)) or "-"
+
+    @admin.display(description="waiting for")
+    def waiting(self, run: Run) -> str:
+        return waiting_text(run.waiting_for if run.is_held else None)
+
+    @admin.display(description="retry")
+    def retry_pretty(self, run: Run) -> str:
+        return _pretty(run.retry) if run.retry else "-"
 
     @admin.display(description="age", ordering="created_at")
     def age(self, run: Run) -> str:

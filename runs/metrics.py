@@ -19,6 +19,11 @@ RUNS_FINISHED = Counter(
 RUN_STATUS_CHANGES = Counter(
     "orchestrator_run_status_changes_total", "Status changes recorded, by the new status", ["mode", "status"]
 )
+RUN_RETRIES = Counter(
+    "orchestrator_run_retries_total",
+    "Failed attempts sent back to pending for another attempt (runs.retries), by mode",
+    ["mode"],
+)
 RUN_DURATION_SECONDS = Histogram(
     "orchestrator_run_duration_seconds",
     "From a run's start (its creation, when it never started) to its final status",

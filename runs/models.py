@@ -52,6 +52,9 @@ class Run(models.Model):
     # id rather than a foreign key: a run outlives the schedule that made it.
     schedule_id = models.UUIDField(null=True, blank=True)
     scheduled_for = models.DateTimeField(null=True, blank=True)
+    # The retry policy (runs.retries), normalised with its defaults; null: a
+    # failed attempt is final (but for lost workers, see runs.retries).
+    retry = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -18,7 +18,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from journal import services as journal
-from runs import admission, checkpoint_writer, metrics, notify, states
+from runs import admission, checkpoint_writer, metrics, notify, retries, states
 from runs.backends import get_backend
 from runs.exceptions import (
     AttemptSuperseded,
@@ -45,10 +45,14 @@ def validate_spec(mode: str, spec: dict[str, Any] | None) -> None:
     validate(f"run.schema.json#/$defs/{mode}Spec", spec, prefix="spec")
 
 
-def _fingerprint(mode: str, spec: Any, metadata: Any, run_at: datetime | None) -> str:
+def _fingerprint(
+    mode: str, spec: Any, metadata: Any, run_at: datetime | None, admission_fields: dict[str, Any]
+) -> str:
     parts = [mode, spec, metadata]
     if run_at is not None:  # runs without runAt keep the fingerprints they always had
         parts.append(run_at.isoformat())
+    if admission_fields:  # and so do runs without admission fields
+        parts.append(admission_fields)
     canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -71,6 +75,7 @@ def create_run(
     idempotency_key: str | None = None,
     retry_of: Run | None = None,
     run_at: datetime | None = None,
+    retry: dict[str, Any] | None = None,
     schedule_id: uuid.UUID | None = None,
     scheduled_for: datetime | None = None,
     with_run: Callable[[Run], None] | None = None,
@@ -78,7 +83,8 @@ def create_run(
     """Record a run and hand it to its backend. Returns (run, created).
 
     With `run_at` in the future the run is recorded pending and held: the
-    scheduler hands it over then (`runs.admission`).
+    scheduler hands it over then (`runs.admission`). `retry` is the retry
+    policy of the wire (`runs.retries`).
 
     `with_run` is called with the new run inside its creating transaction,
     before the journal entry, for records that belong with the run (its
@@ -90,7 +96,8 @@ def create_run(
     """
     validate_spec(mode, spec)
     metadata = metadata or {}
-    fingerprint = _fingerprint(mode, spec, metadata, run_at) if idempotency_key else ""
+    requested = {name: value for name, value in (("retry", retry),) if value is not None}
+    fingerprint = _fingerprint(mode, spec, metadata, run_at, requested) if idempotency_key else ""
     if idempotency_key:
         existing = _replay_idempotent(owner, idempotency_key, fingerprint)
         if existing is not None:
@@ -105,6 +112,7 @@ def create_run(
                 idempotency_key=idempotency_key,
                 idempotency_fingerprint=fingerprint,
                 retry_of=retry_of,
+                retry=retries.normalise_policy(retry, spec),
                 schedule_id=schedule_id,
                 scheduled_for=scheduled_for,
             )
@@ -138,11 +146,18 @@ def plan_run(
     metadata: dict[str, Any] | None = None,
     owner: str = "",
     run_at: datetime | None = None,
+    retry: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What creating this run would do, without creating or sending anything."""
     validate_spec(target, spec)
     now = timezone.now()
-    preview = Run(mode=target, spec=spec, metadata=metadata or {}, owner=owner)
+    preview = Run(
+        mode=target,
+        spec=spec,
+        metadata=metadata or {},
+        owner=owner,
+        retry=retries.normalise_policy(retry, spec),
+    )
     preview.created_at = preview.updated_at = now
     held = admission.hold_until(preview, run_at, now=now)
     dispatch_at = admission.dispatch_at(preview, now=now)
@@ -153,6 +168,7 @@ def plan_run(
         "record the run with status pending",
         *([hold] if held else []),
         *backend.plan_steps(preview),
+        *_retry_steps(preview),
     ]
     return {
         "steps": steps,
@@ -161,6 +177,18 @@ def plan_run(
         "dispatch": backend.describe(preview),
         "dispatchAt": format_ts(dispatch_at),
     }
+
+
+def _retry_steps(run: Run) -> list[str]:
+    policy = run.retry
+    if not policy or policy["maxAttempts"] <= 1:
+        return []
+    first = retries.backoff_seconds(policy, 1, jitter=False)
+    return [
+        f"a failed attempt with attempts left (of {policy['maxAttempts']}) goes back to pending and "
+        f"waits for its backoff ({first:g} s after the first, times {policy['backoffFactor']:g} each time, "
+        f"at most {policy['maxBackoffSeconds']:g} s, less up to {int(retries.JITTER * 100)}% jitter)"
+    ]
 
 
 def retry_run(run_id: Any, *, owner: str | None = None) -> Run:
@@ -172,6 +200,7 @@ def retry_run(run_id: Any, *, owner: str | None = None) -> Run:
         metadata=original.metadata,
         owner=original.owner if owner is None else owner,
         retry_of=original,
+        retry=original.retry,
     )
     return run
 
@@ -196,6 +225,11 @@ def get_run_or_404(run_id: Any, *, for_update: bool = False) -> Run:
 def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) -> None:
     if not states.can_transition(run.status, new):
         raise InvalidTransition(run.status, new)
+    # A handed-over attempt that fails (a Job may fail before we ever saw it
+    # running) may be retried; a held run never started an attempt.
+    if new == states.FAILED and not run.is_held and retries.should_retry(run, error):
+        _retry(run, error)
+        return
     now = timezone.now()
     was_held = run.is_held
     run.status = new
@@ -205,6 +239,8 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
         run.finished_at = now
     if error is not None:
         run.error = error
+    elif new == states.COMPLETED:
+        run.error = None  # an earlier attempt's error: the last attempt had none
     gates = admission.clear_gates(run)
     run.save(update_fields=["status", "started_at", "finished_at", "error", "updated_at", *gates])
     notify.run_changed(str(run.id))
@@ -219,6 +255,35 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
     )
 
 
+def _retry(run: Run, error: dict[str, Any] | None, *, backoff: bool = True) -> None:
+    """running → pending for another attempt (runs.retries): the failed
+    attempt's error stays, `attempt` goes up, and with `backoff` the run is
+    held until its backoff passes (the scheduler then hands it over)."""
+    now = timezone.now()
+    failed_attempt = run.attempt
+    run.status = states.PENDING
+    run.attempt += 1
+    run.error = error
+    if backoff:
+        retries.hold_for_backoff(run, now)
+    run.save(update_fields=["status", "attempt", "error", "updated_at", *admission.GATE_FIELDS])
+    notify.run_changed(str(run.id))
+    if backoff:
+        admission.wake_scheduler()
+    journal.record(run, journal.RETRYING, at=now)
+    transaction.on_commit(lambda: metrics.RUN_RETRIES.labels(mode=run.mode).inc())
+    logger.info(
+        "run attempt failed: retrying",
+        extra={
+            "runId": str(run.id),
+            "attempt": failed_attempt,
+            "code": (error or {}).get("code"),
+            "notBefore": format_ts(run.not_before),
+            "event": "run_retrying",
+        },
+    )
+
+
 def _count_status_change(run: Run, new: str) -> None:
     metrics.RUN_STATUS_CHANGES.labels(mode=run.mode, status=new).inc()
     if not states.is_final(new) or run.finished_at is None:
@@ -230,10 +295,16 @@ def _count_status_change(run: Run, new: str) -> None:
     )
 
 
-def set_run_status(run_id: Any, status: str, *, error: dict[str, Any] | None = None) -> Run:
-    """A worker's (or the reconciler's) report of where the run is."""
+def set_run_status(
+    run_id: Any, status: str, *, error: dict[str, Any] | None = None, attempt: int | None = None
+) -> Run:
+    """A worker's (or the reconciler's) report of where the run is; with
+    `attempt`, about that attempt only (AttemptSuperseded when the run has
+    moved on to another: a retry's earlier Job reporting late)."""
     with transaction.atomic():
         run = get_run_or_404(run_id, for_update=True)
+        if attempt is not None and attempt != run.attempt:
+            raise AttemptSuperseded(attempt, run.attempt)
         if status == run.status == states.RUNNING:
             return run  # a repeated "running" report is harmless
         _apply_status(run, status, error=error if status == states.FAILED else None)
@@ -355,32 +426,31 @@ def _lost_by_backend(runs: list[Run]) -> list[Run]:
 # so a worker that stalled past its lease cannot touch the run again.
 
 
-def begin_attempt(run_id: Any, *, max_attempts: int) -> Run:
+def begin_attempt(run_id: Any) -> Run:
     """A worker (holding the run's lease) starts executing the run.
 
-    A pending run becomes running. A run already running lost its previous
-    worker: it is retried as the next attempt, or, once `max_attempts` are
-    spent, failed with `worker_lost` (the returned run is then final).
-    Raises RunFinished when the run is already final (canceled meanwhile).
+    A pending run that was handed over becomes running. A run already
+    running lost its previous worker: that attempt failed with `worker_lost`;
+    with attempts left (runs.retries) the run is retried, at once (the lease
+    period it took to notice is its backoff), and this worker runs the next
+    attempt; otherwise it fails. Check the returned run's status: anything
+    but running is not this worker's to execute (it is final, or held by an
+    admission gate). Raises RunFinished when the run is already final.
     """
     with transaction.atomic():
         run = get_run_or_404(run_id, for_update=True)
         if run.is_final:
             raise RunFinished(run.status)
-        if run.status == states.PENDING:
-            _apply_status(run, states.RUNNING)
-            return run
-        if run.attempt >= max_attempts:
-            message = f"the worker running attempt {run.attempt} stopped answering; no attempts left"
-            _apply_status(run, states.FAILED, error={"code": "worker_lost", "message": message})
-            return run
-        run.attempt += 1
-        run.save(update_fields=["attempt", "updated_at"])
-        notify.run_changed(str(run.id))
-    logger.info(
-        "run attempt retried",
-        extra={"runId": str(run.id), "attempt": run.attempt, "event": "run_attempt"},
-    )
+        if run.is_held:
+            return run  # a stale queue entry of a run waiting for a gate
+        if run.status == states.RUNNING:
+            message = f"the worker running attempt {run.attempt} stopped answering"
+            error = {"code": retries.WORKER_LOST, "message": message}
+            if not retries.should_retry(run, error):
+                _apply_status(run, states.FAILED, error={**error, "message": f"{message}; no attempts left"})
+                return run
+            _retry(run, error, backoff=False)
+        _apply_status(run, states.RUNNING)
     return run
 
 

@@ -29,6 +29,7 @@ SCHEMA_FILES = (
     "journal.schema.json",
     "webhook.schema.json",
     "schedule.schema.json",
+    "tenant.schema.json",
 )
 
 

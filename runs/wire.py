@@ -64,6 +64,7 @@ def run_to_wire(run: Run) -> dict[str, Any]:
         "checkpointCount": run.checkpoint_count,
         "runAt": format_ts(run.run_at),
         "waitingFor": run.waiting_for if run.is_held else None,
+        "retry": run.retry,
     }
     if run.owner:
         body["owner"] = run.owner

@@ -21,6 +21,7 @@ from schedules.exceptions import ScheduleNotFound
 from schedules.models import Schedule
 from schedules.timing import Timing, TimingError, check_cron
 from schedules.wire import schedule_to_wire
+from tenants.tenancy import check_visible, creation_owner, list_owner
 
 ERRORS = {
     code: OpenApiResponse(ref("errorResponse"), description=text)
@@ -64,11 +65,9 @@ def _model_fields(body: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _schedule_or_404(schedule_id: str) -> Schedule:
-    schedule = selectors.get_schedule(schedule_id)
-    if schedule is None:
-        raise ScheduleNotFound()
-    return schedule
+def _schedule_or_404(request: Request, schedule_id: str) -> Schedule:
+    """The schedule, when this request's credential may see it."""
+    return check_visible(request, selectors.get_schedule(schedule_id), ScheduleNotFound)
 
 
 def _bool_param(request: Request, name: str) -> bool | None:
@@ -96,7 +95,8 @@ class ScheduleCollectionView(APIView):
     )
     def get(self, request: Request) -> Response:
         filters = selectors.ScheduleFilters(
-            owner=request.query_params.get("owner"), paused=_bool_param(request, "paused")
+            owner=list_owner(request, request.query_params.get("owner")),
+            paused=_bool_param(request, "paused"),
         )
         limit = params.int_param(request, "limit", default=50, minimum=1, maximum=200)
         schedules, next_cursor = selectors.list_schedules(
@@ -121,7 +121,9 @@ class ScheduleCollectionView(APIView):
     def post(self, request: Request) -> Response:
         body = params.json_body(request)
         validate("schedule.schema.json#/$defs/createScheduleRequest", body)
-        schedule = services.create_schedule(owner=params.owner_of(request), **_model_fields(body))
+        schedule = services.create_schedule(
+            owner=creation_owner(request, params.owner_of(request)) or "", **_model_fields(body)
+        )
         return Response(
             {"schedule": schedule_to_wire(schedule)},
             status=201,
@@ -136,7 +138,7 @@ class ScheduleDetailView(APIView):
         responses={200: ref("scheduleResponse", "schedule"), **_errors(404)},
     )
     def get(self, request: Request, schedule_id: str) -> Response:
-        return Response({"schedule": schedule_to_wire(_schedule_or_404(schedule_id))})
+        return Response({"schedule": schedule_to_wire(_schedule_or_404(request, schedule_id))})
 
     @extend_schema(
         operation_id="updateSchedule",
@@ -147,6 +149,7 @@ class ScheduleDetailView(APIView):
     def patch(self, request: Request, schedule_id: str) -> Response:
         body = params.json_body(request)
         validate("schedule.schema.json#/$defs/patchScheduleRequest", body)
+        _schedule_or_404(request, schedule_id)
         schedule = services.update_schedule(schedule_id, _model_fields(body))
         return Response({"schedule": schedule_to_wire(schedule)})
 
@@ -156,7 +159,7 @@ class ScheduleDetailView(APIView):
         responses={200: ref("deleteScheduleResponse", "schedule"), **_errors(404)},
     )
     def delete(self, request: Request, schedule_id: str) -> Response:
-        schedule = _schedule_or_404(schedule_id)
+        schedule = _schedule_or_404(request, schedule_id)
         services.delete_schedule(schedule.id)
         return Response({"ok": True, "id": str(schedule.id)})
 
@@ -169,6 +172,7 @@ class ScheduleTriggerView(APIView):
         responses={201: ref("createRunResponse"), **_errors(404, 503)},
     )
     def post(self, request: Request, schedule_id: str) -> Response:
+        _schedule_or_404(request, schedule_id)
         run = services.trigger_schedule(schedule_id)
         return Response(
             {"runId": str(run.id), "run": run_to_wire(run)},

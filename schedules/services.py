@@ -23,6 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
+from audit import services as audit
 from runs import bulk, notify, states
 from runs import services as run_services
 from runs.exceptions import BackendUnavailable, InvalidTransition, SchemaViolation
@@ -100,6 +101,7 @@ def create_schedule(*, owner: str = "", now: datetime | None = None, **fields: A
     _reschedule(schedule, now)
     with transaction.atomic():
         schedule.save(force_insert=True)
+        audit.record("schedule.create", "schedule", schedule.id, owner=owner, details={"name": schedule.name})
         _changed()
     logger.info("schedule created", extra={"scheduleId": str(schedule.id), "event": "schedule_created"})
     return schedule
@@ -134,8 +136,22 @@ def update_schedule(schedule_id: Any, changes: dict[str, Any], *, now: datetime 
         if timing_changed or schedule.paused != before["paused"]:
             _reschedule(schedule, now)
         schedule.save()
+        audit.record(
+            _update_action(changes),
+            "schedule",
+            schedule.id,
+            owner=schedule.owner,
+            details={"fields": sorted(changes)},
+        )
         _changed()
     return schedule
+
+
+def _update_action(changes: dict[str, Any]) -> str:
+    """The audit action of an update: a pause or a resume alone says so."""
+    if set(changes) == {"paused"}:
+        return "schedule.pause" if changes["paused"] else "schedule.resume"
+    return "schedule.update"
 
 
 def set_paused(schedule_id: Any, paused: bool, *, now: datetime | None = None) -> Schedule:
@@ -147,6 +163,7 @@ def delete_schedule(schedule_id: Any) -> None:
     """Delete the schedule and its tick records. The runs it made stay, with their scheduleId."""
     with transaction.atomic():
         schedule = get_schedule_or_404(schedule_id, for_update=True)
+        audit.record("schedule.delete", "schedule", schedule.id, owner=schedule.owner)
         schedule.delete()
         _changed()
 
@@ -156,6 +173,7 @@ def trigger_schedule(schedule_id: Any, *, now: datetime | None = None) -> Run:
     now = now or timezone.now()
     with transaction.atomic():
         schedule = get_schedule_or_404(schedule_id, for_update=True)
+        audit.record("schedule.trigger", "schedule", schedule.id, owner=schedule.owner)
         run = _create_run(schedule, now)
         schedule.last_run_id = run.id
         schedule.save(update_fields=["last_run_id", "updated_at"])

@@ -138,7 +138,7 @@ def test_queue_depth_counts_runs_no_worker_has_taken(queue):
 
 def test_a_running_run_that_lost_both_its_worker_and_its_entry_is_sent_again_after_a_lease(queue):
     run, _ = services.create_run(mode="redis", spec=SPEC)
-    services.begin_attempt(run.pk, max_attempts=2)  # a worker started it...
+    services.begin_attempt(run.pk)  # a worker started it...
     queue.redis.delete(queue.keys.stream, queue.keys.guard(str(run.pk)))  # ...then Redis lost everything
 
     assert sweep(queue) == 0, "first sighting: its worker may still be alive and re-take its lease"
@@ -148,7 +148,7 @@ def test_a_running_run_that_lost_both_its_worker_and_its_entry_is_sent_again_aft
 
 def test_a_running_run_whose_worker_holds_its_lease_is_left_alone(queue):
     run, _ = services.create_run(mode="redis", spec=SPEC)
-    services.begin_attempt(run.pk, max_attempts=2)
+    services.begin_attempt(run.pk)
     queue.redis.delete(queue.keys.stream, queue.keys.guard(str(run.pk)))
     queue.acquire_lease(str(run.pk), "a-live-worker", 60_000)
 

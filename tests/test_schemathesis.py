@@ -44,7 +44,14 @@ CONFIG = {
                     }
                 },
             }
-            for operation in ("listRuns", "listSchedules", "listWebhooks", "listWebhookDeliveries")
+            for operation in (
+                "listRuns",
+                "listSchedules",
+                "listWebhooks",
+                "listWebhookDeliveries",
+                "listApiKeys",
+                "listAuditEntries",
+            )
         ),
         # A webhook URL of the right form is still refused (422) when its host is
         # not public or does not resolve, and a per-run webhook when the server
@@ -60,6 +67,15 @@ CONFIG = {
             }
             for operation in ("createRun", "createWebhook", "updateWebhook")
         ),
+        # A key's expiresAt must be in the future: a 422 the schema cannot state.
+        {
+            "include-operation-id": "createApiKey",
+            "checks": {
+                "positive_data_acceptance": {
+                    "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429", "5xx"]
+                }
+            },
+        },
         # A schedule's rules across fields (exactly one of cron and intervalSeconds,
         # a k8s spec's image, a timestamp's form) are 422s the schema cannot state,
         # and a preview's cron that does not parse is a 400.

@@ -21,3 +21,11 @@ def probe(input: Any, ctx: TaskContext) -> None:
 @task("fail")
 def fail(input: Any, ctx: TaskContext) -> None:
     raise RuntimeError("the task gave up")
+
+
+@task("flaky")
+def flaky(input: Any, ctx: TaskContext) -> None:
+    """Fails every attempt before `succeedOn` (a retry test's task)."""
+    ctx.checkpoint("attempt", {"attempt": ctx.attempt, "t": time.time()})
+    if ctx.attempt < int((input or {}).get("succeedOn", 1)):
+        raise RuntimeError(f"attempt {ctx.attempt} gave up")

@@ -9,10 +9,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from audit import services as audit
 from webhooks import secrets, services, urlguard
 from webhooks.models import DEFAULT_EVENTS, EVENT_TYPES, Delivery, RunWebhook, Webhook
 
@@ -72,7 +74,10 @@ class WebhookAdmin(admin.ModelAdmin):
             obj.secret_encrypted = secrets.encrypt(request._new_webhook_secret)  # type: ignore[attr-defined]
         elif obj.active:
             obj.inactive_reason = ""
-        super().save_model(request, obj, form, change)
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            action = "webhook.update" if change else "webhook.create"
+            audit.record(action, "webhook", obj.pk, owner=obj.owner or "", details={"url": obj.url})
 
     def response_add(
         self, request: HttpRequest, obj: Webhook, post_url_continue: str | None = None

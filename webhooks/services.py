@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Now
 
+from audit import services as audit
 from runs import services as run_services
 from runs.exceptions import SchemaViolation
 from runs.models import Run
@@ -38,13 +39,15 @@ def create_webhook(body: dict[str, Any]) -> tuple[Webhook, str]:
     validate(f"{SCHEMA}#/$defs/createWebhookRequest", body)
     url = _checked_url(body["url"], "url")
     secret = secrets.generate()
-    webhook = Webhook.objects.create(
-        url=url,
-        events=list(body.get("events") or DEFAULT_EVENTS),
-        owner=body.get("owner"),
-        description=body.get("description") or "",
-        secret_encrypted=secrets.encrypt(secret),
-    )
+    with transaction.atomic():
+        webhook = Webhook.objects.create(
+            url=url,
+            events=list(body.get("events") or DEFAULT_EVENTS),
+            owner=body.get("owner"),
+            description=body.get("description") or "",
+            secret_encrypted=secrets.encrypt(secret),
+        )
+        audit.record("webhook.create", "webhook", webhook.id, owner=webhook.owner or "", details={"url": url})
     logger.info("webhook created", extra={"webhookId": str(webhook.id), "event": "webhook_created"})
     return webhook, secret
 
@@ -65,13 +68,24 @@ def update_webhook(webhook_id: Any, body: dict[str, Any]) -> Webhook:
             if webhook.active:
                 webhook.inactive_reason = ""
         webhook.save()
+        audit.record(
+            "webhook.update",
+            "webhook",
+            webhook.id,
+            owner=webhook.owner or "",
+            details={"fields": sorted(body)},
+        )
     return webhook
 
 
 def delete_webhook(webhook_id: Any) -> None:
     """The subscription and its deliveries, pending ones included, are gone."""
     webhook = get_webhook(webhook_id)
-    webhook.delete()
+    with transaction.atomic():
+        audit.record(
+            "webhook.delete", "webhook", webhook.id, owner=webhook.owner or "", details={"url": webhook.url}
+        )
+        webhook.delete()
     logger.info("webhook deleted", extra={"webhookId": str(webhook_id), "event": "webhook_deleted"})
 
 
@@ -82,6 +96,7 @@ def rotate_secret(webhook_id: Any) -> tuple[Webhook, str]:
         webhook = Webhook.objects.select_for_update().get(pk=get_webhook(webhook_id).pk)
         webhook.secret_encrypted = secrets.encrypt(secret)
         webhook.save(update_fields=["secret_encrypted", "updated_at"])
+        audit.record("webhook.rotate_secret", "webhook", webhook.id, owner=webhook.owner or "")
     logger.info("webhook secret rotated", extra={"webhookId": str(webhook.id), "event": "webhook_rotated"})
     return webhook, secret
 
@@ -90,12 +105,20 @@ def redeliver(delivery: Delivery) -> Delivery:
     """Send the delivery again, soon, with the same webhook-id, whatever its
     status; the retry schedule starts over. An attempt in flight loses its
     claim: its outcome is not recorded, and the delivery is sent again."""
-    Delivery.objects.filter(pk=delivery.pk).update(
-        status=Delivery.Status.PENDING,
-        next_attempt_at=Now(),
-        claim=None,
-        series_start=delivery.attempts,
-    )
+    with transaction.atomic():
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=Delivery.Status.PENDING,
+            next_attempt_at=Now(),
+            claim=None,
+            series_start=delivery.attempts,
+        )
+        audit.record(
+            "webhook.redeliver",
+            "delivery",
+            delivery.id,
+            owner=delivery.webhook.owner or "",
+            details={"webhookId": str(delivery.webhook_id)},
+        )
     delivery.refresh_from_db()
     logger.info("delivery queued again", extra={"deliveryId": str(delivery.id), "event": "redeliver"})
     return delivery

@@ -10,8 +10,10 @@ from rest_framework.views import APIView
 from runs.api import params
 from runs.api.openapi import ref
 from runs.exceptions import BadParameter
+from tenants.tenancy import check_visible, list_owner, owner_limit
 from webhooks import selectors, services
-from webhooks.models import Delivery
+from webhooks.exceptions import WebhookNotFound
+from webhooks.models import Delivery, Webhook
 from webhooks.wire import delivery_to_wire, webhook_to_wire
 
 _ERROR_TEXT = {
@@ -33,6 +35,11 @@ def _wref(name: str) -> dict[str, str]:
 
 LIMIT = OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 200}, description="default 50")
 CURSOR = OpenApiParameter("cursor", str, description="nextCursor of the previous page")
+
+
+def _webhook_or_404(request: Request, webhook_id: str) -> Webhook:
+    """The subscription, when this request's credential may see it."""
+    return check_visible(request, selectors.get_webhook(webhook_id), WebhookNotFound)
 
 
 def _bool_param(request: Request, name: str) -> bool | None:
@@ -57,7 +64,7 @@ class WebhookCollectionView(APIView):
         if owner is not None and len(owner) > 200:
             raise BadParameter("owner", "at most 200 characters")
         webhooks, next_cursor = selectors.list_webhooks(
-            owner=owner,
+            owner=list_owner(request, owner),
             active=_bool_param(request, "active"),
             limit=params.int_param(request, "limit", default=50, minimum=1, maximum=200),
             cursor=request.query_params.get("cursor") or None,
@@ -71,7 +78,12 @@ class WebhookCollectionView(APIView):
         responses={201: _wref("webhookSecretResponse"), **_errors(400, 413, 415, 422)},
     )
     def post(self, request: Request) -> Response:
-        webhook, secret = services.create_webhook(params.json_body(request))
+        body = params.json_body(request)
+        limit = owner_limit(request)
+        if limit is not None and isinstance(body, dict):
+            # A tenant's subscription hears of its own runs only.
+            body = {**body, "owner": limit}
+        webhook, secret = services.create_webhook(body)
         return Response(
             {"webhook": webhook_to_wire(webhook, secret=secret)},
             status=201,
@@ -86,7 +98,7 @@ class WebhookDetailView(APIView):
         responses={200: _wref("webhookResponse"), **_errors(404)},
     )
     def get(self, request: Request, webhook_id: str) -> Response:
-        return Response({"webhook": webhook_to_wire(selectors.get_webhook(webhook_id))})
+        return Response({"webhook": webhook_to_wire(_webhook_or_404(request, webhook_id))})
 
     @extend_schema(
         operation_id="updateWebhook",
@@ -95,6 +107,7 @@ class WebhookDetailView(APIView):
         responses={200: _wref("webhookResponse"), **_errors(400, 404, 413, 415, 422)},
     )
     def patch(self, request: Request, webhook_id: str) -> Response:
+        _webhook_or_404(request, webhook_id)
         webhook = services.update_webhook(webhook_id, params.json_body(request))
         return Response({"webhook": webhook_to_wire(webhook)})
 
@@ -104,6 +117,7 @@ class WebhookDetailView(APIView):
         responses={204: OpenApiResponse(description="deleted"), **_errors(404)},
     )
     def delete(self, request: Request, webhook_id: str) -> Response:
+        _webhook_or_404(request, webhook_id)
         services.delete_webhook(webhook_id)
         return Response(status=204)
 
@@ -116,6 +130,7 @@ class RotateSecretView(APIView):
         responses={200: _wref("webhookSecretResponse"), **_errors(404)},
     )
     def post(self, request: Request, webhook_id: str) -> Response:
+        _webhook_or_404(request, webhook_id)
         webhook, secret = services.rotate_secret(webhook_id)
         return Response(
             {"webhook": webhook_to_wire(webhook, secret=secret)}, headers={"Cache-Control": "no-store"}
@@ -130,7 +145,7 @@ class DeliveryCollectionView(APIView):
         responses={200: _wref("deliveryListResponse"), **_errors(400, 404)},
     )
     def get(self, request: Request, webhook_id: str) -> Response:
-        webhook = selectors.get_webhook(webhook_id)
+        webhook = _webhook_or_404(request, webhook_id)
         deliveries, next_cursor = selectors.list_deliveries(
             webhook,
             status=params.choice_param(request, "status", tuple(Delivery.Status.values)),
@@ -148,5 +163,6 @@ class RedeliverView(APIView):
         responses={202: _wref("deliveryResponse"), **_errors(404)},
     )
     def post(self, request: Request, webhook_id: str, delivery_id: str) -> Response:
+        _webhook_or_404(request, webhook_id)
         delivery = services.redeliver_by_id(webhook_id, delivery_id)
         return Response({"delivery": delivery_to_wire(delivery)}, status=202)

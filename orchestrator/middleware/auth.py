@@ -1,8 +1,13 @@
 """Who is calling, and may they call this: API keys and run-scoped tokens.
 
-The decision is made by path in middleware, before URL resolution, so it
-covers every view alike: DRF views, the async event stream and plain Django
-views. The admin keeps Django's own session login and is not touched here.
+The decision is made in middleware, before the view, so it covers every
+view alike: DRF views, the async event stream and plain Django views. The
+admin keeps Django's own session login and is not touched here.
+
+Master keys come from ORCHESTRATOR_API_KEY and may do everything. Tenant
+keys live in the database (`tenants`): each is limited to one owner and to
+its scopes, checked per endpoint by `tenants.rules`. Checking a tenant key
+reads the database, so the middleware does that off the event loop.
 """
 
 from __future__ import annotations
@@ -16,14 +21,23 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 
+from audit import context as audit_context
+from orchestrator import db_threads
 from orchestrator.errors import error_response
 from orchestrator.middleware.base import DualMiddleware
 from runs import tokens
+from tenants import keys as tenant_keys
+from tenants import rules
 
 logger = logging.getLogger("orchestrator.auth")
 
 API_KEY = "api_key"
+# A database key: UNCHECKED_KEY until `check_tenant_key` has read it, then
+# TENANT_KEY (or INVALID).
+TENANT_KEY = "tenant_key"
+UNCHECKED_KEY = "unchecked_key"
 STREAM_TOKEN = "stream_token"  # noqa: S105 (a kind of principal, not a secret)
 WORKER_TOKEN = "worker_token"  # noqa: S105
 LIST_STREAM_TOKEN = "list_stream_token"  # noqa: S105
@@ -60,6 +74,9 @@ class Principal:
     problem: str | None = None
     # The only owner whose runs this credential sees; None: every owner.
     owner: str | None = None
+    # A tenant key's scopes and prefix; None for every other credential.
+    scopes: frozenset[str] | None = None
+    key_prefix: str | None = None
 
 
 def api_keys() -> list[str]:
@@ -124,6 +141,9 @@ def _identify(request: HttpRequest) -> Principal:
         keys = api_keys()
         if keys and _matches_a_key(presented, keys):
             return Principal(API_KEY, fingerprint(presented))
+        if tenant_keys.prefix_of(presented) is not None:
+            request._presented_key = presented  # type: ignore[attr-defined]
+            return Principal(UNCHECKED_KEY, fingerprint(presented))
         if "X-API-Key" not in request.headers:
             # A Bearer value that is not a key may be a worker token; a stream
             # token is only ever accepted from the query string.
@@ -137,6 +157,61 @@ def _identify(request: HttpRequest) -> Principal:
             return _token_principal(query_token, tokens.LIST_STREAM)
         return Principal(INVALID, problem="invalid_credentials")
     return Principal(ANONYMOUS, problem="missing_credentials")
+
+
+def needs_key_check(request: HttpRequest) -> bool:
+    """Whether this request carries a database key not yet read (do it off the loop)."""
+    return not is_open(request) and bool(api_keys()) and identify(request).kind == UNCHECKED_KEY
+
+
+def check_tenant_key(request: HttpRequest) -> None:
+    """Read the presented database key and settle the request's principal (blocking)."""
+    from tenants import services as tenant_services
+
+    principal = identify(request)
+    if principal.kind != UNCHECKED_KEY:
+        return
+    identity, problem = tenant_services.authenticate(request._presented_key)  # type: ignore[attr-defined]
+    if identity is None:
+        settled = Principal(INVALID, principal.fingerprint, problem=problem)
+    else:
+        settled = Principal(
+            TENANT_KEY,
+            principal.fingerprint,
+            owner=identity.owner,
+            scopes=identity.scopes,
+            key_prefix=identity.prefix,
+        )
+    request.principal = settled  # type: ignore[attr-defined]
+
+
+def scope_refusal(request: HttpRequest) -> HttpResponse | None:
+    """403 missing_scope when a tenant key lacks the scope of this endpoint."""
+    principal = identify(request)
+    if principal.kind != TENANT_KEY or principal.scopes is None:
+        return None
+    try:
+        url_name = resolve(request.path_info).url_name
+    except Resolver404:
+        return None  # the view answers 404
+    scope = rules.required_scope(url_name, request.method or "GET")
+    if scope is rules.NO_RULE:
+        # Fail closed: the URL-map test makes sure every endpoint's methods have rules.
+        return error_response(405, "method not allowed", "method_not_allowed")
+    if scope == rules.ANY_KEY or scope in principal.scopes:
+        return None
+    return error_response(403, "forbidden", "missing_scope", {"scope": scope})
+
+
+def actor_of(principal: Principal) -> str:
+    """The audit actor for a request made with this credential."""
+    if principal.kind == API_KEY:
+        return audit_context.MASTER
+    if principal.kind == TENANT_KEY and principal.key_prefix:
+        return audit_context.key_actor(principal.key_prefix)
+    if principal.kind == WORKER_TOKEN and principal.run_id:
+        return audit_context.worker_actor(principal.run_id)
+    return audit_context.ANONYMOUS
 
 
 def restricted_owner(request: HttpRequest) -> str | None:
@@ -180,7 +255,7 @@ def refusal(request: HttpRequest) -> str | None:
     if is_open(request) or not api_keys():
         return None
     principal = identify(request)
-    if principal.kind == API_KEY:
+    if principal.kind in (API_KEY, TENANT_KEY):
         return None
     if principal.kind == LIST_STREAM_TOKEN:
         if request.method != "GET" or request.path_info != LIST_STREAM_PATH:
@@ -201,14 +276,48 @@ def unauthorized(code: str) -> HttpResponse:
 
 
 class APIKeyMiddleware(DualMiddleware):
-    """401 for a request without a credential good for this path; never echoes it."""
+    """401 for a request without a credential good for this path; never echoes it.
+    403 for a tenant key without the endpoint's scope. Sets the audit actor."""
 
     def before(self, request: HttpRequest) -> HttpResponse | None:
+        if needs_key_check(request):
+            check_tenant_key(request)
+        return self._decide(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        if needs_key_check(request):
+            await db_threads.run(check_tenant_key, request)
+        early = self._decide(request)
+        if early is not None:
+            return self.after(request, early)
+        response = await self.get_response(request)  # type: ignore[misc]
+        return self.after(request, response)
+
+    def _decide(self, request: HttpRequest) -> HttpResponse | None:
         code = refusal(request)
-        if code is None:
-            return None
-        logger.info("request refused", extra={"event": "auth_refused", "reason": code})
-        return unauthorized(code)
+        if code is not None:
+            logger.info("request refused", extra={"event": "auth_refused", "reason": code})
+            return unauthorized(code)
+        forbidden = scope_refusal(request)
+        if forbidden is not None:
+            logger.info("request refused", extra={"event": "auth_refused", "reason": "missing_scope"})
+            return forbidden
+        if not is_open(request):
+            principal = identify(request)
+            request._audit_token = audit_context.begin(  # type: ignore[attr-defined]
+                actor_of(principal), request.META.get("REMOTE_ADDR") or ""
+            )
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        token = getattr(request, "_audit_token", None)
+        if token is not None:
+            request._audit_token = None  # type: ignore[attr-defined]
+            try:
+                audit_context.end(token)
+            except ValueError:
+                pass  # set in another context (a streaming response finishing elsewhere)
+        return response
 
 
 _warned = False

@@ -20,12 +20,13 @@ from rest_framework.renderers import JSONRenderer
 
 from orchestrator import db_threads
 from orchestrator.errors import exception_handler
-from runs import services
+from orchestrator.middleware.auth import restricted_owner
+from runs import selectors, services
 from runs.api.params import require_json_content
 from runs.api.parsers import parse_json
 from runs.api.views import CheckpointCollectionView
 from runs.checkpoint_writer import Appended
-from runs.exceptions import SchemaViolation
+from runs.exceptions import RunNotFound, SchemaViolation
 from runs.validation import validate
 from runs.wire import checkpoint_to_wire
 
@@ -67,6 +68,12 @@ def _refuse_blank_types(items: list[dict[str, Any]], field: Callable[[int], str]
         raise SchemaViolation(blank)
 
 
+def _check_owner(run_id: str, owner: str) -> None:
+    run = selectors.get_run(run_id)
+    if run is None or run.owner != owner:
+        raise RunNotFound()
+
+
 def _created(checkpoints: list[Appended], batch: bool) -> HttpResponse:
     wire = [checkpoint_to_wire(cp) for cp in checkpoints]
     if batch:
@@ -86,6 +93,10 @@ async def append_checkpoints(request: HttpRequest, run_id: str) -> HttpResponse:
             items, batch = _items(raw)
         else:
             items, batch = await sync_to_async(_items, thread_sensitive=False)(raw)
+        owner = restricted_owner(request)
+        if owner is not None:
+            # A tenant's key (workers' run tokens are never limited): one more read.
+            await db_threads.run(_check_owner, run_id, owner)
         created = await db_threads.run(services.append_checkpoints, run_id, items)
     except Exception as exc:  # every failure becomes the one JSON error shape
         # Off the loop: a database error makes the handler check the pool.

@@ -14,6 +14,7 @@ _FILES = {
     "schedule": "schedule.schema.json",
     "journal": "journal.schema.json",
     "webhook": "webhook.schema.json",
+    "tenant": "tenant.schema.json",
 }
 # The event file reuses short names (status, checkpoint) that the others own.
 _PREFIX = {
@@ -23,6 +24,7 @@ _PREFIX = {
     "schedule.schema.json": "",
     "journal.schema.json": "Journal",
     "webhook.schema.json": "",
+    "tenant.schema.json": "",
 }
 
 

@@ -17,6 +17,7 @@ from runs.exceptions import RunNotFound
 from runs.models import Run
 from runs.validation import validate
 from runs.wire import checkpoint_to_wire, format_ts, run_to_wire
+from tenants.tenancy import check_visible, creation_owner, list_owner
 from webhooks import services as webhook_services
 
 ERRORS = {
@@ -41,11 +42,9 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: ERRORS[code] for code in codes}
 
 
-def _run_or_404(run_id: str) -> Run:
-    run = selectors.get_run(run_id)
-    if run is None:
-        raise RunNotFound()
-    return run
+def _run_or_404(request: Request, run_id: str) -> Run:
+    """The run, when this request's credential may see it."""
+    return check_visible(request, selectors.get_run(run_id), RunNotFound)
 
 
 class RunCollectionView(APIView):
@@ -78,7 +77,7 @@ class RunCollectionView(APIView):
         filters = selectors.RunFilters(
             statuses=params.statuses_param(request),
             mode=params.choice_param(request, "mode", states.MODES),
-            owner=params.owner_filter(request),
+            owner=list_owner(request, params.owner_filter(request)),
             created_after=params.ts_param(request, "createdAfter"),
             created_before=params.ts_param(request, "createdBefore"),
             schedule_id=params.uuid_param(request, "scheduleId"),
@@ -122,7 +121,7 @@ class RunCollectionView(APIView):
         mode = params.choice_param(request, "mode", (states.PLAN, *states.MODES), default=states.PLAN)
         body = params.json_body(request)
         validate("run.schema.json#/$defs/createRunRequest", body)
-        owner = params.owner_of(request)
+        owner = creation_owner(request, params.owner_of(request)) or ""
         webhook = webhook_services.check_run_webhook(body.get("webhook"))
         run_at = params.body_ts(body, "runAt")
         if mode == states.PLAN:
@@ -135,6 +134,7 @@ class RunCollectionView(APIView):
                 metadata=body.get("metadata"),
                 owner=owner,
                 run_at=run_at,
+                retry=body.get("retry"),
             )
             return Response({"mode": "plan", "plan": plan})
         run, created = webhook_services.create_run(
@@ -145,6 +145,7 @@ class RunCollectionView(APIView):
             owner=owner,
             idempotency_key=params.idempotency_key(request),
             run_at=run_at,
+            retry=body.get("retry"),
         )
         return Response(
             {"runId": str(run.id), "run": run_to_wire(run)},
@@ -158,7 +159,7 @@ class RunDetailView(APIView):
         operation_id="getRun", summary="One run", responses={200: ref("runResponse"), **_errors(404)}
     )
     def get(self, request: Request, run_id: str) -> Response:
-        return Response({"run": run_to_wire(_run_or_404(run_id))})
+        return Response({"run": run_to_wire(_run_or_404(request, run_id))})
 
     @extend_schema(
         operation_id="updateRunStatus",
@@ -169,6 +170,8 @@ class RunDetailView(APIView):
     def patch(self, request: Request, run_id: str) -> Response:
         body = params.json_body(request)
         validate("run.schema.json#/$defs/patchRunRequest", body)
+        if restricted_owner(request) is not None:
+            _run_or_404(request, run_id)
         run = services.set_run_status(run_id, body["status"], error=body.get("error"))
         return Response({"run": run_to_wire(run)})
 
@@ -178,6 +181,8 @@ class RunDetailView(APIView):
         responses={200: ref("cancelResponse"), **_errors(404, 409)},
     )
     def delete(self, request: Request, run_id: str) -> Response:
+        if restricted_owner(request) is not None:
+            _run_or_404(request, run_id)
         run = services.cancel_run(run_id)
         return Response({"ok": True, "status": run.status, "run": run_to_wire(run)})
 
@@ -195,7 +200,7 @@ class CheckpointCollectionView(APIView):
         responses={200: ref("checkpointListResponse", "checkpoint"), **_errors(400, 404)},
     )
     def get(self, request: Request, run_id: str) -> Response:
-        run = _run_or_404(run_id)
+        run = _run_or_404(request, run_id)
         after = params.ts_param(request, "after")
         limit = params.int_param(request, "limit", default=100, minimum=1, maximum=1000)
         checkpoints, next_cursor = selectors.list_checkpoints(run, after=after, limit=limit)
@@ -254,7 +259,7 @@ class StreamTokenView(APIView):
         responses={200: OpenApiResponse(STREAM_TOKEN_RESPONSE, description="the token"), **_errors(404)},
     )
     def post(self, request: Request, run_id: str) -> Response:
-        run = _run_or_404(run_id)
+        run = _run_or_404(request, run_id)
         token, expires_at = tokens.mint(tokens.STREAM, str(run.id))
         return Response(
             {"token": token, "expiresAt": format_ts(expires_at)}, headers={"Cache-Control": "no-store"}

@@ -39,7 +39,7 @@ class KubernetesBackend(Backend):
             raise self._unavailable(run, exc) from None
 
     def cancel(self, run: Run) -> None:
-        delete_run_objects(str(run.id))
+        delete_run_objects(str(run.id), run.attempt)
 
     def ensure_dispatched(self, run: Run) -> bool:
         # Only a pending run may get its Job again: a running one lost its Job
@@ -47,7 +47,7 @@ class KubernetesBackend(Backend):
         if run.status != states.PENDING:
             return False
         try:
-            if read_job(str(run.id)) is not None:
+            if read_job(str(run.id), run.attempt) is not None:
                 return False
             self._create(run)
         except (ApiException, *k8s.CONNECTION_ERRORS) as exc:
@@ -64,7 +64,7 @@ class KubernetesBackend(Backend):
         lost = []
         for run in runs:
             try:
-                if read_job(str(run.id)) is None:
+                if read_job(str(run.id), run.attempt) is None:
                     lost.append(run)
             except (ApiException, *k8s.CONNECTION_ERRORS) as exc:
                 logger.warning(
@@ -73,23 +73,25 @@ class KubernetesBackend(Backend):
         return lost
 
     def release_lost(self, run: Run) -> dict[str, Any] | None:
-        """A Job is not run twice: the run fails, as the reconciler would fail it."""
+        """A Job is not run twice: the attempt fails, as the reconciler would
+        fail it (and the run is retried if it has attempts left)."""
         try:
-            delete_run_objects(str(run.id))  # a token Secret the Job's delete may have left
+            delete_run_objects(str(run.id), run.attempt)  # a token Secret the Job's delete may have left
         except (ApiException, *k8s.CONNECTION_ERRORS) as exc:
             logger.warning(
                 "could not remove the run's Secret: %s", k8s.describe_error(exc), extra={"runId": str(run.id)}
             )
-        return job_deleted_error(job_name(run.id))
+        return job_deleted_error(job_name(run.id, run.attempt))
 
     def describe(self, run: Run) -> dict[str, Any] | None:
-        return build_job(run.id, run.spec or {}, k8s.job_options())
+        return build_job(run.id, run.spec or {}, k8s.job_options(), run.attempt)
 
     def plan_steps(self, run: Run) -> list[str]:
         ns = k8s.namespace()
         return [
-            f"create Job {job_name(run.id)} in namespace {ns} (the manifest under dispatch)",
-            f"create Secret {secret_name(run.id)} holding the run's worker token, owned by the Job",
+            f"create Job {job_name(run.id, run.attempt)} in namespace {ns} (the manifest under dispatch)",
+            f"create Secret {secret_name(run.id, run.attempt)} holding the run's worker token,"
+            " owned by the Job",
             "follow the Job and its pods with the reconciler (manage.py k8s_reconcile)",
         ]
 
@@ -98,11 +100,12 @@ class KubernetesBackend(Backend):
         409 AlreadyExists as done, so repeating a dispatch is harmless."""
         options = k8s.job_options()
         run_id = str(run.id)
+        attempt = run.attempt
         batch = k8s.batch_api()
         try:
             job = batch.create_namespaced_job(
                 options.namespace,
-                build_job(run_id, run.spec or {}, options),
+                build_job(run_id, run.spec or {}, options, attempt),
                 _request_timeout=k8s.request_timeout(),
             )
             uid = job.metadata.uid
@@ -110,22 +113,22 @@ class KubernetesBackend(Backend):
             if exc.status != 409:
                 raise
             uid = batch.read_namespaced_job(
-                job_name(run_id), options.namespace, _request_timeout=k8s.request_timeout()
+                job_name(run_id, attempt), options.namespace, _request_timeout=k8s.request_timeout()
             ).metadata.uid
         token, _ = tokens.mint(tokens.WORKER, run_id, ttl_seconds=_token_ttl(run.spec or {}))
         try:
             k8s.core_api().create_namespaced_secret(
                 options.namespace,
-                build_token_secret(run_id, token, uid, options),
+                build_token_secret(run_id, token, uid, options, attempt),
                 _request_timeout=k8s.request_timeout(),
             )
         except ApiException as exc:
             if exc.status == 409:
                 return
-            _undo_job(run_id)
+            _undo_job(run_id, attempt)
             raise
         except k8s.CONNECTION_ERRORS:
-            _undo_job(run_id)
+            _undo_job(run_id, attempt)
             raise
 
     def _unavailable(self, run: Run, exc: BaseException) -> BackendUnavailable:
@@ -141,10 +144,10 @@ def _token_ttl(spec: dict[str, Any]) -> int:
     return max(ttl, math.ceil(timeout) + 3600) if timeout else ttl
 
 
-def _undo_job(run_id: str) -> None:
+def _undo_job(run_id: str, attempt: int) -> None:
     # The run is about to be rolled back; a Job left here would be an orphan
     # (the reconciler removes those too, after a grace period).
     try:
-        delete_run_objects(run_id)
+        delete_run_objects(run_id, attempt)
     except Exception:
         logger.warning("could not remove the Job of a failed dispatch", extra={"runId": run_id})

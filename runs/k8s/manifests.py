@@ -19,6 +19,7 @@ MANAGED_BY = "orchestrator"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 RUN_ID_LABEL = "orchestrator.io/run-id"
 RUN_ID_ANNOTATION = "orchestrator.io/run-id"
+ATTEMPT_LABEL = "orchestrator.io/attempt"
 CONTAINER_NAME = "run"
 TOKEN_KEY = "token"  # noqa: S105 - the key inside the Secret, not a secret
 RESERVED_ENV = ("ORCHESTRATOR_URL", "ORCHESTRATOR_RUN_ID", "ORCHESTRATOR_TOKEN", "TRACEPARENT", "TRACESTATE")
@@ -38,13 +39,24 @@ class JobOptions:
     pod_template_overlay: dict[str, Any] = field(default_factory=dict)
 
 
-def job_name(run_id: object) -> str:
-    """One name per run, so a retried dispatch meets 409 instead of making a second Job."""
-    return f"run-{run_id}"
+def job_name(run_id: object, attempt: int = 1) -> str:
+    """One name per attempt, so a repeated dispatch meets 409 instead of
+    making a second Job, and a retry (runs.retries) makes a fresh one. The
+    first attempt keeps the plain name Jobs had before retries existed."""
+    return f"run-{run_id}" if attempt <= 1 else f"run-{run_id}-{attempt}"
 
 
-def secret_name(run_id: object) -> str:
-    return f"run-{run_id}-token"
+def secret_name(run_id: object, attempt: int = 1) -> str:
+    return f"{job_name(run_id, attempt)}-token"
+
+
+def attempt_of(obj: dict[str, Any]) -> int:
+    """The attempt a Job or Pod was made for (1 for objects made before the label existed)."""
+    value = ((obj.get("metadata") or {}).get("labels") or {}).get(ATTEMPT_LABEL)
+    try:
+        return max(1, int(value)) if isinstance(value, str) else 1
+    except ValueError:
+        return 1
 
 
 def run_id_of(obj: dict[str, Any]) -> str | None:
@@ -57,8 +69,11 @@ def run_id_of(obj: dict[str, Any]) -> str | None:
         return None
 
 
-def labels_for(run_id: object, instance: str) -> dict[str, str]:
-    return {MANAGED_BY_LABEL: MANAGED_BY, INSTANCE_LABEL: instance, RUN_ID_LABEL: str(run_id)}
+def labels_for(run_id: object, instance: str, attempt: int = 1) -> dict[str, str]:
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, INSTANCE_LABEL: instance, RUN_ID_LABEL: str(run_id)}
+    if attempt > 1:
+        labels[ATTEMPT_LABEL] = str(attempt)
+    return labels
 
 
 def selector(instance: str) -> str:
@@ -66,16 +81,17 @@ def selector(instance: str) -> str:
     return f"{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={instance},{RUN_ID_LABEL}"
 
 
-def build_job(run_id: object, spec: dict[str, Any], options: JobOptions) -> dict[str, Any]:
-    """The batch/v1 Job that runs `spec`. The pod finds its worker token in the
-    run's Secret (see `build_token_secret`), never in the Job itself."""
-    name = job_name(run_id)
-    labels = labels_for(run_id, options.instance)
+def build_job(run_id: object, spec: dict[str, Any], options: JobOptions, attempt: int = 1) -> dict[str, Any]:
+    """The batch/v1 Job that runs attempt `attempt` of `spec`. The pod finds
+    its worker token in the attempt's Secret (see `build_token_secret`),
+    never in the Job itself."""
+    name = job_name(run_id, attempt)
+    labels = labels_for(run_id, options.instance, attempt)
     annotations = {RUN_ID_ANNOTATION: str(run_id)}
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": spec["image"],
-        "env": _env(run_id, spec.get("env") or {}, options),
+        "env": _env(run_id, spec.get("env") or {}, options, attempt),
     }
     if spec.get("command"):
         container["command"] = list(spec["command"])
@@ -97,7 +113,9 @@ def build_job(run_id: object, spec: dict[str, Any], options: JobOptions) -> dict
         # The overlay may add labels, never take away the ones the reconciler selects on.
         template.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
     job_spec: dict[str, Any] = {
-        "backoffLimit": int(spec.get("maxAttempts") or 1) - 1,
+        # Never Kubernetes' own retries: each attempt is a Job of its own,
+        # made after the run's backoff (runs.retries), with its own events.
+        "backoffLimit": 0,
         "template": template,
     }
     if spec.get("timeoutSeconds"):
@@ -117,7 +135,9 @@ def build_job(run_id: object, spec: dict[str, Any], options: JobOptions) -> dict
     }
 
 
-def build_token_secret(run_id: object, token: str, job_uid: str, options: JobOptions) -> dict[str, Any]:
+def build_token_secret(
+    run_id: object, token: str, job_uid: str, options: JobOptions, attempt: int = 1
+) -> dict[str, Any]:
     """The Secret holding the run's worker token, owned by its Job so the
     garbage collector removes it with the Job (no blockOwnerDeletion: that
     would need the extra `jobs/finalizers` permission)."""
@@ -126,18 +146,18 @@ def build_token_secret(run_id: object, token: str, job_uid: str, options: JobOpt
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": secret_name(run_id),
+            "name": secret_name(run_id, attempt),
             "namespace": options.namespace,
-            "labels": labels_for(run_id, options.instance),
+            "labels": labels_for(run_id, options.instance, attempt),
             "ownerReferences": [
-                {"apiVersion": "batch/v1", "kind": "Job", "name": job_name(run_id), "uid": job_uid}
+                {"apiVersion": "batch/v1", "kind": "Job", "name": job_name(run_id, attempt), "uid": job_uid}
             ],
         },
         "stringData": {TOKEN_KEY: token},
     }
 
 
-def _env(run_id: object, user_env: dict[str, str], options: JobOptions) -> list[dict[str, Any]]:
+def _env(run_id: object, user_env: dict[str, str], options: JobOptions, attempt: int) -> list[dict[str, Any]]:
     env = [{"name": k, "value": v} for k, v in sorted(user_env.items()) if k not in RESERVED_ENV]
     return [
         *env,
@@ -145,7 +165,7 @@ def _env(run_id: object, user_env: dict[str, str], options: JobOptions) -> list[
         {"name": "ORCHESTRATOR_RUN_ID", "value": str(run_id)},
         {
             "name": "ORCHESTRATOR_TOKEN",
-            "valueFrom": {"secretKeyRef": {"name": secret_name(run_id), "key": TOKEN_KEY}},
+            "valueFrom": {"secretKeyRef": {"name": secret_name(run_id, attempt), "key": TOKEN_KEY}},
         },
         # The dispatch's W3C trace context, for the Job's own code to continue (none when tracing is off).
         *({"name": name.upper(), "value": value} for name, value in tracing.carrier().items()),

@@ -22,9 +22,9 @@ from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
 from runs import metrics, services, states
-from runs.exceptions import InvalidTransition, RunNotFound
+from runs.exceptions import AttemptSuperseded, InvalidTransition, RunNotFound
 from runs.k8s import client as k8s
-from runs.k8s.manifests import job_name, run_id_of, selector
+from runs.k8s.manifests import attempt_of, job_name, run_id_of, selector
 from runs.k8s.objects import delete_run_objects
 from runs.k8s.status import (
     Verdict,
@@ -120,20 +120,21 @@ class Reconciler:
         # Job before committing, so the list below cannot miss it.
         cutoff = timezone.now() - self.orphan_grace
         open_runs = {
-            str(run_id)
-            for run_id in Run.objects.filter(
+            (str(run_id), attempt)
+            for run_id, attempt in Run.objects.filter(
                 mode=Run.Mode.K8S, status__in=(states.PENDING, states.RUNNING), created_at__lt=cutoff
             )
             .exclude(HELD)  # no Job yet, by design
-            .values_list("id", flat=True)
+            .values_list("id", "attempt")
         }
         jobs, _ = self._list(JOBS)
         pods, _ = self._list(PODS)
         self._handle_listed(JOBS, jobs)
         self._handle_listed(PODS, pods)
-        present = {run_id_of(job) for job in jobs}
-        for run_id in sorted(open_runs - present):
-            self._job_gone(run_id, job_name(run_id))
+        # Each attempt has a Job of its own: only the current attempt's counts.
+        present = {(run_id_of(job), attempt_of(job)) for job in jobs}
+        for run_id, attempt in sorted(open_runs - present):
+            self._job_gone(run_id, attempt)
 
     # -- watch loops -------------------------------------------------------------------------
     def _watch_loop(self, kind: str) -> None:
@@ -249,13 +250,14 @@ class Reconciler:
             logger.exception("could not apply a %s event", kind, extra={"runId": run_id})
 
     def _on_job(self, run_id: str, event_type: str, job: dict[str, Any], status: str | None) -> None:
-        name = (job.get("metadata") or {}).get("name") or job_name(run_id)
+        attempt = attempt_of(job)
+        name = job_name(run_id, attempt)
         if event_type == "DELETED":
             verdict = job_verdict(job)
             if verdict is not None and states.is_final(verdict.status):
-                self._apply(run_id, verdict)
+                self._apply(run_id, verdict, attempt)
             else:
-                self._job_gone(run_id, name)
+                self._job_gone(run_id, attempt)
             return
         if status is None:
             status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first() or _MISSING
@@ -266,13 +268,13 @@ class Reconciler:
             # Canceled runs keep no Job, even one a retried dispatch created after the cancel.
             if not (job.get("metadata") or {}).get("deletionTimestamp"):
                 logger.info("deleting the Job of a canceled run", extra={"runId": run_id})
-                delete_run_objects(run_id)
+                delete_run_objects(run_id, attempt)
             return
         if states.is_final(status):
             return
         verdict = job_verdict(job, self._pods_of(name) if is_failed(job) else ())
         if verdict is not None:
-            self._apply(run_id, verdict)
+            self._apply(run_id, verdict, attempt)
 
     def _on_pod(self, run_id: str, event_type: str, pod: dict[str, Any]) -> None:
         if event_type == "DELETED":
@@ -280,27 +282,29 @@ class Reconciler:
         verdict = pod_verdict(pod)
         if verdict is None:
             return
-        if self._apply(run_id, verdict) and verdict.status == states.FAILED:
+        attempt = attempt_of(pod)
+        if self._apply(run_id, verdict, attempt) and verdict.status == states.FAILED:
             # The Job would keep waiting for the image until its deadline.
-            delete_run_objects(run_id)
+            delete_run_objects(run_id, attempt)
 
-    def _job_gone(self, run_id: str, name: str) -> None:
-        if self._apply(run_id, Verdict(states.FAILED, job_deleted_error(name))):
-            logger.warning("Job deleted behind our back: run failed", extra={"runId": run_id})
-            delete_run_objects(run_id)  # a Secret orphaned by that delete
+    def _job_gone(self, run_id: str, attempt: int) -> None:
+        if self._apply(run_id, Verdict(states.FAILED, job_deleted_error(job_name(run_id, attempt))), attempt):
+            logger.warning("Job deleted behind our back: attempt failed", extra={"runId": run_id})
+            delete_run_objects(run_id, attempt)  # a Secret orphaned by that delete
 
-    def _apply(self, run_id: str, verdict: Verdict) -> bool:
+    def _apply(self, run_id: str, verdict: Verdict, attempt: int) -> bool:
         """Move the run to the verdict's status; False when it no longer can
-        (already final, or gone): stale events are expected and harmless."""
+        (already final, gone, or on a later attempt than the object's):
+        stale events are expected and harmless."""
         try:
             if verdict.status == states.COMPLETED:
                 # The state machine goes through running; a fast Job may skip it in our eyes.
                 try:
-                    services.set_run_status(run_id, states.RUNNING)
+                    services.set_run_status(run_id, states.RUNNING, attempt=attempt)
                 except InvalidTransition:
                     pass
-            services.set_run_status(run_id, verdict.status, error=verdict.error)
-        except (InvalidTransition, RunNotFound):
+            services.set_run_status(run_id, verdict.status, error=verdict.error, attempt=attempt)
+        except (InvalidTransition, RunNotFound, AttemptSuperseded):
             return False
         return True
 
@@ -313,7 +317,7 @@ class Reconciler:
         created = parse_timestamp((job.get("metadata") or {}).get("creationTimestamp"))
         if created is not None and timezone.now() - created > self.orphan_grace:
             logger.info("deleting an orphaned Job", extra={"runId": run_id})
-            delete_run_objects(run_id)
+            delete_run_objects(run_id, attempt_of(job))
 
     def _record_lag(self, obj: dict[str, Any]) -> None:
         newest = newest_timestamp(obj)
@@ -333,6 +337,7 @@ def _is_the_runs_own(kind: str, run_id: str, obj: dict[str, Any]) -> bool:
     """A label alone is easy to copy: only the run's own Job (by name), and
     pods that Job's controller made, speak for the run."""
     meta = obj.get("metadata") or {}
+    name = job_name(run_id, attempt_of(obj))
     if kind == JOBS:
-        return meta.get("name") == job_name(run_id)
-    return (meta.get("labels") or {}).get("job-name") == job_name(run_id)
+        return meta.get("name") == name
+    return (meta.get("labels") or {}).get("job-name") == name

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-LIST_HEADER = f"{'ID':36}  {'STATUS':9}  {'MODE':5}  {'CREATED':27}  {'CKPTS':>6}  OWNER"
+from runs.admission_display import waiting_text
+
+LIST_HEADER = f"{'ID':36}  {'STATUS':9}  {'WAITING':12}  {'MODE':5}  {'CREATED':27}  {'CKPTS':>6}  OWNER"
 
 
 def run_row(run: dict[str, Any]) -> str:
     """One line of `runs_list`, from a run's wire form."""
+    waiting = (run.get("waitingFor") or {}).get("reason") or "-"
     return (
-        f"{run['id']:36}  {run['status']:9}  {run['mode']:5}  {run['createdAt']:27}  "
+        f"{run['id']:36}  {run['status']:9}  {waiting:12}  {run['mode']:5}  {run['createdAt']:27}  "
         f"{run['checkpointCount']:>6}  {run.get('owner', '')}"
     )
 
@@ -21,6 +24,7 @@ def run_details(run: dict[str, Any]) -> list[str]:
     lines = [
         f"id:           {run['id']}",
         f"status:       {run['status']}",
+        f"waiting for:  {waiting_text(run.get('waitingFor'))}",
         f"mode:         {run['mode']}",
         f"owner:        {run.get('owner', '')}",
         f"attempt:      {run['attempt']}",
@@ -33,6 +37,8 @@ def run_details(run: dict[str, Any]) -> list[str]:
         lines.append(f"retry of:     {run['retryOf']}")
     if run.get("error"):
         lines.append(f"error:        {compact(run['error'])}")
+    if run.get("retry"):
+        lines.append(f"retry:        {compact(run['retry'])}")
     lines.append(f"metadata:     {compact(run.get('metadata') or {})}")
     lines.append("spec:")
     lines.extend("  " + line for line in json.dumps(run.get("spec"), indent=2, sort_keys=True).splitlines())

@@ -37,13 +37,17 @@ logger = logging.getLogger("runs.stream")
 class Subscriber:
     """One open stream: where it stands and the frames waiting to be written."""
 
-    __slots__ = ("done", "frames", "pos", "ready", "run_id", "status")
+    __slots__ = ("attempt", "done", "frames", "pos", "ready", "run_id", "status")
 
-    def __init__(self, run_id: uuid.UUID, pos: datetime | None, status: str) -> None:
+    def __init__(
+        self, run_id: uuid.UUID, pos: datetime | None, status: str, attempt: int | None = None
+    ) -> None:
         self.run_id = run_id
         # The ts of the newest checkpoint queued for this client (its resume point).
         self.pos = pos
         self.status = status
+        # The attempt of the last status sent: a retry changes it (None: not known yet).
+        self.attempt = attempt
         # (frame, checkpoint ts or None) in write order.
         self.frames: list[tuple[bytes, datetime | None]] = []
         self.ready = asyncio.Event()
@@ -53,15 +57,26 @@ class Subscriber:
     def deliver(self, read: TailRead, max_buffered: int) -> None:
         if self.done:
             return
-        if self.status == states.PENDING and read.was_running_frame is not None:
-            # pending, running and a final status, all between two reads: the
-            # run's status changes are few and in one order, so the missed one
-            # is known, and every subscriber sees each change.
+        new_attempt = read.attempt is not None and self.attempt is not None and read.attempt != self.attempt
+        if self.attempt is None:
+            self.attempt = read.attempt
+        changed = read.status != self.status or new_attempt
+        if (
+            changed
+            and self.status == states.PENDING
+            and read.status != states.RUNNING
+            and read.was_running_frame is not None
+        ):
+            # pending, running and a final status (or pending again, for a
+            # retry), all between two reads: the run's status changes are
+            # few and in one order, so the missed one is known, and every
+            # subscriber sees each change.
             self.frames.append((read.was_running_frame, None))
             self.status = states.RUNNING
-        if not read.final and read.status != self.status:
+        if not read.final and changed:
             self.frames.append((read.status_frame, None))
             self.status = read.status
+            self.attempt = read.attempt
         for ts, frame in read.checkpoints:
             # Tails read from the slowest subscriber's position; skip what
             # this one already has, so nothing is sent twice.

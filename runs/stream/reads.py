@@ -33,6 +33,9 @@ class TailRead:
     # The run has been running (it has a startedAt) and is no longer: the
     # `running` status event for a subscriber whose reads never caught it.
     was_running_frame: bytes | None = None
+    # A retry is a new attempt: pending again (after a backoff) or, for a
+    # lost worker, running again at once; either way a status event.
+    attempt: int | None = None
 
 
 def status_payload(run: Run) -> dict[str, Any]:
@@ -101,6 +104,7 @@ def read_tail(run_id: uuid.UUID, since: datetime | None, limit: int) -> TailRead
         end_frame=sse.event("end", payload, event_id=end_event_id(run)),
         checkpoints=[(row.ts, checkpoint_frame(row)) for row in rows[:limit]],
         was_running_frame=sse.event("status", was_running_payload(run)) if was_running else None,
+        attempt=run.attempt,
     )
 
 

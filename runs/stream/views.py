@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from orchestrator.errors import database_unavailable, error_response
+from orchestrator.middleware.auth import restricted_owner
 from runs import metrics
 from runs.exceptions import BadParameter, OrchestratorError, RunNotFound
 from runs.models import Checkpoint
@@ -38,6 +39,7 @@ class StreamStart:
     # Stream checkpoints with ts after this (None: from the first).
     pos: datetime | None
     hello: bytes
+    attempt: int | None = None
 
 
 def _replay_count(request: HttpRequest) -> int:
@@ -74,8 +76,13 @@ def replay_start(run_id: uuid.UUID, replay: int) -> datetime | None:
         release_connection()
 
 
-async def open_stream(hub: Hub, run_id: str, resume: datetime | None, replay: int) -> StreamStart | None:
-    """Where a new stream starts; None when a final run has nothing after the resume point."""
+async def open_stream(
+    hub: Hub, run_id: str, resume: datetime | None, replay: int, owner: str | None = None
+) -> StreamStart | None:
+    """Where a new stream starts; None when a final run has nothing after the resume point.
+
+    `owner`: the only owner whose run the caller may see (a tenant's key).
+    """
     try:
         pk = uuid.UUID(run_id)
     except ValueError:
@@ -84,7 +91,7 @@ async def open_stream(hub: Hub, run_id: str, resume: datetime | None, replay: in
     if run is None:
         # A shared read may have begun before this run was created; a 404 must not.
         run = await hub.db(load_run, pk)
-    if run is None:
+    if run is None or (owner is not None and run.owner != owner):
         raise RunNotFound()
     if resume is not None:
         if run.is_final and (run.last_checkpoint_ts is None or run.last_checkpoint_ts <= resume):
@@ -93,7 +100,7 @@ async def open_stream(hub: Hub, run_id: str, resume: datetime | None, replay: in
     else:
         pos = await hub.db(replay_start, pk, replay)
     hello = sse.event("hello", {"runId": str(run.id), "run": run_to_wire(run)})
-    return StreamStart(run_id=pk, status=run.status, pos=pos, hello=hello)
+    return StreamStart(run_id=pk, status=run.status, pos=pos, hello=hello, attempt=run.attempt)
 
 
 def release_request_thread() -> None:
@@ -157,7 +164,7 @@ async def run_events(request: HttpRequest, run_id: str) -> HttpResponse:
         resume = _resume_point(request)
         replay = _replay_count(request)
         hub = get_hub()
-        start = await open_stream(hub, run_id, resume, replay)
+        start = await open_stream(hub, run_id, resume, replay, restricted_owner(request))
     except OrchestratorError as exc:
         return error_response(exc.status_code, exc.message, exc.code, exc.details, extra=exc.extra)
     except (OperationalError, InterfaceError) as exc:
@@ -167,7 +174,7 @@ async def run_events(request: HttpRequest, run_id: str) -> HttpResponse:
         done = HttpResponse(status=204, headers={"Cache-Control": "no-cache"})
         del done["Content-Type"]  # no body, so no type (Django would say text/html)
         return done
-    subscriber = Subscriber(start.run_id, start.pos, start.status)
+    subscriber = Subscriber(start.run_id, start.pos, start.status, start.attempt)
     head = sse.retry(settings.SSE_RETRY_MS) + start.hello
     return StreamingHttpResponse(
         _events(hub, subscriber, head),

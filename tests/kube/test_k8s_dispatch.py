@@ -38,7 +38,7 @@ def test_creating_a_k8s_run_creates_its_job(api, cluster: FakeKubeAPI) -> None:
     job = cluster.get_job(NS, f"run-{run_id}")
     assert job is not None
     assert job["metadata"]["labels"][RUN_ID_LABEL] == run_id
-    assert job["spec"]["backoffLimit"] == 1
+    assert job["spec"]["backoffLimit"] == 0, "each attempt is a Job of its own: no retries inside one"
     assert job["spec"]["activeDeadlineSeconds"] == 600
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "ghcr.io/acme/train:1.2"

@@ -56,13 +56,13 @@ def test_a_spec_cannot_override_the_orchestrator_variables() -> None:
     assert all("value" not in e for e in env if e["name"] == "ORCHESTRATOR_TOKEN")
 
 
-def test_attempts_timeout_and_ttl_become_job_limits() -> None:
+def test_timeout_and_ttl_become_job_limits_and_attempts_never_pod_retries() -> None:
     job = build_job(
         RUN_ID,
         {"image": "busybox", "maxAttempts": 3, "timeoutSeconds": 90.5},
         JobOptions(ttl_seconds_after_finished=600),
     )
-    assert job["spec"]["backoffLimit"] == 2
+    assert job["spec"]["backoffLimit"] == 0, "maxAttempts makes a Job per attempt, never pod retries"
     assert job["spec"]["activeDeadlineSeconds"] == 91
     assert job["spec"]["ttlSecondsAfterFinished"] == 600
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"

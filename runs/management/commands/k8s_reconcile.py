@@ -7,8 +7,9 @@ import signal
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from audit.commands import AuditedCommand
 from runs.k8s.reconciler import Reconciler
 from runs.management import options as checks
 from runs.management.backends import reachable_cluster, serve_metrics
@@ -16,7 +17,7 @@ from runs.management.backends import reachable_cluster, serve_metrics
 logger = logging.getLogger("runs.k8s.reconciler")
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Watch the run Jobs and Pods in the configured namespace and map them to run status."
 
     def add_arguments(self, parser: CommandParser) -> None:

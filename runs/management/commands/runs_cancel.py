@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from audit.commands import AuditedCommand
 from runs import services
 from runs.exceptions import InvalidTransition, RunNotFound
 from runs.management import options, render
 from runs.wire import run_to_wire
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Cancel one or more runs: each is marked canceled at once and its backend is told "
         "to stop the work. Exits non-zero when any run could not be canceled."

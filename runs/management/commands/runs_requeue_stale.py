@@ -6,14 +6,15 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from audit.commands import AuditedCommand
 from runs import services
 from runs.management import options, render
 from runs.wire import format_ts
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Find runs their backend lost and hand them back. Pending runs older than --older-than: "
         "each run's backend makes sure it holds them (a dispatch lost to an outage or a wiped "

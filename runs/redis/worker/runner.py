@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
+from audit import context as audit_context
 from orchestrator import tracing
 from runs import metrics, services, states
 from runs.exceptions import AttemptSuperseded, RunFinished, RunNotFound
@@ -41,7 +42,8 @@ from runs.redis.worker.tasks import TaskError, get_task
 logger = logging.getLogger("runs.worker")
 
 READ_BLOCK_MS = 500
-HAND_BACK_IDLE_MS = 10**9  # makes a handed-back entry look long abandoned: reclaimable at once
+HAND_BACK_IDLE_MS = 10**9
+RETRYING = "retrying"  # makes a handed-back entry look long abandoned: reclaimable at once
 
 
 class Worker:
@@ -213,6 +215,8 @@ class Worker:
     # ---- one run ----------------------------------------------------------
 
     def _execute(self, entry: Entry) -> None:
+        # What this thread changes now, the audit trail credits to the run's worker.
+        actor = audit_context.begin(audit_context.worker_actor(entry.run_id))
         try:
             self._execute_entry(entry)
         except Exception:
@@ -221,6 +225,7 @@ class Worker:
             self._release(entry.run_id)
         finally:
             close_old_connections()
+            audit_context.end(actor)
 
     def _execute_entry(self, entry: Entry) -> None:
         run_id = entry.run_id
@@ -241,15 +246,18 @@ class Worker:
 
     def _run_attempt(self, entry: Entry, ctx: TaskContext) -> None:
         run_id = entry.run_id
-        max_attempts = int(entry.spec.get("maxAttempts") or settings.WORKER_DEFAULT_MAX_ATTEMPTS)
         try:
             with tracing.span("run.begin_attempt", **{"run.id": run_id}):
-                run = services.begin_attempt(run_id, max_attempts=max_attempts)
+                run = services.begin_attempt(run_id)
         except (RunNotFound, RunFinished):
             self.queue.finish(entry, self.id)  # canceled or deleted before it started
             return
         if run.is_final:  # attempts spent: failed with worker_lost
             metrics.WORKER_RUNS_FINISHED.labels(outcome="worker_lost").inc()
+            self.queue.finish(entry, self.id)
+            return
+        if run.status != states.RUNNING:
+            # Held by an admission gate (a stale entry): admission sends a fresh one when it opens.
             self.queue.finish(entry, self.id)
             return
         ctx.attempt = run.attempt
@@ -316,7 +324,9 @@ class Worker:
         status = states.FAILED if error else states.COMPLETED
         try:
             with tracing.span("run.finish", **{"run.id": ctx.run_id, "run.status": status}):
-                services.finish_attempt(ctx.run_id, ctx.attempt, status, error=error)
+                run = services.finish_attempt(ctx.run_id, ctx.attempt, status, error=error)
+            if run.status == states.PENDING:
+                return RETRYING  # back to pending for a later attempt, which admission sends anew
         except RunFinished:
             return CANCELED  # canceled (or timed out) while finishing
         except AttemptSuperseded:
@@ -347,6 +357,7 @@ class Worker:
 
     def _fail_timeout(self, ctx: TaskContext) -> None:
         seconds = ctx.spec.get("timeoutSeconds")
+        actor = audit_context.begin(audit_context.worker_actor(ctx.run_id))  # a timer thread of its own
         try:
             services.fail_run(
                 ctx.run_id, "timeout", f"the run exceeded timeoutSeconds ({seconds})", attempt=ctx.attempt
@@ -357,6 +368,7 @@ class Worker:
             logger.exception("could not record the timeout", extra={"runId": ctx.run_id})
         finally:
             close_old_connections()
+            audit_context.end(actor)
 
     def _hand_back(self, entry: Entry) -> None:
         """Shutting down mid-run: make the entry reclaimable now by another worker."""

@@ -6,15 +6,16 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from audit.commands import AuditedCommand
 from orchestrator.prometheus import serve_process_metrics
 from schedules.scheduler import Scheduler
 
 logger = logging.getLogger("schedules.scheduler")
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Make each schedule's runs at their ticks and hand delayed runs (runAt) to their backend when due. "
         "Sleeps until the next due instant; woken at once when a schedule or a delayed run changes. "

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from audit.commands import AuditedCommand
 from schedules import services
 from schedules.management.schedule_options import schedule_or_error
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Pause a schedule: no ticks at all while paused (`schedules_resume` starts again from the next tick)."
     )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from audit.commands import AuditedCommand
 from runs.exceptions import BackendUnavailable
 from runs.management import render
 from runs.wire import run_to_wire
@@ -13,7 +14,7 @@ from schedules import services
 from schedules.management.schedule_options import schedule_or_error
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Make one run from the schedule's template now (whatever its ticks, pause or overlap); "
         "prints the run id."

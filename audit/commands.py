@@ -1,0 +1,17 @@
+"""The base of management commands that change things: what they change is
+audited as `command:<name>`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from audit import context
+
+
+class AuditedCommand(BaseCommand):
+    def execute(self, *args: Any, **options: Any) -> Any:
+        name = type(self).__module__.rsplit(".", 1)[-1]
+        with context.acting_as(context.command_actor(name)):
+            return super().execute(*args, **options)
