@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from runs import metrics, notify
+from runs import dependencies, metrics, notify
 from runs.backends import get_backend
 from runs.exceptions import BackendUnavailable, SchemaViolation
 from runs.models import HELD, Run
@@ -88,9 +88,28 @@ def admit_due(now: datetime | None = None, *, batch_size: int = 200) -> int:
             return admitted
 
 
+def next_gate(run: Run) -> dict[str, Any] | None:
+    """The `waitingFor` of the first gate still closed once a run's time
+    gate has opened (its dependencies), or None: it may be handed over."""
+    return dependencies.gate_for(dependencies.remaining(run))
+
+
+def admit_locked(run: Run, now: datetime | None = None) -> int:
+    """A gate of this locked, held run opened: hand it over, unless another
+    gate is still closed (its `waitingFor` then says which). 1 when handed over."""
+    return _admit(run, now or timezone.now())
+
+
 def _admit(run: Run, now: datetime) -> int:
-    """Dispatch one locked, due run. 1 when it was handed over."""
+    """Dispatch one locked run whose gate opened. 1 when it was handed over."""
     waiting_for: Any = run.waiting_for
+    gate = next_gate(run)
+    if gate is not None:
+        run.not_before = None
+        run.waiting_for = gate
+        run.save(update_fields=[*GATE_FIELDS, "updated_at"])
+        notify.run_changed(str(run.id))
+        return 0
     try:
         with transaction.atomic():
             run.save(update_fields=[*clear_gates(run), "updated_at"])

@@ -55,6 +55,9 @@ class Run(models.Model):
     # The retry policy (runs.retries), normalised with its defaults; null: a
     # failed attempt is final (but for lost workers, see runs.retries).
     retry = models.JSONField(null=True, blank=True)
+    # The runs this one waits for (runs.dependencies), as given at creation;
+    # RunDependency holds the same edges for the reverse lookup.
+    depends_on = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -98,6 +101,23 @@ class Run(models.Model):
 # Pending runs held back from their backend by an admission gate (runs.admission).
 # Sweeps that re-send pending runs a backend lost must leave these alone.
 HELD = models.Q(status=states.PENDING, waiting_for__isnull=False)
+
+
+class RunDependency(models.Model):
+    """`run` waits for `depends_on` to complete (runs.dependencies). Indexed
+    by `depends_on`: a run's finish finds the runs waiting for it without
+    looking at any other pending run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="dependency_links", db_index=False)
+    depends_on = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="dependent_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "depends_on"], name="run_dependency_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} after {self.depends_on_id}"
 
 
 class Checkpoint(models.Model):

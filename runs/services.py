@@ -18,7 +18,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from journal import services as journal
-from runs import admission, checkpoint_writer, metrics, notify, retries, states
+from runs import admission, checkpoint_writer, dependencies, metrics, notify, retries, states
 from runs.backends import get_backend
 from runs.exceptions import (
     AttemptSuperseded,
@@ -76,6 +76,8 @@ def create_run(
     retry_of: Run | None = None,
     run_at: datetime | None = None,
     retry: dict[str, Any] | None = None,
+    depends_on: list[Any] | None = None,
+    visible_to: str | None = None,
     schedule_id: uuid.UUID | None = None,
     scheduled_for: datetime | None = None,
     with_run: Callable[[Run], None] | None = None,
@@ -84,7 +86,9 @@ def create_run(
 
     With `run_at` in the future the run is recorded pending and held: the
     scheduler hands it over then (`runs.admission`). `retry` is the retry
-    policy of the wire (`runs.retries`).
+    policy of the wire (`runs.retries`). `depends_on` names the runs this
+    one waits for (`runs.dependencies`); a credential limited to an owner
+    (`visible_to`) may name only that owner's runs.
 
     `with_run` is called with the new run inside its creating transaction,
     before the journal entry, for records that belong with the run (its
@@ -96,7 +100,12 @@ def create_run(
     """
     validate_spec(mode, spec)
     metadata = metadata or {}
-    requested = {name: value for name, value in (("retry", retry),) if value is not None}
+    dependency_ids = dependencies.parse_ids(depends_on)
+    requested = {
+        name: value
+        for name, value in (("retry", retry), ("dependsOn", [str(i) for i in dependency_ids] or None))
+        if value is not None
+    }
     fingerprint = _fingerprint(mode, spec, metadata, run_at, requested) if idempotency_key else ""
     if idempotency_key:
         existing = _replay_idempotent(owner, idempotency_key, fingerprint)
@@ -104,6 +113,8 @@ def create_run(
             return existing, False
     try:
         with transaction.atomic():
+            found = dependencies.statuses(dependency_ids, owner=visible_to)
+            broken = dependencies.failed_dependency(found)
             run = Run(
                 mode=mode,
                 spec=spec,
@@ -113,20 +124,30 @@ def create_run(
                 idempotency_fingerprint=fingerprint,
                 retry_of=retry_of,
                 retry=retries.normalise_policy(retry, spec),
+                depends_on=[str(run_id) for run_id in dependency_ids] or None,
                 schedule_id=schedule_id,
                 scheduled_for=scheduled_for,
             )
-            held = admission.hold_until(run, run_at)
+            timed = admission.hold_until(run, run_at)
+            if broken is not None:
+                run.not_before = run.waiting_for = None  # failed below, never dispatched
+            elif not timed:
+                run.waiting_for = dependencies.gate_for(
+                    [run_id for run_id in dependency_ids if found[run_id] != states.COMPLETED]
+                )
             run.save(force_insert=True)
+            dependencies.record_edges(run, dependency_ids)
             if with_run is not None:
                 with_run(run)
-            if held:
+            if broken is None and timed:
                 admission.wake_scheduler()
-            else:
+            elif broken is None and run.waiting_for is None:
                 get_backend(mode).dispatch(run)
             notify.run_changed(str(run.id))
             # Last: the journal's clock is held from here to the commit.
             journal.record(run, journal.CREATED, at=run.created_at)
+            if broken is not None:
+                _apply_status(run, states.FAILED, error=dependencies.dependency_error(broken, found[broken]))
     except IntegrityError:
         # A concurrent request with the same key won the race.
         if idempotency_key:
@@ -147,9 +168,13 @@ def plan_run(
     owner: str = "",
     run_at: datetime | None = None,
     retry: dict[str, Any] | None = None,
+    depends_on: list[Any] | None = None,
+    visible_to: str | None = None,
 ) -> dict[str, Any]:
     """What creating this run would do, without creating or sending anything."""
     validate_spec(target, spec)
+    dependency_ids = dependencies.parse_ids(depends_on)
+    found = dependencies.statuses(dependency_ids, owner=visible_to, lock=False)
     now = timezone.now()
     preview = Run(
         mode=target,
@@ -157,6 +182,7 @@ def plan_run(
         metadata=metadata or {},
         owner=owner,
         retry=retries.normalise_policy(retry, spec),
+        depends_on=[str(run_id) for run_id in dependency_ids] or None,
     )
     preview.created_at = preview.updated_at = now
     held = admission.hold_until(preview, run_at, now=now)
@@ -167,6 +193,7 @@ def plan_run(
         f"validate the spec for {target} mode",
         "record the run with status pending",
         *([hold] if held else []),
+        *_dependency_steps(found),
         *backend.plan_steps(preview),
         *_retry_steps(preview),
     ]
@@ -177,6 +204,21 @@ def plan_run(
         "dispatch": backend.describe(preview),
         "dispatchAt": format_ts(dispatch_at),
     }
+
+
+def _dependency_steps(found: dict[uuid.UUID, str]) -> list[str]:
+    if not found:
+        return []
+    broken = dependencies.failed_dependency(found)
+    if broken is not None:
+        return [f"fail the run with error.code dependency_failed: run {broken} is {found[broken]}"]
+    left = [str(run_id) for run_id, status in found.items() if status != states.COMPLETED]
+    if not left:
+        return [f"its {len(found)} dependencies have completed: no wait for them"]
+    return [
+        f"hold the run until {len(left)} of its {len(found)} dependencies complete ({', '.join(left)}); "
+        "should one fail or be canceled, fail it with error.code dependency_failed"
+    ]
 
 
 def _retry_steps(run: Run) -> list[str]:
@@ -232,6 +274,8 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
         return
     now = timezone.now()
     was_held = run.is_held
+    # Before the journal entry below: every run a finish changes is locked first.
+    followers = dependencies.lock_followers(run, new)
     run.status = new
     if new == states.RUNNING and run.started_at is None:
         run.started_at = now
@@ -246,8 +290,17 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
     notify.run_changed(str(run.id))
     if was_held:
         admission.wake_scheduler()
-    # The callers commit right after this: the journal's clock is taken last.
+    # The callers commit right after this: the journal's clock is taken last
+    # (but for the runs waiting for this one, all locked above).
     journal.record(run, journal.status_type(new), at=now)
+    if followers:
+        dependencies.release_followers(
+            run,
+            new,
+            followers,
+            fail=lambda follower, error: _apply_status(follower, states.FAILED, error=error),
+            admit=lambda follower: admission.admit_locked(follower, now),
+        )
     transaction.on_commit(lambda: _count_status_change(run, new))
     logger.info(
         "run status changed",

@@ -65,6 +65,7 @@ def run_to_wire(run: Run) -> dict[str, Any]:
         "runAt": format_ts(run.run_at),
         "waitingFor": run.waiting_for if run.is_held else None,
         "retry": run.retry,
+        "dependsOn": run.depends_on or [],
     }
     if run.owner:
         body["owner"] = run.owner

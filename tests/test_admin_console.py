@@ -45,6 +45,24 @@ def test_the_list_shows_short_ids_task_attempt_and_a_progress_bar(admin_client):
     assert "runs/admin-list.js" in page
 
 
+def test_a_waiting_run_says_what_it_waits_for_under_its_status(admin_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    delayed, _ = services.create_run(
+        mode="redis", spec={"task": "sleep"}, run_at=timezone.now() + timedelta(hours=1)
+    )
+    new_run()
+
+    page = admin_client.get(CHANGELIST).content.decode()
+
+    assert re.findall(r"<small class='run-waiting' title='runAt until [^']+'>(\w+)</small>", page) == [
+        "runAt"
+    ]
+    assert str(delayed.id)[:8] in page
+
+
 def test_id_prefix_and_labels_are_searched(admin_client):
     team = new_run(labels={"team": "ml"})
     listed = new_run(labels=["nightly"])

@@ -135,6 +135,8 @@ class RunCollectionView(APIView):
                 owner=owner,
                 run_at=run_at,
                 retry=body.get("retry"),
+                depends_on=body.get("dependsOn"),
+                visible_to=restricted_owner(request),
             )
             return Response({"mode": "plan", "plan": plan})
         run, created = webhook_services.create_run(
@@ -146,6 +148,8 @@ class RunCollectionView(APIView):
             idempotency_key=params.idempotency_key(request),
             run_at=run_at,
             retry=body.get("retry"),
+            depends_on=body.get("dependsOn"),
+            visible_to=restricted_owner(request),
         )
         return Response(
             {"runId": str(run.id), "run": run_to_wire(run)},
