@@ -142,7 +142,6 @@ class RunAdmin(admin.ModelAdmin):
         "owner",
         "labels",
         "attempt",
-        "waiting",
         "progress_bar",
         "age",
         "duration",
@@ -224,7 +223,14 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, run: Run) -> str:
-        return format_html("<span class='run-status run-status-{}'>{}</span>", run.status, run.status)
+        # A waiting run says what for under its status, so the list needs no column of its own at 1280 px.
+        badge = format_html("<span class='run-status run-status-{}'>{}</span>", run.status, run.status)
+        if not run.is_held:
+            return badge
+        reason = str((run.waiting_for or {}).get("reason", ""))
+        return format_html(
+            "{}<br><small class='run-waiting' title='{}'>{}</small>", badge, self.waiting(run), reason
+        )
 
     @admin.display(description="labels")
     def labels(self, run: Run) -> str:

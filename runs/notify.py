@@ -55,6 +55,16 @@ def run_changed(run_id: str) -> None:
     send(CHANNEL, str(run_id))
 
 
+def runs_changed(run_ids: list[str]) -> None:
+    """`run_changed` for many runs, in one statement."""
+    if connection.vendor != "postgresql":
+        for run_id in run_ids:
+            send(CHANNEL, run_id)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, id) FROM unnest(%s::text[]) AS id", [CHANNEL, run_ids])
+
+
 def scheduler_changed(what: str) -> None:
     """Wake every scheduler process when this transaction commits (on SQLite,
     a scheduler in another process finds the change at its next short sleep)."""

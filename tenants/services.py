@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterable
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -122,6 +123,25 @@ def revoke_key(id_or_prefix: Any, *, owner: str | None = None) -> ApiKey:
     return api_key
 
 
+_KEY_COLUMNS = ("id", "owner", "scopes", "hashed_key", "expires_at", "revoked_at", "last_used_at")
+# The ORM spends about 0.3 ms building and reading this one query, more than
+# PostgreSQL takes to answer it; every request with a tenant key runs it.
+_KEY_SQL = f"SELECT {', '.join(_KEY_COLUMNS)} FROM {ApiKey._meta.db_table} WHERE prefix = %s"  # noqa: S608
+
+
+def _key_row(prefix: str) -> tuple[Any, ...] | None:
+    if connection.vendor != "postgresql":
+        return ApiKey.objects.filter(prefix=prefix).values_list(*_KEY_COLUMNS).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_KEY_SQL, [prefix])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # Django reads jsonb as text and leaves decoding to the field.
+    scopes = row[2] if isinstance(row[2], list) else json.loads(row[2])
+    return (row[0], row[1], scopes, *row[3:])
+
+
 def authenticate(presented: str) -> tuple[KeyIdentity | None, str | None]:
     """(identity, None) for a good key; (None, problem code) otherwise.
 
@@ -130,13 +150,7 @@ def authenticate(presented: str) -> tuple[KeyIdentity | None, str | None]:
     has what it costs). The hash is compared even for an unknown prefix.
     """
     prefix = keys.prefix_of(presented)
-    row = None
-    if prefix is not None:
-        row = (
-            ApiKey.objects.filter(prefix=prefix)
-            .values_list("id", "owner", "scopes", "hashed_key", "expires_at", "revoked_at", "last_used_at")
-            .first()
-        )
+    row = _key_row(prefix) if prefix is not None else None
     if row is None:
         keys.verify(presented, keys.DECOY_HASH)
         return None, "invalid_credentials"

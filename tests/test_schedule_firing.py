@@ -78,7 +78,9 @@ def test_a_scheduler_told_to_stop_leaves_the_rest_due_after_the_batch_in_hand(se
         asked.append(True)
         return len(asked) > 1
 
-    handled = services.fire_due(T0 + timedelta(minutes=1), batch_size=2, should_stop=stop_after_first_batch)
+    handled = services.fire_due(
+        T0 + timedelta(minutes=1), batch_size=2, bulk_batch_size=2, should_stop=stop_after_first_batch
+    )
 
     assert handled == 2
     assert Run.objects.count() == 2
@@ -293,7 +295,7 @@ def test_racing_schedulers_make_exactly_one_run_per_tick():
         try:
             start.wait()
             for minute in (1, 2, 3):
-                services.fire_due(T0 + timedelta(minutes=minute), batch_size=4)
+                services.fire_due(T0 + timedelta(minutes=minute), batch_size=4, bulk_batch_size=4)
         finally:
             connection.close()
 
@@ -305,3 +307,42 @@ def test_racing_schedulers_make_exactly_one_run_per_tick():
 
     for schedule in schedules:
         assert runs_of(schedule) == minutes(1, 2, 3)
+
+
+def test_ticks_that_fall_together_each_get_a_journal_entry_and_one_queue_entry(
+    queue, django_capture_on_commit_callbacks
+):
+    from journal.models import Entry
+
+    schedules = [every_minute(overlap="allow") for _ in range(7)]
+
+    with django_capture_on_commit_callbacks(execute=True):  # the queue entries go after the commit
+        assert services.fire_due(T0 + timedelta(minutes=1), bulk_batch_size=3) == 7
+
+    runs = {run.id: run for run in Run.objects.filter(schedule_id__in=[s.id for s in schedules])}
+    assert len(runs) == 7
+    entries = list(Entry.objects.order_by("id"))
+    assert [entry.type for entry in entries] == ["run.created"] * 7
+    assert {entry.run_id for entry in entries} == set(runs)
+    assert [entry.id for entry in entries] == list(range(entries[0].id, entries[0].id + 7))  # no gaps
+    for entry in entries:
+        assert entry.run["scheduleId"] == str(runs[entry.run_id].schedule_id)
+        assert entry.run["scheduledFor"] == "2026-12-01T09:01:00.000000Z"
+    queued = [fields["runId"] for _, fields in queue.redis.xrange(queue.keys.stream)]
+    assert sorted(queued) == sorted(str(run_id) for run_id in runs)
+
+
+def test_with_redis_down_the_ticks_that_fell_together_are_recorded_skipped(settings):
+    from tests.servers import free_port
+
+    schedules = [every_minute(overlap="allow") for _ in range(3)]
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    settings.REDIS_DISPATCH_BACKOFF_SECONDS = 0  # later creates ask Redis again
+
+    assert services.fire_due(T0 + timedelta(minutes=1)) == 3
+
+    assert not Run.objects.exists()
+    for schedule in schedules:
+        assert records(schedule) == [(*minutes(1, 1), "skipped", "backend_unavailable")]
+        schedule.refresh_from_db()
+        assert schedule.next_fire_at == T0 + timedelta(minutes=2)

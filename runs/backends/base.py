@@ -29,6 +29,12 @@ class Backend:
     def dispatch(self, run: Run) -> None:
         raise NotImplementedError
 
+    def dispatch_many(self, runs: list[Run]) -> None:
+        """`dispatch` for runs created together in one transaction; a backend
+        that can hand them over in fewer round trips does so."""
+        for run in runs:
+            self.dispatch(run)
+
     def cancel(self, run: Run) -> None:
         """Stop the run's work. Called after the cancel is committed; must not raise."""
         raise NotImplementedError

@@ -52,6 +52,34 @@ class RedisBackend(Backend):
         # sweep; the request that created the run still succeeds.
         transaction.on_commit(lambda: self._send(run, after_failure_skip=True), robust=True)
 
+    def dispatch_many(self, runs: list[Run]) -> None:
+        queued = [run for run in runs if run.spec is not None]
+        if not queued:
+            return
+        self._check_reachable(queued[0])
+        transaction.on_commit(lambda: self._send_many(queued), robust=True)
+
+    def _send_many(self, runs: list[Run]) -> None:
+        if time.monotonic() < self._down_until:
+            metrics.DISPATCH_FAILURES.inc(len(runs))
+            logger.warning(
+                "redis recently unreachable: runs left pending for the sweep",
+                extra={"runs": len(runs), "event": "dispatch_deferred"},
+            )
+            return
+        try:
+            with tracing.span("run.dispatch_many", **{"runs": len(runs), "run.mode": self.mode}):
+                items = [(str(run.id), run_queue.entry_fields(run)) for run in runs]
+                run_queue.run_queue().enqueue_many(items)
+        except redis.RedisError as exc:
+            with self._lock:
+                self._down_until = time.monotonic() + settings.REDIS_DISPATCH_BACKOFF_SECONDS
+            metrics.DISPATCH_FAILURES.inc(len(runs))
+            logger.warning(
+                "dispatch to redis failed: runs left pending for the sweep",
+                extra={"runs": len(runs), "event": "dispatch_failed", "reason": exc.__class__.__name__},
+            )
+
     def _check_reachable(self, run: Run) -> None:
         """BackendUnavailable unless Redis answers; during the back-off after
         a failure, at once, so an outage does not slow every POST /runs."""
