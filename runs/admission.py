@@ -101,12 +101,19 @@ def admit_locked(run: Run, now: datetime | None = None) -> int:
     return _admit(run, now or timezone.now())
 
 
-def _admit(run: Run, now: datetime) -> int:
+def hand_over(run: Run, now: datetime) -> int:
+    """Dispatch a locked run waiting for its key's slot, which the caller
+    has just taken for it under the key's lock (runs.concurrency): its other
+    gates opened before it waited for the slot. 1 when handed over."""
+    return _admit(run, now, check_gates=False)
+
+
+def _admit(run: Run, now: datetime, *, check_gates: bool = True) -> int:
     """Dispatch one locked run whose gate opened. 1 when it was handed over."""
     waiting_for: Any = run.waiting_for
     # When the gate opened: a time gate's instant, else the change that opened it.
     opened_at = min(run.not_before, now) if run.not_before is not None else now
-    gate = next_gate(run)
+    gate = next_gate(run) if check_gates else None
     if gate is not None:
         run.not_before = None
         run.waiting_for = gate

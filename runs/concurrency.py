@@ -26,12 +26,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from runs import states
 from runs.models import HELD, ConcurrencyKey, Run
 
 CONCURRENCY = "concurrency"
+
+# Lock only the key's row, not the runs counted beside it.
+_OF_SELF: dict[str, Any] = {"of": ("self",)} if connection.vendor == "postgresql" else {}
 
 # Runs that hold a slot of their key: handed over (no gate) or running.
 ACTIVE = Q(status=states.RUNNING) | Q(status=states.PENDING, waiting_for__isnull=True)
@@ -92,15 +96,29 @@ def lock_waiting(run: Run) -> list[Run]:
     key = run.concurrency_key
     if not key:
         return []
-    row = lock_key(key)
+    # The lock and the count in one round trip: every finish of the key waits for this row.
+    active = (
+        Run.objects.filter(ACTIVE, concurrency_key=OuterRef("key"))
+        .exclude(pk=run.pk)
+        .order_by()
+        .values("concurrency_key")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
+    row = (
+        ConcurrencyKey.objects.select_for_update(**_OF_SELF)
+        .filter(key=key)
+        .annotate(active=Coalesce(Subquery(active), 0))
+        .first()
+    )
     if row is None:
         return []
-    free = row.limit - active_count(key, excluding=run.pk)
+    free = row.limit - row.active
     if free <= 0:
         return []
     waiting = (
         Run.objects.filter(HELD, concurrency_key=key, waiting_for__reason=CONCURRENCY)
-        .order_by("created_at", "id")
+        .order_by("created_at")  # the waiting index's order: no sort
         .select_for_update(**({"skip_locked": True} if connection.vendor == "postgresql" else {}))
     )
     return list(waiting[:free])

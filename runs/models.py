@@ -75,10 +75,21 @@ class Run(models.Model):
                 condition=models.Q(status="pending", not_before__isnull=False),
                 name="run_pending_not_before_idx",
             ),
+            # A key's slots: only the runs holding one (at most its limit), so
+            # counting them never reads the runs waiting for one.
+            models.Index(
+                fields=["concurrency_key"],
+                condition=(models.Q(status="running") | models.Q(status="pending", waiting_for__isnull=True))
+                & models.Q(concurrency_key__isnull=False),
+                name="run_concurrency_slot_idx",
+            ),
+            # The runs waiting for a key's slot, oldest first.
             models.Index(
                 fields=["concurrency_key", "created_at"],
-                condition=models.Q(status__in=("pending", "running"), concurrency_key__isnull=False),
-                name="run_open_concurrency_idx",
+                condition=models.Q(
+                    status="pending", waiting_for__isnull=False, concurrency_key__isnull=False
+                ),
+                name="run_concurrency_waiting_idx",
             ),
             models.Index(
                 fields=["schedule_id", "-created_at"],

@@ -316,10 +316,9 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
     # Before the journal entry below: every run a finish changes is locked
     # first, rows of runs before rows of keys (runs.concurrency).
     followers = dependencies.lock_followers(run, new)
-    concurrency.lock_keys(
-        [run.concurrency_key if frees_slot else None, *(f.concurrency_key for f in followers)]
-    )
-    slot_waiters = concurrency.lock_waiting(run) if frees_slot else []
+    follower_keys = [follower.concurrency_key for follower in followers if follower.concurrency_key]
+    if follower_keys:  # several keys: all at once, in key order
+        concurrency.lock_keys([run.concurrency_key if frees_slot else None, *follower_keys])
     run.status = new
     if new == states.RUNNING and run.started_at is None:
         run.started_at = now
@@ -334,6 +333,12 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
     notify.run_changed(str(run.id))
     if was_held:
         admission.wake_scheduler()
+    # As late as it can be, for every finish of the key waits for it: the
+    # key's row, and the runs waiting for the slot this one frees.
+    # Handed over before the journal entry, which holds every run change
+    # back until the commit: a handover writes no entry of its own.
+    for waiter in concurrency.lock_waiting(run) if frees_slot else []:
+        admission.hand_over(waiter, now)
     # The callers commit right after this: the journal's clock is taken last
     # (but for the runs waiting for this one, all locked above).
     journal.record(run, journal.status_type(new), at=now)
@@ -345,8 +350,6 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
             fail=lambda follower, error: _apply_status(follower, states.FAILED, error=error),
             admit=lambda follower: admission.admit_locked(follower, now),
         )
-    for waiter in slot_waiters:
-        admission.admit_locked(waiter, now)
     transaction.on_commit(lambda: _count_status_change(run, new))
     logger.info(
         "run status changed",
@@ -360,8 +363,7 @@ def _retry(run: Run, error: dict[str, Any] | None, *, backoff: bool = True) -> N
     held until its backoff passes (the scheduler then hands it over)."""
     now = timezone.now()
     failed_attempt = run.attempt
-    # Waiting for its backoff, the run gives its key's slot to the next in line.
-    slot_waiters = concurrency.lock_waiting(run) if backoff and concurrency.holds_slot(run) else []
+    frees_slot = backoff and concurrency.holds_slot(run)
     run.status = states.PENDING
     run.attempt += 1
     run.error = error
@@ -371,9 +373,10 @@ def _retry(run: Run, error: dict[str, Any] | None, *, backoff: bool = True) -> N
     notify.run_changed(str(run.id))
     if backoff:
         admission.wake_scheduler()
+    # Waiting for its backoff, the run gives its key's slot to the next in line.
+    for waiter in concurrency.lock_waiting(run) if frees_slot else []:
+        admission.hand_over(waiter, now)
     journal.record(run, journal.RETRYING, at=now)
-    for waiter in slot_waiters:
-        admission.admit_locked(waiter, now)
     transaction.on_commit(lambda: metrics.RUN_RETRIES.labels(mode=run.mode).inc())
     logger.info(
         "run attempt failed: retrying",
