@@ -204,3 +204,19 @@ def test_a_redis_worker_is_the_actor_of_the_status_changes_it_makes(api, tmp_pat
 
     changes = [(e.actor, e.details["status"]) for e in entries(action="run.status", target_id=run_id)]
     assert changes == [(f"worker:{run_id}", "running"), (f"worker:{run_id}", "completed")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_commands_threads_act_as_the_command():
+    import threading
+
+    from audit import context
+
+    run, _ = services.create_run(mode="redis", spec={"task": "sleep"})
+    with context.process_actor("command:k8s_reconcile"):
+        thread = threading.Thread(target=services.cancel_run, args=(run.id,))
+        thread.start()
+        thread.join()
+
+    assert entries(action="run.cancel")[-1].actor == "command:k8s_reconcile"
+    assert context.current() == ("system", "")
