@@ -13,8 +13,11 @@ from django.conf import settings
 from django.db.models import Count
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
+from kubernetes.client.rest import ApiException
 
-from runs import states
+from runs import dashboard_panels, states
+from runs.k8s import client as k8s
+from runs.k8s.manifests import selector
 from runs.models import Run
 from runs.redis import fleet
 from runs.redis.queue import QueueStats, run_queue
@@ -47,6 +50,10 @@ class Dashboard:
     queue: QueueStats | None = None
     by_status: dict[str, int] = field(default_factory=dict)
     by_mode_status: dict[str, dict[str, int]] = field(default_factory=dict)
+    waiting: dict[str, int] = field(default_factory=dict)
+    jobs: dict[str, int] | None = None  # Kubernetes Jobs by state; None: no k8s runs
+    jobs_error: str | None = None
+    panels: list[dashboard_panels.Panel] = field(default_factory=list)
     series: Series | None = None
 
     @property
@@ -83,6 +90,46 @@ def finished_per_minute(now: datetime) -> Series:
     return Series(start=start, finished=finished, failed=failed)
 
 
+def waiting_by_reason() -> dict[str, int]:
+    """Pending runs held by a gate, by the gate (runAt, backoff, dependencies, concurrency)."""
+    rows = (
+        Run.objects.filter(status=states.PENDING, waiting_for__isnull=False)
+        .order_by()
+        .values("waiting_for__reason")
+        .annotate(n=Count("id"))
+    )
+    return {str(row["waiting_for__reason"]): row["n"] for row in rows if row["waiting_for__reason"]}
+
+
+JOB_STATES = ("active", "succeeded", "failed", "waiting")
+
+
+def jobs_by_state() -> tuple[dict[str, int] | None, str | None]:
+    """This installation's Jobs in the namespace by state, or why they could not be read."""
+    try:
+        jobs = k8s.batch_api().list_namespaced_job(
+            k8s.namespace(),
+            label_selector=selector(settings.K8S_INSTANCE),
+            _request_timeout=k8s.request_timeout(),
+        )
+    except (ApiException, *k8s.CONNECTION_ERRORS) as exc:
+        return None, f"Kubernetes unreachable ({k8s.describe_error(exc)})"
+    counts = dict.fromkeys(JOB_STATES, 0)
+    for job in jobs.items:
+        status = job.status
+        if status is None:
+            counts["waiting"] += 1
+        elif status.active:
+            counts["active"] += 1
+        elif status.succeeded:
+            counts["succeeded"] += 1
+        elif status.failed:
+            counts["failed"] += 1
+        else:
+            counts["waiting"] += 1
+    return counts, None
+
+
 def _runs_by_status() -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     by_status = dict.fromkeys(states.STATUSES, 0)
     by_mode: dict[str, dict[str, int]] = {mode: dict.fromkeys(states.STATUSES, 0) for mode in states.MODES}
@@ -96,7 +143,11 @@ def read() -> Dashboard:
     now = timezone.now()
     board = Dashboard(now=now, redis_error=None)
     board.by_status, board.by_mode_status = _runs_by_status()
+    board.waiting = waiting_by_reason()
     board.series = finished_per_minute(now)
+    board.panels = dashboard_panels.read_all()
+    if any(board.by_mode_status.get("k8s", {}).values()):
+        board.jobs, board.jobs_error = jobs_by_state()
     if not settings.REDIS_URL:
         board.redis_error = "REDIS_URL is not set: no Redis workers configured"
         return board

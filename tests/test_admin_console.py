@@ -221,3 +221,33 @@ def test_the_dashboard_needs_the_view_permission(client, django_user_model):
     assert client.get(DASHBOARD).status_code == 403
     client.logout()
     assert client.get(DASHBOARD).status_code == 302  # to the login page
+
+
+def test_the_dashboard_shows_waiting_reasons_schedules_due_webhook_backlog_and_kubernetes_jobs(
+    admin_client, fake_cluster
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from schedules import services as schedule_services
+    from webhooks.models import Delivery, Webhook
+
+    services.create_run(mode="redis", spec={"task": "sleep"}, run_at=timezone.now() + timedelta(hours=1))
+    job_run, _ = services.create_run(mode="k8s", spec={"image": "busybox:1.36"})
+    schedule_services.create_schedule(
+        name="nightly report", interval_seconds=3600, mode="redis", spec={"task": "sleep"}
+    )
+    hook = Webhook.objects.create(url="https://receiver.example/hook", events=["run.completed"])
+    Delivery.objects.create(webhook=hook, journal_id=1, event_type="run.completed", run_id=job_run.id,
+                            payload="{}", next_attempt_at=timezone.now())  # fmt: skip
+
+    page = admin_client.get(DASHBOARD).content.decode()
+
+    assert 'data-waiting="runAt">1<' in page
+    assert 'id="dash-schedules"' in page and "nightly report" in page
+    assert 'data-panel-row="due now">1<' in page
+    assert 'id="dash-jobs"' in page and 'data-jobs="active">0<' in page
+    fake_cluster.set_job_status("default", f"run-{job_run.id}", {"active": 1})  # the cluster starts its pod
+    page = admin_client.get(DASHBOARD).content.decode()
+    assert 'data-jobs="active">1<' in page

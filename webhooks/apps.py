@@ -7,4 +7,10 @@ class WebhooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from webhooks import checks  # noqa: F401  (registers the settings check)
+        from runs import dashboard_panels
+        from webhooks import (
+            checks,  # noqa: F401  (registers the settings check)
+            dashboard,
+        )
+
+        dashboard_panels.register("webhooks", dashboard.backlog)
