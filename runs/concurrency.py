@@ -26,16 +26,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 
 from runs import states
 from runs.models import HELD, ConcurrencyKey, Run
 
 CONCURRENCY = "concurrency"
-
-# Lock only the key's row, not the runs counted beside it.
-_OF_SELF: dict[str, Any] = {"of": ("self",)} if connection.vendor == "postgresql" else {}
 
 # Runs that hold a slot of their key: handed over (no gate) or running.
 ACTIVE = Q(status=states.RUNNING) | Q(status=states.PENDING, waiting_for__isnull=True)
@@ -96,24 +92,13 @@ def lock_waiting(run: Run) -> list[Run]:
     key = run.concurrency_key
     if not key:
         return []
-    # The lock and the count in one round trip: every finish of the key waits for this row.
-    active = (
-        Run.objects.filter(ACTIVE, concurrency_key=OuterRef("key"))
-        .exclude(pk=run.pk)
-        .order_by()
-        .values("concurrency_key")
-        .annotate(count=Count("id"))
-        .values("count")
-    )
-    row = (
-        ConcurrencyKey.objects.select_for_update(**_OF_SELF)
-        .filter(key=key)
-        .annotate(active=Coalesce(Subquery(active), 0))
-        .first()
-    )
+    # Two statements, not one: under READ COMMITTED a statement's snapshot is
+    # taken before it waits for the lock, so a count in the locking statement
+    # would miss what the previous holder committed.
+    row = lock_key(key)
     if row is None:
         return []
-    free = row.limit - row.active
+    free = row.limit - active_count(key, excluding=run.pk)
     if free <= 0:
         return []
     waiting = (
