@@ -379,11 +379,11 @@ JOURNAL_RETENTION = env_duration("JOURNAL_RETENTION", "7d")
 
 
 # --- Operations: admin static files ---
-# WhiteNoise (orchestrator.middleware.static_files) serves the admin's CSS and scripts
+# ServeStatic (orchestrator.middleware.static_files) serves the admin's CSS and scripts
 # from the app server itself.
 # The image collects them at build time; where collectstatic has not run
 # (`make run`, the test suite) they are served straight from the apps.
-WHITENOISE_USE_FINDERS = True
+SERVESTATIC_USE_FINDERS = True
 ADMIN_CHECKPOINTS_PER_PAGE = env_int("ADMIN_CHECKPOINTS_PER_PAGE", 50, minimum=1)
 
 
