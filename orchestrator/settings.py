@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Checks the SERVESTATIC_* settings (orchestrator.middleware.static_files).
+    "servestatic",
     "rest_framework",
     "drf_spectacular",
     "runs",
@@ -241,7 +243,7 @@ RECONCILER_METRICS_PORT = env_int("RECONCILER_METRICS_PORT", 0, minimum=0)
 
 # --- Security and observability: API keys, CORS, rate limits, metrics, logs ---
 # What each setting protects is in SECURITY.md.
-INSTALLED_APPS += ["corsheaders", "django_prometheus"]
+INSTALLED_APPS += ["corsheaders"]
 
 
 def _with_guards(middleware: list[str]) -> list[str]:
@@ -253,14 +255,12 @@ def _with_guards(middleware: list[str]) -> list[str]:
         "orchestrator.middleware.request.ResponseHeadersMiddleware",
     )
     return [
-        "orchestrator.middleware.prometheus.PrometheusBeforeMiddleware",
         *[name for name in middleware if name in every_answer],
         "orchestrator.middleware.access_log.AccessLogMiddleware",
         "corsheaders.middleware.CorsMiddleware",
         "orchestrator.middleware.ratelimit.RateLimitMiddleware",
         "orchestrator.middleware.auth.APIKeyMiddleware",
         *[name for name in middleware if name not in every_answer],
-        "orchestrator.middleware.prometheus.PrometheusAfterMiddleware",
     ]
 
 
