@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from runs import progress, selectors, services, states, tokens
@@ -74,7 +75,7 @@ def _human(delta: timedelta) -> str:
 def progress_html(fraction: float | None, *, final_status: str = "") -> str:
     """A bar for `fraction` (0..1); a dash when the run states no progress."""
     if fraction is None:
-        return "-" if final_status != states.COMPLETED else format_html("<span>done</span>")
+        return "-" if final_status != states.COMPLETED else mark_safe("<span>done</span>")
     percent = round(fraction * 100)
     return format_html(
         "<span class='run-progress' role='progressbar' aria-valuenow='{}' aria-valuemin='0' "
