@@ -225,3 +225,60 @@ def test_an_open_event_stream_counts_once(tmp_path, key):
 
     assert third.status_code == 200
     assert fourth.status_code == 429
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_over_two_processes_are_counted_exactly(tmp_path, key):
+    """Requests racing in two processes at once: exactly the limit passes, none more, none fewer."""
+    import asyncio
+
+    from tests.servers import running_server
+
+    env = {
+        "ORCHESTRATOR_API_KEY": key,
+        "RATE_LIMIT_MAX": "25",
+        "RATE_LIMIT_WINDOW_MS": "60000",
+        "CACHE_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+    }
+
+    async def burst(urls: list[str]) -> list[int]:
+        async with httpx.AsyncClient(headers={"X-API-Key": key}, timeout=10) as http:
+            answers = await asyncio.gather(*(http.get(f"{url}/runs?limit=1") for url in urls))
+        return [answer.status_code for answer in answers]
+
+    with (
+        running_server(tmp_path, **env) as first,
+        running_server(tmp_path, **env) as second,
+    ):
+        statuses = asyncio.run(burst([first.url, second.url] * 30))
+
+    assert sorted(statuses) == [200] * 25 + [429] * 35
+
+
+def test_a_request_costs_the_limiter_one_redis_round_trip(client, key, monkeypatch):
+    from redis.connection import AbstractConnection
+
+    sent: list[object] = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        sent.append(command)
+        return original(self, command, check_health)
+
+    assert client.get("/runs", headers={"X-API-Key": key}).status_code == 200  # the script is loaded
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    assert client.get("/runs", headers={"X-API-Key": key}).status_code == 200
+
+    assert len(sent) == 1
+
+
+def test_the_count_expires_with_its_window(settings, client, key):
+    from django.core.cache import cache
+
+    assert client.get("/runs", headers={"X-API-Key": key}).status_code == 200
+
+    redis = cache._cache.get_client(write=True)
+    counted = redis.keys(f"{settings.CACHES['default']['KEY_PREFIX']}:*")
+    assert len(counted) == 1
+    assert int(redis.get(counted[0])) == 1
+    assert 0 < redis.ttl(counted[0]) <= WINDOW_SECONDS + 10
