@@ -194,7 +194,7 @@ LOGGING = {
     },
     "handlers": {
         "console": {
-            "class": "logging.StreamHandler",
+            "class": "orchestrator.logging.BackgroundStreamHandler",
             "formatter": LOG_FORMAT if LOG_FORMAT in ("json", "plain") else "json",
             "filters": ["request_id"],
         },
