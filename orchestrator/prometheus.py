@@ -34,9 +34,12 @@ def _registry() -> CollectorRegistry:
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
+    from runs import admission_metrics
     from runs.redis.metrics import scrape_time_registry
 
     body = generate_latest(_registry())
+    # Runs waiting by admission reason, counted in the database now.
+    body += generate_latest(admission_metrics.scrape_time_registry())
     # The queue and fleet gauges, read from Redis now: the API serves them, not each worker.
     read_now = scrape_time_registry()
     if read_now is not None:

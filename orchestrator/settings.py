@@ -169,7 +169,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "runs.api.openapi.add_wire_schemas",
         "runs.api.openapi.mark_required_bodies",
-    "runs.api.openapi.describe_query_values",
+        "runs.api.openapi.describe_query_values",
         "runs.stream.openapi.add_event_stream",
     ],
 }

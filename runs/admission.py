@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from runs import dependencies, metrics, notify
+from runs import concurrency, dependencies, metrics, notify
 from runs.backends import get_backend
 from runs.exceptions import BackendUnavailable, SchemaViolation
 from runs.models import HELD, Run
@@ -90,8 +90,9 @@ def admit_due(now: datetime | None = None, *, batch_size: int = 200) -> int:
 
 def next_gate(run: Run) -> dict[str, Any] | None:
     """The `waitingFor` of the first gate still closed once a run's time
-    gate has opened (its dependencies), or None: it may be handed over."""
-    return dependencies.gate_for(dependencies.remaining(run))
+    gate has opened (its dependencies, then its concurrency key's slot), or
+    None: it may be handed over (and then holds the slot)."""
+    return dependencies.gate_for(dependencies.remaining(run)) or concurrency.gate(run)
 
 
 def admit_locked(run: Run, now: datetime | None = None) -> int:
@@ -103,6 +104,8 @@ def admit_locked(run: Run, now: datetime | None = None) -> int:
 def _admit(run: Run, now: datetime) -> int:
     """Dispatch one locked run whose gate opened. 1 when it was handed over."""
     waiting_for: Any = run.waiting_for
+    # When the gate opened: a time gate's instant, else the change that opened it.
+    opened_at = min(run.not_before, now) if run.not_before is not None else now
     gate = next_gate(run)
     if gate is not None:
         run.not_before = None
@@ -134,6 +137,9 @@ def _admit(run: Run, now: datetime) -> int:
         return 0
     reason = (waiting_for or {}).get("reason", "")
     metrics.RUNS_ADMITTED.labels(reason=reason).inc()
+    metrics.ADMISSION_LATENCY_SECONDS.labels(reason=reason).observe(
+        max(0.0, (timezone.now() - opened_at).total_seconds())
+    )
     if reason == RUN_AT and run.run_at is not None:
         lag = max(0.0, (timezone.now() - run.run_at).total_seconds())
         metrics.SCHEDULER_LAG_SECONDS.labels(kind=RUN_AT).observe(lag)

@@ -83,6 +83,12 @@ WORKER_START_DELAY_SECONDS = Histogram(
 RUNS_ADMITTED = Counter(
     "orchestrator_runs_admitted_total", "Held runs handed to their backend once their gate opened", ["reason"]
 )
+ADMISSION_LATENCY_SECONDS = Histogram(
+    "orchestrator_admission_latency_seconds",
+    "From a gate opening (its time passed, the last dependency completed, a slot freed) to the handover",
+    ["reason"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 SCHEDULER_LAG_SECONDS = Histogram(
     "orchestrator_scheduler_lag_seconds",
     "From a tick's time to its run's creation (kind=tick), or from runAt to the handover (kind=runAt)",

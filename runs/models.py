@@ -58,6 +58,10 @@ class Run(models.Model):
     # The runs this one waits for (runs.dependencies), as given at creation;
     # RunDependency holds the same edges for the reverse lookup.
     depends_on = models.JSONField(null=True, blank=True)
+    # At most `limit` runs of a key are handed over or running at once
+    # (runs.concurrency); the limit in force is the key's (ConcurrencyKey).
+    concurrency_key = models.CharField(max_length=200, null=True, blank=True)
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -70,6 +74,11 @@ class Run(models.Model):
                 fields=["not_before"],
                 condition=models.Q(status="pending", not_before__isnull=False),
                 name="run_pending_not_before_idx",
+            ),
+            models.Index(
+                fields=["concurrency_key", "created_at"],
+                condition=models.Q(status__in=("pending", "running"), concurrency_key__isnull=False),
+                name="run_open_concurrency_idx",
             ),
             models.Index(
                 fields=["schedule_id", "-created_at"],
@@ -101,6 +110,19 @@ class Run(models.Model):
 # Pending runs held back from their backend by an admission gate (runs.admission).
 # Sweeps that re-send pending runs a backend lost must leave these alone.
 HELD = models.Q(status=states.PENDING, waiting_for__isnull=False)
+
+
+class ConcurrencyKey(models.Model):
+    """One row per concurrency key: its limit, and the row every admission
+    or freed slot of the key locks (runs.concurrency), so that counting the
+    key's runs and handing one over are one step however many processes race."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    limit = models.PositiveIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.key} (limit {self.limit})"
 
 
 class RunDependency(models.Model):

@@ -18,7 +18,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from journal import services as journal
-from runs import admission, checkpoint_writer, dependencies, metrics, notify, retries, states
+from runs import admission, checkpoint_writer, concurrency, dependencies, metrics, notify, retries, states
 from runs.backends import get_backend
 from runs.exceptions import (
     AttemptSuperseded,
@@ -78,6 +78,7 @@ def create_run(
     retry: dict[str, Any] | None = None,
     depends_on: list[Any] | None = None,
     visible_to: str | None = None,
+    concurrency_limit: dict[str, Any] | None = None,
     schedule_id: uuid.UUID | None = None,
     scheduled_for: datetime | None = None,
     with_run: Callable[[Run], None] | None = None,
@@ -88,7 +89,9 @@ def create_run(
     scheduler hands it over then (`runs.admission`). `retry` is the retry
     policy of the wire (`runs.retries`). `depends_on` names the runs this
     one waits for (`runs.dependencies`); a credential limited to an owner
-    (`visible_to`) may name only that owner's runs.
+    (`visible_to`) may name only that owner's runs. `concurrency_limit`
+    (`{"key", "limit"}`) caps the runs of a key handed over at once
+    (`runs.concurrency`).
 
     `with_run` is called with the new run inside its creating transaction,
     before the journal entry, for records that belong with the run (its
@@ -103,7 +106,11 @@ def create_run(
     dependency_ids = dependencies.parse_ids(depends_on)
     requested = {
         name: value
-        for name, value in (("retry", retry), ("dependsOn", [str(i) for i in dependency_ids] or None))
+        for name, value in (
+            ("retry", retry),
+            ("dependsOn", [str(i) for i in dependency_ids] or None),
+            ("concurrency", concurrency_limit),
+        )
         if value is not None
     }
     fingerprint = _fingerprint(mode, spec, metadata, run_at, requested) if idempotency_key else ""
@@ -125,8 +132,17 @@ def create_run(
                 retry_of=retry_of,
                 retry=retries.normalise_policy(retry, spec),
                 depends_on=[str(run_id) for run_id in dependency_ids] or None,
+                concurrency_key=(concurrency_limit or {}).get("key"),
+                concurrency_limit=(concurrency_limit or {}).get("limit"),
                 schedule_id=schedule_id,
                 scheduled_for=scheduled_for,
+            )
+            # The key's row first (it is locked until the commit): its limit
+            # is the latest run's, and its slots are counted under the lock.
+            key_row = (
+                concurrency.set_key(run.concurrency_key, run.concurrency_limit or 1)
+                if run.concurrency_key
+                else None
             )
             timed = admission.hold_until(run, run_at)
             if broken is not None:
@@ -134,7 +150,7 @@ def create_run(
             elif not timed:
                 run.waiting_for = dependencies.gate_for(
                     [run_id for run_id in dependency_ids if found[run_id] != states.COMPLETED]
-                )
+                ) or concurrency.gate(run, key_row)
             run.save(force_insert=True)
             dependencies.record_edges(run, dependency_ids)
             if with_run is not None:
@@ -170,6 +186,7 @@ def plan_run(
     retry: dict[str, Any] | None = None,
     depends_on: list[Any] | None = None,
     visible_to: str | None = None,
+    concurrency_limit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What creating this run would do, without creating or sending anything."""
     validate_spec(target, spec)
@@ -183,6 +200,8 @@ def plan_run(
         owner=owner,
         retry=retries.normalise_policy(retry, spec),
         depends_on=[str(run_id) for run_id in dependency_ids] or None,
+        concurrency_key=(concurrency_limit or {}).get("key"),
+        concurrency_limit=(concurrency_limit or {}).get("limit"),
     )
     preview.created_at = preview.updated_at = now
     held = admission.hold_until(preview, run_at, now=now)
@@ -194,6 +213,7 @@ def plan_run(
         "record the run with status pending",
         *([hold] if held else []),
         *_dependency_steps(found),
+        *_concurrency_steps(preview),
         *backend.plan_steps(preview),
         *_retry_steps(preview),
     ]
@@ -221,6 +241,18 @@ def _dependency_steps(found: dict[uuid.UUID, str]) -> list[str]:
     ]
 
 
+def _concurrency_steps(run: Run) -> list[str]:
+    if not run.concurrency_key:
+        return []
+    key, limit = run.concurrency_key, run.concurrency_limit
+    busy = Run.objects.filter(concurrency.ACTIVE, concurrency_key=key).count()
+    state = "a slot is free now" if busy < (limit or 1) else "the key is full now: it would wait"
+    return [
+        f"take a slot of concurrency key {key!r} (at most {limit} handed over or running; "
+        f"{busy} now, {state}), or wait pending, oldest first, until one frees"
+    ]
+
+
 def _retry_steps(run: Run) -> list[str]:
     policy = run.retry
     if not policy or policy["maxAttempts"] <= 1:
@@ -243,6 +275,12 @@ def retry_run(run_id: Any, *, owner: str | None = None) -> Run:
         owner=original.owner if owner is None else owner,
         retry_of=original,
         retry=original.retry,
+        # The same customer's limit still applies; its dependencies were met or broken already.
+        concurrency_limit=(
+            {"key": original.concurrency_key, "limit": original.concurrency_limit}
+            if original.concurrency_key
+            else None
+        ),
     )
     return run
 
@@ -274,8 +312,14 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
         return
     now = timezone.now()
     was_held = run.is_held
-    # Before the journal entry below: every run a finish changes is locked first.
+    frees_slot = states.is_final(new) and concurrency.holds_slot(run)
+    # Before the journal entry below: every run a finish changes is locked
+    # first, rows of runs before rows of keys (runs.concurrency).
     followers = dependencies.lock_followers(run, new)
+    concurrency.lock_keys(
+        [run.concurrency_key if frees_slot else None, *(f.concurrency_key for f in followers)]
+    )
+    slot_waiters = concurrency.lock_waiting(run) if frees_slot else []
     run.status = new
     if new == states.RUNNING and run.started_at is None:
         run.started_at = now
@@ -301,6 +345,8 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
             fail=lambda follower, error: _apply_status(follower, states.FAILED, error=error),
             admit=lambda follower: admission.admit_locked(follower, now),
         )
+    for waiter in slot_waiters:
+        admission.admit_locked(waiter, now)
     transaction.on_commit(lambda: _count_status_change(run, new))
     logger.info(
         "run status changed",
@@ -314,6 +360,8 @@ def _retry(run: Run, error: dict[str, Any] | None, *, backoff: bool = True) -> N
     held until its backoff passes (the scheduler then hands it over)."""
     now = timezone.now()
     failed_attempt = run.attempt
+    # Waiting for its backoff, the run gives its key's slot to the next in line.
+    slot_waiters = concurrency.lock_waiting(run) if backoff and concurrency.holds_slot(run) else []
     run.status = states.PENDING
     run.attempt += 1
     run.error = error
@@ -324,6 +372,8 @@ def _retry(run: Run, error: dict[str, Any] | None, *, backoff: bool = True) -> N
     if backoff:
         admission.wake_scheduler()
     journal.record(run, journal.RETRYING, at=now)
+    for waiter in slot_waiters:
+        admission.admit_locked(waiter, now)
     transaction.on_commit(lambda: metrics.RUN_RETRIES.labels(mode=run.mode).inc())
     logger.info(
         "run attempt failed: retrying",

@@ -66,6 +66,9 @@ def run_to_wire(run: Run) -> dict[str, Any]:
         "waitingFor": run.waiting_for if run.is_held else None,
         "retry": run.retry,
         "dependsOn": run.depends_on or [],
+        "concurrency": (
+            {"key": run.concurrency_key, "limit": run.concurrency_limit} if run.concurrency_key else None
+        ),
     }
     if run.owner:
         body["owner"] = run.owner

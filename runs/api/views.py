@@ -137,6 +137,7 @@ class RunCollectionView(APIView):
                 retry=body.get("retry"),
                 depends_on=body.get("dependsOn"),
                 visible_to=restricted_owner(request),
+                concurrency_limit=body.get("concurrency"),
             )
             return Response({"mode": "plan", "plan": plan})
         run, created = webhook_services.create_run(
@@ -150,6 +151,7 @@ class RunCollectionView(APIView):
             retry=body.get("retry"),
             depends_on=body.get("dependsOn"),
             visible_to=restricted_owner(request),
+            concurrency_limit=body.get("concurrency"),
         )
         return Response(
             {"runId": str(run.id), "run": run_to_wire(run)},
