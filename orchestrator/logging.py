@@ -5,15 +5,8 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import logging.handlers
-import os
-import queue
 import re
-import sys
-import threading
-import weakref
 from datetime import UTC, datetime
-from typing import IO
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -106,95 +99,3 @@ class RedactCredentialsFilter(logging.Filter):
             if name not in _STANDARD_ATTRS and isinstance(value, str):
                 record.__dict__[name] = redact(value, keys)
         return True
-
-
-class BackgroundStreamHandler(logging.handlers.QueueHandler):
-    """Log lines formatted and written by a thread of their own, off the request path.
-
-    The caller's thread only runs the filters (the request id lives in the
-    caller's context; credentials are blanked before the record leaves it),
-    renders the message and enqueues the record; JSON formatting and the
-    write happen on the listener's thread. No line is lost on the way out:
-    closing the handler (logging.shutdown does it at exit, after SIGTERM too)
-    drains the queue before it returns; and a forked child, which inherits
-    the queue but not the thread, starts a listener of its own.
-    """
-
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        # Made first, so logging.shutdown (newest first) closes this handler,
-        # which drains into the target, before the target itself.
-        self.target = logging.StreamHandler(stream if stream is not None else sys.stderr)
-        super().__init__(queue.SimpleQueue())
-        self.listener: _Listener | None = None
-        self._lock_start = threading.Lock()
-        self._start()
-        _live_background_handlers.add(self)
-
-    def _start(self) -> None:
-        with self._lock_start:
-            self.queue = queue.SimpleQueue()
-            self.listener = _Listener(self.queue, self.target)
-            self.listener.start()
-
-    def setFormatter(self, fmt: logging.Formatter | None) -> None:
-        self.target.setFormatter(fmt)
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        # The message's arguments may change after the call returns: render
-        # it now. The exception, if any, is kept for the formatter (its
-        # traceback does not change), and the record is not copied: nothing
-        # else holds it once it has been handled.
-        record.msg = record.getMessage()
-        record.args = None
-        return record
-
-    def flush(self) -> None:
-        """Wait until every line enqueued so far is written."""
-        listener = self.listener
-        if listener is None or listener._thread is None:
-            return
-        written = threading.Event()
-        self.queue.put_nowait(_FlushMarker(written))
-        written.wait(5)
-        self.target.flush()
-
-    def close(self) -> None:
-        listener, self.listener = self.listener, None
-        if listener is not None and listener._thread is not None:
-            listener.stop()  # writes everything still queued, then joins
-        self.target.flush()
-        _live_background_handlers.discard(self)
-        super().close()
-
-    def _after_fork_in_child(self) -> None:
-        if self.listener is not None:
-            self.listener._thread = None
-            self._lock_start = threading.Lock()
-            self._start()
-
-
-class _FlushMarker(logging.LogRecord):
-    """Put in the queue by flush(): the listener has written all before it when it reaches it."""
-
-    def __init__(self, written: threading.Event) -> None:
-        super().__init__("orchestrator.logging", logging.DEBUG, "", 0, "", None, None)
-        self.written = written
-
-
-class _Listener(logging.handlers.QueueListener):
-    def handle(self, record: logging.LogRecord) -> None:
-        if isinstance(record, _FlushMarker):
-            record.written.set()
-            return
-        super().handle(record)
-
-
-_live_background_handlers: weakref.WeakSet[BackgroundStreamHandler] = weakref.WeakSet()
-
-
-def _restart_listeners_in_child() -> None:
-    for handler in list(_live_background_handlers):
-        handler._after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_restart_listeners_in_child)

@@ -194,7 +194,7 @@ LOGGING = {
     },
     "handlers": {
         "console": {
-            "class": "orchestrator.logging.BackgroundStreamHandler",
+            "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT if LOG_FORMAT in ("json", "plain") else "json",
             "filters": ["request_id"],
         },
