@@ -166,7 +166,8 @@ def test_a_run_is_one_trace_from_the_request_to_the_workers_last_write(traced, c
         trace_id,
         dispatch.span_id,
     )
-    assert len(checkpoints) == 2
+    # The two checkpoints go out in one write or two (the worker coalesces them).
+    assert 1 <= len(checkpoints) <= 2
     assert {(s.trace_id, s.parent_id) for s in [*checkpoints, finish]} == {(trace_id, attempt.span_id)}
     assert finish.attributes["run.status"] == "completed"
     # The SQL and Redis calls are spans too, from the official instrumentations.

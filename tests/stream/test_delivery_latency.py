@@ -79,5 +79,3 @@ def test_many_subscribers_of_one_run_count_one_delivery_per_checkpoint(asgi_serv
     assert received == [2] * subscribers
     wait_for(lambda: deliveries() >= before + 2, timeout=5, what="the deliveries to be observed")
     assert deliveries() == before + 2
-
-

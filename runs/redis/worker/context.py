@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -188,8 +189,13 @@ class TaskContext:
 
     def _start_flusher(self) -> None:
         if self._flusher is None:
+            # In the task's context: its writes stay spans of the run's attempt.
+            context = contextvars.copy_context()
             self._flusher = threading.Thread(
-                target=self._flush_in_background, name=f"checkpoints-{self.run_id}", daemon=True
+                target=context.run,
+                args=(self._flush_in_background,),
+                name=f"checkpoints-{self.run_id}",
+                daemon=True,
             )
             self._flusher.start()
 
