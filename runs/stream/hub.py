@@ -16,7 +16,6 @@ import contextvars
 import logging
 import signal
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,7 +29,7 @@ from runs import notify, states
 from runs.models import Run
 from runs.stream import listener
 from runs.stream.journal_tail import JournalTail
-from runs.stream.reads import TailRead, drop_broken_connections, load_run, observe_delivery, read_tail
+from runs.stream.reads import TailRead, drop_broken_connections, load_run, read_tail
 
 logger = logging.getLogger("runs.stream")
 
@@ -113,21 +112,6 @@ class RunTail:
         self.subscribers: set[Subscriber] = set()
         self.dirty = False
         self.task: asyncio.Task[None] | None = None
-        # Delivery latency is observed once per checkpoint and process, when
-        # this tail hands it out, not once per subscriber: with thousands of
-        # subscribers the per-write observation was 7% of the fan-out's CPU.
-        # History (committed before the tail began, or handed out already
-        # and read again for a subscriber that replays it) is not counted.
-        self.observed_up_to: datetime | None = None
-        self.started_at = time.time()
-
-    def observe(self, read: TailRead) -> None:
-        for ts, _frame in read.checkpoints:
-            if self.observed_up_to is not None and ts <= self.observed_up_to:
-                continue
-            self.observed_up_to = ts
-            if ts.timestamp() >= self.started_at:
-                observe_delivery(ts)
 
     def wake(self) -> None:
         self.dirty = True
@@ -164,7 +148,6 @@ class RunTail:
                     self.dirty = True
                 for subscriber in subscribers:
                     subscriber.deliver(read, self.hub.max_buffered)
-                self.observe(read)
         finally:
             self.task = None
             if not self.subscribers:

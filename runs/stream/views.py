@@ -7,6 +7,7 @@ the first byte, so those answers are ordinary JSON errors.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from runs.exceptions import BadParameter, OrchestratorError, RunNotFound
 from runs.models import Checkpoint
 from runs.stream import sse
 from runs.stream.hub import Hub, Subscriber, get_hub
-from runs.stream.reads import load_run, release_connection
+from runs.stream.reads import load_run, observe_delivery, release_connection
 from runs.wire import parse_ts, run_to_wire
 
 MAX_REPLAY = 1000
@@ -125,6 +126,7 @@ def release_request_thread() -> None:
 
 async def _events(hub: Hub, subscriber: Subscriber, head: bytes) -> AsyncIterator[bytes]:
     keepalive = settings.SSE_KEEPALIVE_SECONDS
+    connected_at = time.time()
     metrics.EVENT_STREAMS_OPEN.inc()
     try:
         yield head
@@ -142,8 +144,11 @@ async def _events(hub: Hub, subscriber: Subscriber, head: bytes) -> AsyncIterato
                     continue
             frames, subscriber.frames = subscriber.frames, []
             if frames:
-                # The delivery latency was observed once for all subscribers, by the run's tail.
                 yield b"".join(frame for frame, _ in frames)
+                for _, ts in frames:
+                    # Replayed history would drown the live delivery latency.
+                    if ts is not None and ts.timestamp() >= connected_at:
+                        observe_delivery(ts)
             if subscriber.done and not subscriber.frames:
                 return
     finally:
