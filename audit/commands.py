@@ -12,6 +12,6 @@ from audit import context
 
 class AuditedCommand(BaseCommand):
     def execute(self, *args: Any, **options: Any) -> Any:
-        name = type(self).__module__.rsplit(".", 1)[-1]
-        with context.acting_as(context.command_actor(name)):
+        actor = context.command_actor(type(self).__module__.rsplit(".", 1)[-1])
+        with context.process_actor(actor), context.acting_as(actor):
             return super().execute(*args, **options)

@@ -42,14 +42,28 @@ class Actor:
 
 
 _current: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("audit_actor", default=None)
+# The actor of threads that set none, for the life of a command: a thread does
+# not inherit context variables (the reconciler's watch threads, say).
+_process_default: str | None = None
 
 
 def current() -> tuple[str, str]:
     """(actor, client address) of this context; ("system", "") when nobody set one."""
     actor = _current.get()
     if actor is None:
-        return SYSTEM, ""
+        return _process_default or SYSTEM, ""
     return actor.name(), actor.ip
+
+
+@contextmanager
+def process_actor(name: str) -> Iterator[None]:
+    """`name` for every thread of the process that sets no actor of its own, for the block."""
+    global _process_default
+    previous, _process_default = _process_default, name
+    try:
+        yield
+    finally:
+        _process_default = previous
 
 
 def begin(name: str | Callable[[], str], ip: str = "") -> contextvars.Token[Actor | None]:

@@ -59,14 +59,32 @@ _RUN_ACTIONS = {
 }
 
 
-def record_run_change(run: Any, entry_type: str) -> None:
-    """The audit entry of a journaled run change (the journal calls this)."""
+def run_change_row(run: Any, entry_type: str) -> dict[str, Any]:
+    """The audit row of a journaled run change, as column values, for a caller
+    that inserts it within a statement of its own (the journal's, on PostgreSQL)."""
     action, details = _run_change(run, entry_type)
-    record(action, "run", run.id, owner=run.owner, details=details)
+    actor, ip = context.current()
+    request_id = request_id_var.get()
+    return {
+        "at": timezone.now(),
+        "actor": actor[:200],
+        "action": action,
+        "target_type": "run",
+        "target_id": str(run.id)[:64],
+        "owner": run.owner or "",
+        "request_id": "" if request_id == "-" else request_id[:128],
+        "ip": ip[:64],
+        "details": _small(details),
+    }
+
+
+def insert_row(row: dict[str, Any]) -> AuditEvent:
+    """Insert a row made by `run_change_row`."""
+    return AuditEvent.objects.create(**row)
 
 
 def record_run_changes(runs: list[Any], entry_type: str) -> None:
-    """`record_run_change` for many runs changed in one transaction, in one insert."""
+    """The audit rows of many runs changed in one transaction, in one insert."""
     actor, ip = context.current()
     request_id = request_id_var.get()
     events = []

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
 from journal.models import Entry
+from orchestrator.admin_readonly import ReadOnlyModelAdmin
 
 
 @admin.register(Entry)
-class EntryAdmin(admin.ModelAdmin):
+class EntryAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "at", "type", "run_id", "owner", "mode")
     list_filter = ("type", "mode")
     search_fields = ("=run_id", "=owner")
     ordering = ("-id",)
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

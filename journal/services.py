@@ -55,8 +55,14 @@ def status_type(status: str) -> str:
 
 # The clock row creates itself (a flushed or restored table starts after the
 # newest entry), so no data migration or fixture has to exist for it.
+# The run change's audit row goes in the same statement: one round trip less
+# per change (PostgreSQL runs a data-modifying WITH whether or not it is read).
 _RECORD_SQL = """
-WITH tick AS (
+WITH audit_row AS (
+    INSERT INTO audit_auditevent (at, actor, action, target_type, target_id, owner, request_id, ip, details)
+    VALUES (%(audit_at)s, %(audit_actor)s, %(audit_action)s, %(audit_target_type)s, %(audit_target_id)s,
+            %(audit_owner)s, %(audit_request_id)s, %(audit_ip)s, %(audit_details)s::jsonb)
+), tick AS (
     INSERT INTO journal_clock (id, last_id)
     VALUES (1, (SELECT COALESCE(MAX(id), 0) + 1 FROM journal_entry))
     ON CONFLICT (id) DO UPDATE SET last_id = journal_clock.last_id + 1
@@ -76,9 +82,9 @@ def record(run: Run, entry_type: str, *, at: datetime | None = None) -> int:
     """Journal a change of `run` (already saved); returns the entry id.
 
     Call it as the last statement of the change's transaction (see above).
-    The change's audit entry is written here too, before the clock is taken.
+    The change's audit entry is written here too: in the same statement on
+    PostgreSQL, just before it elsewhere.
     """
-    audit.record_run_change(run, entry_type)
     wire = run_to_wire(run)
     fields: dict[str, Any] = {
         "at": at or run.updated_at,
@@ -89,10 +95,11 @@ def record(run: Run, entry_type: str, *, at: datetime | None = None) -> int:
         "mode": run.mode,
         "schedule_id": wire.get("scheduleId"),
     }
+    audit_row = audit.run_change_row(run, entry_type)
     if connection.vendor == "postgresql":
-        entry_id = _record_postgresql(fields, wire)
+        entry_id = _record_postgresql(fields, wire, audit_row)
     else:
-        entry_id = _record_portable(fields, wire)
+        entry_id = _record_portable(fields, wire, audit_row)
     transaction.on_commit(lambda: metrics.JOURNAL_ENTRIES.labels(type=entry_type).inc())
     return entry_id
 
@@ -154,18 +161,21 @@ def record_many(runs: list[Run], entry_type: str) -> None:
     transaction.on_commit(lambda: metrics.JOURNAL_ENTRIES.labels(type=entry_type).inc(count))
 
 
-def _record_postgresql(fields: dict[str, Any], wire: dict[str, Any]) -> int:
+def _record_postgresql(fields: dict[str, Any], wire: dict[str, Any], audit_row: dict[str, Any]) -> int:
     params = {**fields, "run": json.dumps(wire, cls=DjangoJSONEncoder), "channel": notify.JOURNAL_CHANNEL}
+    params.update({f"audit_{name}": value for name, value in audit_row.items()})
+    params["audit_details"] = json.dumps(audit_row["details"], cls=DjangoJSONEncoder)
     with connection.cursor() as cursor:
         cursor.execute(_RECORD_SQL, params)
         (entry_id, _) = cursor.fetchone()
     return int(entry_id)
 
 
-def _record_portable(fields: dict[str, Any], wire: dict[str, Any]) -> int:
+def _record_portable(fields: dict[str, Any], wire: dict[str, Any], audit_row: dict[str, Any]) -> int:
     """The same rules through the ORM (SQLite, where a writing transaction
     holds the database's write lock until it ends)."""
     with transaction.atomic():
+        audit.insert_row(audit_row)
         entry_id = _tick()
         Entry.objects.create(id=entry_id, run=wire, **fields)
         notify.send(notify.JOURNAL_CHANNEL, str(entry_id))

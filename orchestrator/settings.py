@@ -299,10 +299,15 @@ RATELIMIT_FAIL_OPEN = True
 CACHES = {
     "default": (
         {
-            "BACKEND": "orchestrator.cache.SharedPoolRedisCache",
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "orchestrator"),
-            "OPTIONS": {"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
+            "OPTIONS": {
+                # One pool per process, shared by every request's cache object.
+                "pool_class": "orchestrator.cache.SharedConnectionPool",
+                "socket_timeout": 1.0,
+                "socket_connect_timeout": 1.0,
+            },
         }
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "orchestrator"}

@@ -72,7 +72,7 @@ class ScheduleAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Run template", {"fields": ("mode", "spec", "metadata")}),
+        ("Run template", {"fields": ("mode", "spec", "metadata", "admission")}),
         ("Policies", {"fields": ("overlap", "catchup")}),
         ("History", {"fields": ("last_fired_at", "last_run", "recent_runs", "recent_skips")}),
     )

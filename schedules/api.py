@@ -20,7 +20,7 @@ from schedules import selectors, services
 from schedules.exceptions import ScheduleNotFound
 from schedules.models import Schedule
 from schedules.timing import Timing, TimingError, check_cron
-from schedules.wire import schedule_to_wire
+from schedules.wire import ADMISSION_FIELDS, schedule_to_wire
 from tenants.tenancy import check_visible, creation_owner, list_owner
 
 ERRORS = {
@@ -58,7 +58,14 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
 
 
 def _model_fields(body: dict[str, Any]) -> dict[str, Any]:
-    fields = {_FIELDS[name]: value for name, value in body.items() if name not in _TIMES}
+    fields = {
+        _FIELDS[name]: value
+        for name, value in body.items()
+        if name not in _TIMES and name not in ADMISSION_FIELDS
+    }
+    admission = {name: body[name] for name in ADMISSION_FIELDS if name in body}
+    if admission:
+        fields["admission"] = admission  # a null removes that field (services.update_schedule)
     for name in _TIMES:
         if name in body:
             fields[_FIELDS[name]] = params.body_ts(body, name)

@@ -34,6 +34,9 @@ class Schedule(models.Model):
     mode = models.CharField(max_length=16, choices=Mode.choices)
     spec = models.JSONField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # The admission fields of each run it makes, in their wire form (retry,
+    # concurrency, dependsOn); empty: none.
+    admission = models.JSONField(default=dict, blank=True)
     overlap = models.CharField(max_length=16, choices=Overlap.choices, default=Overlap.SKIP)
     catchup = models.CharField(max_length=16, choices=Catchup.choices, default=Catchup.LATEST)
     paused = models.BooleanField(default=False)

@@ -38,7 +38,7 @@ logger = logging.getLogger("schedules.services")
 Clock = Callable[[], datetime]
 
 TIMING_FIELDS = ("cron", "interval_seconds", "timezone", "start_at", "end_at")
-TEMPLATE_FIELDS = ("mode", "spec", "metadata")
+TEMPLATE_FIELDS = ("mode", "spec", "metadata", "admission")
 EDITABLE_FIELDS = ("name", *TIMING_FIELDS, *TEMPLATE_FIELDS, "overlap", "catchup", "paused")
 
 
@@ -74,8 +74,15 @@ def check_schedule(schedule: Schedule) -> None:
         run_services.validate_spec(schedule.mode, schedule.spec)
     except SchemaViolation as exc:
         fields.update(exc.details["fields"])
+    depends_on = (schedule.admission or {}).get("dependsOn") or []
+    if depends_on and Run.objects.filter(pk__in=depends_on).count() != len(set(depends_on)):
+        fields["dependsOn"] = ["names a run that does not exist"]
     if fields:
         raise SchemaViolation(dict(sorted(fields.items())))
+
+
+def _without_nulls(admission: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in admission.items() if value is not None}
 
 
 def _reschedule(schedule: Schedule, now: datetime) -> None:
@@ -96,6 +103,7 @@ def create_schedule(*, owner: str = "", now: datetime | None = None, **fields: A
         raise TypeError(f"unknown schedule fields: {sorted(unknown)}")
     schedule = Schedule(owner=owner, **fields)
     schedule.metadata = schedule.metadata or {}
+    schedule.admission = _without_nulls(schedule.admission or {})
     check_schedule(schedule)
     schedule.anchor_at = schedule.start_at or now
     _reschedule(schedule, now)
@@ -118,6 +126,8 @@ def update_schedule(schedule_id: Any, changes: dict[str, Any], *, now: datetime 
         schedule = get_schedule_or_404(schedule_id, for_update=True)
         before = {name: getattr(schedule, name) for name in EDITABLE_FIELDS}
         for name, value in changes.items():
+            if name == "admission":  # a partial change: a null removes the field
+                value = _without_nulls({**(schedule.admission or {}), **value})
             setattr(schedule, name, value)
         if "cron" in changes and changes["cron"] is not None and "interval_seconds" not in changes:
             schedule.interval_seconds = None
@@ -181,6 +191,7 @@ def trigger_schedule(schedule_id: Any, *, now: datetime | None = None) -> Run:
 
 
 def _create_run(schedule: Schedule, tick: datetime) -> Run:
+    admission = schedule.admission or {}
     run, _ = run_services.create_run(
         mode=schedule.mode,
         spec=schedule.spec,
@@ -188,6 +199,9 @@ def _create_run(schedule: Schedule, tick: datetime) -> Run:
         owner=schedule.owner,
         schedule_id=schedule.id,
         scheduled_for=tick,
+        retry=admission.get("retry"),
+        depends_on=admission.get("dependsOn"),
+        concurrency_limit=admission.get("concurrency"),
     )
     return run
 
@@ -274,9 +288,9 @@ def fire_due(
     handled = 0
     failed: set[uuid.UUID] = set()
     # Redis runs under `allow` or `skip` first, a batch in a few statements;
-    # then the rest (Kubernetes Jobs, cancel_previous, and any batch the fast
-    # way could not take), one schedule at a time.
-    in_bulk = Q(mode="redis", overlap__in=BULK_OVERLAPS)
+    # then the rest (Kubernetes Jobs, cancel_previous, templates with admission
+    # fields, and any batch the fast way could not take), one schedule at a time.
+    in_bulk = Q(mode="redis", overlap__in=BULK_OVERLAPS, admission={})
     for selection, at_once in ((in_bulk, True), (~in_bulk, False)):
         while not should_stop():
             with transaction.atomic():

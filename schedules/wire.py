@@ -9,6 +9,9 @@ from schedules.models import Schedule, ScheduleTick
 
 NEXT_FIRE_TIMES = 5
 
+# The run template's admission fields, by their wire names (as on POST /runs).
+ADMISSION_FIELDS = ("retry", "concurrency", "dependsOn")
+
 
 def next_fire_times(schedule: Schedule, count: int = NEXT_FIRE_TIMES) -> list[str]:
     """The ticks the scheduler will handle next, from `next_fire_at` on (none while paused)."""
@@ -28,6 +31,7 @@ def schedule_to_wire(schedule: Schedule) -> dict[str, Any]:
         "mode": schedule.mode,
         "spec": schedule.spec,
         "metadata": schedule.metadata or {},
+        **{name: (schedule.admission or {}).get(name) for name in ADMISSION_FIELDS},
         "overlap": schedule.overlap,
         "catchup": schedule.catchup,
         "paused": schedule.paused,

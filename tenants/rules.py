@@ -48,6 +48,8 @@ NO_RULE = None
 def required_scope(url_name: str | None, method: str) -> str | None:
     """The scope a key needs for `method` on the endpoint `url_name`;
     ANY_KEY when any key will do; NO_RULE (None) when there is no rule."""
+    if url_name in UNGUARDED:
+        return ANY_KEY  # /metrics behind METRICS_REQUIRE_AUTH: any key may scrape
     methods = RULES.get(url_name or "")
     if methods is None:
         return NO_RULE

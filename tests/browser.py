@@ -8,7 +8,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -129,3 +129,27 @@ def chromium(tmp_path: Path) -> Iterator[Browser]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@contextmanager
+def page_opener(tmp_path: Path) -> Iterator[Callable[[str], None]]:
+    """`open_(url)` starts a headless Chromium showing `url` (no DevTools: the
+    page reports what it sees itself); every one is stopped at the end."""
+    from tests.servers import stop_process_group
+
+    assert CHROMIUM, "no chromium on PATH"
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def open_(url: str) -> None:
+        argv = [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", url,
+        ]  # fmt: skip
+        log = (tmp_path / "chromium.log").open("wb")
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+
+    try:
+        yield open_
+    finally:
+        for proc in procs:
+            stop_process_group(proc, timeout=10)

@@ -203,3 +203,33 @@ def test_every_schedule_endpoint_is_in_the_openapi_document(api):
     assert {"get", "patch", "delete"} <= set(paths["/schedules/{schedule_id}"])
     assert "post" in paths["/schedules/{schedule_id}/trigger"]
     assert "get" in paths["/schedules/preview"]
+
+
+def test_a_schedules_runs_carry_its_admission_fields_and_a_null_removes_one(api):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from schedules import services
+
+    retry = {"maxAttempts": 3, "backoffSeconds": 2}
+    concurrency = {"key": "customer-7", "limit": 2}
+    schedule = create(api, retry=retry, concurrency=concurrency)
+    assert (schedule["retry"], schedule["concurrency"], schedule["dependsOn"]) == (retry, concurrency, None)
+
+    services.fire_due(timezone.now() + timedelta(days=2))  # its ticks fall due
+    run = Run.objects.filter(schedule_id=schedule["id"]).get()
+    wire = api.get(f"/runs/{run.id}").json()["run"]
+    assert wire["retry"]["maxAttempts"] == 3 and wire["retry"]["backoffSeconds"] == 2
+    assert wire["concurrency"] == concurrency
+
+    changed = api.patch(f"/schedules/{schedule['id']}", {"retry": None}).json()["schedule"]
+    assert (changed["retry"], changed["concurrency"]) == (None, concurrency)
+    assert Schedule.objects.get(pk=schedule["id"]).admission == {"concurrency": concurrency}
+
+
+def test_a_template_that_depends_on_an_unknown_run_is_a_422(api):
+    response = api.post("/schedules", {**BODY, "dependsOn": ["00000000-0000-0000-0000-000000000001"]})
+
+    assert response.status_code == 422
+    assert "dependsOn" in response.json()["details"]["fields"]

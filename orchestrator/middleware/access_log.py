@@ -59,6 +59,7 @@ class AccessLogMiddleware(DualMiddleware):
         method = method_label(request)
         route = route_of(request)
         status = response.status_code
+        principal = auth.identify(request)
         HTTP_REQUEST_DURATION.labels(method=method, route=route, status_code=str(status)).observe(seconds)
         logger.info(
             "%s %s %s %.1fms",
@@ -74,8 +75,10 @@ class AccessLogMiddleware(DualMiddleware):
                 "status": status,
                 "durationMs": round(seconds * 1000, 3),
                 "client": request.META.get("REMOTE_ADDR", ""),
-                "auth": auth.identify(request).kind,
+                "auth": principal.kind,
                 "streaming": bool(getattr(response, "streaming", False)),
+                # A tenant key's prefix names it (as in lists and the audit trail), never its secret.
+                **({"keyPrefix": principal.key_prefix} if principal.key_prefix else {}),
             },
         )
         return response

@@ -3,8 +3,6 @@ connection without repeats, and stops for good after `end` (204)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +10,10 @@ import httpx
 import pytest
 
 from runs import services
-from tests.servers import stop_process_group
+from tests.browser import CHROMIUM, page_opener
 from tests.stream.support import append, new_run, stream_server, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture
@@ -29,19 +25,8 @@ def browser_server(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
 
 @pytest.fixture
 def open_page(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def open_(url: str) -> None:
-        argv = [
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", url,
-        ]  # fmt: skip
-        log = (tmp_path / "chromium.log").open("wb")
-        procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-
-    yield open_
-    for proc in procs:
-        stop_process_group(proc, timeout=10)
+    with page_opener(tmp_path) as open_:
+        yield open_
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package `chromium`)")

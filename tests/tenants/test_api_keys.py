@@ -199,3 +199,17 @@ def test_revocation_and_expiry_hold_on_the_next_request_in_another_process(keyed
     assert (expired.status_code, expired.json()["code"]) == (401, "expired_key")
     # The server process recorded the use it saw.
     assert ApiKey.objects.get(pk=revoked_key.pk).last_used_at is not None
+
+
+def test_the_access_log_names_a_tenant_key_by_its_prefix_alone(api, master, caplog):
+    created = issue(api, master)
+
+    with caplog.at_level("INFO", logger="orchestrator.access"):
+        api.get("/runs", **bearer(created["key"]), **{"X-Request-ID": "log-tenant-1"})
+        api.get("/runs", **master, **{"X-Request-ID": "log-master-1"})
+
+    records = [r for r in caplog.records if r.name == "orchestrator.access"]
+    tenant, master_line = records[-2], records[-1]
+    assert (tenant.auth, tenant.keyPrefix) == ("tenant_key", created["apiKey"]["prefix"])
+    assert master_line.auth == "api_key" and not hasattr(master_line, "keyPrefix")
+    assert created["key"] not in caplog.text

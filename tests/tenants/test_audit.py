@@ -184,3 +184,39 @@ def test_the_admin_shows_the_trail_read_only(admin_client, db):
     assert page.status_code == 200
     assert admin_client.get(reverse("admin:audit_auditevent_add")).status_code == 403
     assert admin_client.post(reverse("admin:audit_auditevent_delete", args=[entry.pk])).status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redis_worker_is_the_actor_of_the_status_changes_it_makes(api, tmp_path):
+    from django.test import override_settings
+
+    from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix, wait_for
+
+    prefix = unique_prefix()
+    with override_settings(REDIS_KEY_PREFIX=prefix):
+        worker = WorkerProcess(tmp_path, prefix, concurrency=1).start()
+        try:
+            run_id = api.post("/runs?mode=redis", SPEC).json()["runId"]
+            wait_for(lambda: api.get(f"/runs/{run_id}").json()["run"]["status"] == "completed", timeout=20)
+        finally:
+            worker.stop()
+            drop_keys(prefix)
+
+    changes = [(e.actor, e.details["status"]) for e in entries(action="run.status", target_id=run_id)]
+    assert changes == [(f"worker:{run_id}", "running"), (f"worker:{run_id}", "completed")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_commands_threads_act_as_the_command():
+    import threading
+
+    from audit import context
+
+    run, _ = services.create_run(mode="redis", spec={"task": "sleep"})
+    with context.process_actor("command:k8s_reconcile"):
+        thread = threading.Thread(target=services.cancel_run, args=(run.id,))
+        thread.start()
+        thread.join()
+
+    assert entries(action="run.cancel")[-1].actor == "command:k8s_reconcile"
+    assert context.current() == ("system", "")

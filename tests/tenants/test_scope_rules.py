@@ -120,3 +120,10 @@ def test_the_master_key_and_worker_tokens_are_not_judged_by_scopes(api, master, 
     worker = {"Authorization": f"Bearer {token}"}
     assert api.patch(f"/runs/{run.id}", {"status": "running"}, **worker).status_code == 200
     assert api.get("/runs", **worker).status_code == 401
+
+
+def test_any_key_may_scrape_metrics_when_they_need_a_key(api, tenant_key, settings):
+    settings.METRICS_REQUIRE_AUTH = True
+
+    assert api.get("/metrics").status_code == 401
+    assert api.get("/metrics", **tenant_key("acme", [scopes.AUDIT_READ])).status_code == 200

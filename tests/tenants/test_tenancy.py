@@ -95,6 +95,9 @@ def test_nothing_of_one_tenant_reaches_the_other(api, two, master):
     ):
         response = getattr(api, method)(path, body, **acme) if body else getattr(api, method)(path, **acme)
         assert response.status_code == 404, (method, path, response.content)
+    # Nor can a run of acme's wait on one of globex's.
+    depends = api.post("/runs?mode=redis", {**SPEC, "dependsOn": [run_b]}, **acme)
+    assert depends.status_code == 422 and run_b in str(depends.json()["details"])
     # And nothing of globex's changed.
     seen = api.get(f"/runs/{run_b}", **globex).json()["run"]
     assert (seen["status"], seen["checkpointCount"]) == ("pending", 0)

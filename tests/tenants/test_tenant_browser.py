@@ -4,8 +4,6 @@ keeps a live run list of that tenant's runs alone."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,13 +12,12 @@ import pytest
 
 from runs import services
 from tenants import services as tenant_services
-from tests.servers import stop_process_group
+from tests.browser import CHROMIUM, page_opener
 from tests.stream.run_list import wait_live
 from tests.stream.support import stream_server, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MASTER = "master-key-of-the-browser-test-0123456789"
 
 
@@ -32,19 +29,8 @@ def keyed_stream_server(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
 
 @pytest.fixture
 def open_page(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def open_(url: str) -> None:
-        argv = [
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", url,
-        ]  # fmt: skip
-        log = (tmp_path / "chromium.log").open("wb")
-        procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-
-    yield open_
-    for proc in procs:
-        stop_process_group(proc, timeout=10)
+    with page_opener(tmp_path) as open_:
+        yield open_
 
 
 def finished_run(owner: str) -> str:
