@@ -23,7 +23,7 @@ COPY requirements.txt ./
 RUN pip install --no-compile -r requirements.txt
 
 COPY . .
-# The admin's static files, collected once at build time and served by WhiteNoise.
+# The admin's static files, collected once at build time and served by ServeStatic.
 # collectstatic only needs settings to load, so a throwaway key will do.
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0 \
     && chown -R orchestrator:orchestrator /app

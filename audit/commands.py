@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
 from audit import context
+from runs.management.base import OrchestratorCommand
 
 
-class AuditedCommand(BaseCommand):
+class AuditedCommand(OrchestratorCommand):
     def execute(self, *args: Any, **options: Any) -> Any:
         actor = context.command_actor(type(self).__module__.rsplit(".", 1)[-1])
         with context.process_actor(actor), context.acting_as(actor):

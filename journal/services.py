@@ -78,6 +78,19 @@ SELECT id, pg_notify(%(channel)s, id::text) FROM entry
 """
 
 
+def _entry_fields(run: Run, wire: dict[str, Any], entry_type: str, at: datetime) -> dict[str, Any]:
+    """An entry's columns but its id and its copy of the run."""
+    return {
+        "at": at,
+        "type": entry_type,
+        "run_id": run.id,
+        "status": run.status,
+        "owner": run.owner,
+        "mode": run.mode,
+        "schedule_id": wire.get("scheduleId"),
+    }
+
+
 def record(run: Run, entry_type: str, *, at: datetime | None = None) -> int:
     """Journal a change of `run` (already saved); returns the entry id.
 
@@ -86,15 +99,7 @@ def record(run: Run, entry_type: str, *, at: datetime | None = None) -> int:
     PostgreSQL, just before it elsewhere.
     """
     wire = run_to_wire(run)
-    fields: dict[str, Any] = {
-        "at": at or run.updated_at,
-        "type": entry_type,
-        "run_id": run.id,
-        "status": run.status,
-        "owner": run.owner,
-        "mode": run.mode,
-        "schedule_id": wire.get("scheduleId"),
-    }
+    fields = _entry_fields(run, wire, entry_type, at or run.updated_at)
     audit_row = audit.run_change_row(run, entry_type)
     if connection.vendor == "postgresql":
         entry_id = _record_postgresql(fields, wire, audit_row)
@@ -137,19 +142,8 @@ def record_many(runs: list[Run], entry_type: str) -> None:
     rows = []
     for ord_, run in enumerate(runs, start=1):
         wire = run_to_wire(run)
-        rows.append(
-            {
-                "ord": ord_,
-                "at": run.created_at if entry_type == CREATED else run.updated_at,
-                "type": entry_type,
-                "run_id": run.id,
-                "status": run.status,
-                "owner": run.owner,
-                "mode": run.mode,
-                "schedule_id": wire.get("scheduleId"),
-                "run": wire,
-            }
-        )
+        at = run.created_at if entry_type == CREATED else run.updated_at
+        rows.append({"ord": ord_, **_entry_fields(run, wire, entry_type, at), "run": wire})
     params = {
         "n": len(rows),
         "rows": json.dumps(rows, cls=DjangoJSONEncoder),

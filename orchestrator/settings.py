@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Checks the SERVESTATIC_* settings (orchestrator.middleware.static_files).
+    "servestatic",
     "rest_framework",
     "drf_spectacular",
     "runs",
@@ -241,7 +243,7 @@ RECONCILER_METRICS_PORT = env_int("RECONCILER_METRICS_PORT", 0, minimum=0)
 
 # --- Security and observability: API keys, CORS, rate limits, metrics, logs ---
 # What each setting protects is in SECURITY.md.
-INSTALLED_APPS += ["corsheaders", "django_prometheus"]
+INSTALLED_APPS += ["corsheaders"]
 
 
 def _with_guards(middleware: list[str]) -> list[str]:
@@ -253,14 +255,12 @@ def _with_guards(middleware: list[str]) -> list[str]:
         "orchestrator.middleware.request.ResponseHeadersMiddleware",
     )
     return [
-        "orchestrator.middleware.prometheus.PrometheusBeforeMiddleware",
         *[name for name in middleware if name in every_answer],
         "orchestrator.middleware.access_log.AccessLogMiddleware",
         "corsheaders.middleware.CorsMiddleware",
         "orchestrator.middleware.ratelimit.RateLimitMiddleware",
         "orchestrator.middleware.auth.APIKeyMiddleware",
         *[name for name in middleware if name not in every_answer],
-        "orchestrator.middleware.prometheus.PrometheusAfterMiddleware",
     ]
 
 
@@ -379,11 +379,11 @@ JOURNAL_RETENTION = env_duration("JOURNAL_RETENTION", "7d")
 
 
 # --- Operations: admin static files ---
-# WhiteNoise (orchestrator.middleware.static_files) serves the admin's CSS and scripts
+# ServeStatic (orchestrator.middleware.static_files) serves the admin's CSS and scripts
 # from the app server itself.
 # The image collects them at build time; where collectstatic has not run
 # (`make run`, the test suite) they are served straight from the apps.
-WHITENOISE_USE_FINDERS = True
+SERVESTATIC_USE_FINDERS = True
 ADMIN_CHECKPOINTS_PER_PAGE = env_int("ADMIN_CHECKPOINTS_PER_PAGE", 50, minimum=1)
 
 

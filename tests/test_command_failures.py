@@ -93,3 +93,30 @@ def test_a_metrics_port_already_taken_is_one_line_and_exit_1():
     assert result.returncode == 1
     expected = f"CommandError: --metrics-port: cannot listen on port {port}: Address already in use"
     assert result.stderr.strip() == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs_list"],
+        ["runs_show", "00000000-0000-0000-0000-000000000001"],
+        ["runs_cancel", "00000000-0000-0000-0000-000000000001"],
+        ["schedules_list"],
+        ["apikeys_list"],
+        ["k8s_reconcile", "--once"],
+    ],
+)
+def test_a_database_that_cannot_be_reached_is_one_line_without_its_password(args):
+    port = closed_port()
+
+    result = manage(
+        *args, DATABASE_URL=f"postgres://app:hunter2@127.0.0.1:{port}/orch", DB_POOL_TIMEOUT="0.5"
+    )
+
+    assert result.returncode == 1
+    # The pool's own warnings (what refused the connection) come first; then the one line.
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"CommandError: the database at postgresql://app@127.0.0.1:{port}/orch is unreachable: "
+        "couldn't get a connection after 0.50 sec"
+    )
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr

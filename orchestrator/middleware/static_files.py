@@ -1,16 +1,21 @@
-"""The admin's static files, served by the app itself with WhiteNoise.
+"""The admin's static files, served by the app itself with ServeStatic.
 
-WhiteNoise's own middleware is sync-only: under ASGI it would cost every API
-request two thread hops, and inside AdminOnlyMiddleware's hand-built chain it
-would hand a coroutine to the sync middleware around it. This one is
-sync- and async-capable, looks the path up in WhiteNoise's table (no I/O for
-any other path) and answers static files directly.
+ServeStatic (WhiteNoise's ASGI successor) gives an async-only Django
+middleware. Put straight into MIDDLEWARE, a sync handler (the test client, a
+WSGI server) would run every request through `async_to_sync` for it. This
+wrapper hands ServeStatic only the paths under the static prefix, so no other
+request meets it, and calls it the way Django would: awaited under ASGI,
+through `async_to_sync` under a sync handler.
 """
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from whitenoise.middleware import WhiteNoiseMiddleware
+from urllib.parse import urlparse
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.http import HttpRequest
+from servestatic.middleware import ServeStaticMiddleware
 
 from orchestrator.middleware.base import DualMiddleware, Handler
 
@@ -18,27 +23,18 @@ from orchestrator.middleware.base import DualMiddleware, Handler
 class StaticFilesMiddleware(DualMiddleware):
     def __init__(self, get_response: Handler) -> None:
         super().__init__(get_response)
-        # Only WhiteNoise's file table and header logic are used; it never calls onward.
-        self.whitenoise = WhiteNoiseMiddleware(get_response=None)
+        # ServeStatic wants an async handler behind it; under a sync chain it
+        # gets the sync one through sync_to_async (thread-sensitive: the
+        # request's own thread), as Django's own adaptation would give it.
+        onward = get_response if self.is_async else sync_to_async(get_response)
+        self.servestatic = ServeStaticMiddleware(onward)  # type: ignore[arg-type]
+        self.prefix = urlparse(settings.STATIC_URL).path
+        if not self.prefix.startswith("/"):
+            self.prefix = "/" + self.prefix
 
-    def before(self, request: HttpRequest) -> HttpResponse | None:
-        if not request.path_info.startswith(self.whitenoise.static_prefix):
-            return None
-        if self.whitenoise.autorefresh:
-            static_file = self.whitenoise.find_file(request.path_info)
-        else:
-            static_file = self.whitenoise.files.get(request.path_info)
-        if static_file is None:
-            return None
-        found = static_file.get_response(request.method, request.META)
-        # The admin's files are small: read at once rather than stream a sync
-        # file iterator through the async handler.
-        body = b""
-        if found.file is not None:
-            with found.file as handle:
-                body = handle.read()
-        response = HttpResponse(body, status=int(found.status))
-        del response["Content-Type"]
-        for name, value in found.headers:
-            response[name] = value
-        return response
+    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+        if not request.path_info.startswith(self.prefix):
+            return self.get_response(request)
+        if self.is_async:
+            return self.servestatic(request)
+        return async_to_sync(self.servestatic)(request)

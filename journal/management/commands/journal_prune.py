@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from journal import services
 from runs.management import options, render
+from runs.management.base import OrchestratorCommand
 
 
-class Command(BaseCommand):
+class Command(OrchestratorCommand):
     help = (
         "Delete run journal entries written longer ago than --older-than (default: the "
         "JOURNAL_RETENTION setting, 7d), oldest first, in batches that each commit on their own. "

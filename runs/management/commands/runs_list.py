@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from runs import selectors, states
 from runs.exceptions import BadParameter
 from runs.management import options, render
+from runs.management.base import OrchestratorCommand
 from runs.wire import run_to_wire
 
 
-class Command(BaseCommand):
+class Command(OrchestratorCommand):
     help = (
         "List runs, newest first. Filters match GET /runs; prints the cursor of the "
         "next page when there is one."

@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from runs import services, states
 from runs.management import options, render
+from runs.management.base import OrchestratorCommand
 
 FINAL = tuple(sorted(states.FINAL_STATUSES))
 
 
-class Command(BaseCommand):
+class Command(OrchestratorCommand):
     help = (
         "Delete finished runs (completed, failed, canceled) that finished longer ago than "
         "--older-than, with their checkpoints, in batches that each commit on their own, "

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from runs import selectors
 from runs.management import options, render
+from runs.management.base import OrchestratorCommand
 from runs.wire import checkpoint_to_wire, run_to_wire
 
 
-class Command(BaseCommand):
+class Command(OrchestratorCommand):
     help = "Show a run: status, times, spec, metadata and its latest checkpoints."
 
     def add_arguments(self, parser: CommandParser) -> None:

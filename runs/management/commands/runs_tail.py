@@ -9,10 +9,11 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from httpx_sse import ServerSentEvent, SSEError, connect_sse
 
 from runs.management import options, render
+from runs.management.base import OrchestratorCommand
 
 DEFAULT_RETRY_MS = 1000
 # The server sends a keep-alive at least every 15 s; silence for longer than
@@ -24,7 +25,7 @@ class StreamEnded(Exception):
     """The run is final and every event was printed."""
 
 
-class Command(BaseCommand):
+class Command(OrchestratorCommand):
     help = (
         "Print a run's event stream (GET /runs/{id}/events) as it happens: its checkpoints "
         "and status changes, until the run ends. Reconnects after a dropped connection and "

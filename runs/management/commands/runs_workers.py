@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from runs.management import render
 from runs.management.backends import reachable_redis
+from runs.management.base import OrchestratorCommand
 from runs.redis import fleet
 from runs.redis.queue import run_queue
 
@@ -25,7 +26,7 @@ def worker_row(worker: dict[str, Any]) -> str:
     )
 
 
-class Command(BaseCommand):
+class Command(OrchestratorCommand):
     help = (
         "List the Redis workers from their heartbeats: name, host, pid, slots, busy slots, the runs "
         "each holds, seconds since its last heartbeat, and whether it is alive, gone (no heartbeat "

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import connections
 
 from orchestrator import tracing
 from runs.management import options as checks
 from runs.management.backends import reachable_redis, serve_metrics
+from runs.management.base import OrchestratorCommand
 from runs.redis.queue import run_queue
 from runs.redis.worker import recovery
 from runs.redis.worker.runner import Worker
@@ -20,7 +21,7 @@ from runs.redis.worker.tasks import load_task_modules, task_names
 MAX_CONCURRENCY = 256
 
 
-class Command(BaseCommand):
+class Command(OrchestratorCommand):
     help = (
         "Run redis-mode runs: take them from the Redis stream through the consumer group, execute "
         "their registered task in N slots, and report checkpoints and status. SIGTERM stops taking "

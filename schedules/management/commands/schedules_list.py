@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from runs.exceptions import BadParameter
 from runs.management import render
+from runs.management.base import OrchestratorCommand
 from schedules import selectors
 from schedules.management.schedule_options import LIST_HEADER, row
 from schedules.wire import schedule_to_wire
 
 
-class Command(BaseCommand):
+class Command(OrchestratorCommand):
     help = (
         "List schedules, newest first, with their next fire time and last tick. Filters match GET /schedules."
     )

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from runs.management import render
+from runs.management.base import OrchestratorCommand
 from tenants import selectors
 from tenants.wire import api_key_to_wire
 
 
-class Command(BaseCommand):
+class Command(OrchestratorCommand):
     help = "List API keys, newest first: prefix, owner, name, scopes, expiry, last use, revocation."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import connections
 
 from orchestrator.prometheus import serve_process_metrics
+from runs.management.base import OrchestratorCommand
 from webhooks.deliverer import Deliverer
 
 
-class Command(BaseCommand):
+class Command(OrchestratorCommand):
     help = (
         "Deliver webhooks: make deliveries from new run journal entries, send due ones (N at a time), "
         "retry failures on WEBHOOK_RETRY_SCHEDULE. Any number may run at once. SIGTERM stops claiming "
