@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -16,18 +15,16 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db import connection
-from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.db.models.fields.json import KT
-from django.db.models.lookups import Exact
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from runs import progress, services, states, tokens
+from runs import progress, selectors, services, states, tokens
 from runs.admission_display import WaitingForFilter, waiting_text
 from runs.exceptions import InvalidTransition, OrchestratorError, RunNotFound
 from runs.models import Checkpoint, Run
@@ -75,41 +72,10 @@ def _human(delta: timedelta) -> str:
     return f"{hours}h {minutes}m"
 
 
-# A label key usable as a JSON path step; others are matched as text.
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
-_ID_PREFIX = re.compile(r"^[0-9a-fA-F][0-9a-fA-F-]{2,35}$")
-
-
-class LabelSearch:
-    """Search terms for `metadata["labels"]`: `team` finds a list label or a dict
-    key, `team=ml` a dict entry. The same lookups on PostgreSQL and SQLite:
-    a key path for `key=value`, `has_key` for a key, and containment (PostgreSQL)
-    or the JSON text (SQLite, which has no containment) for a list item."""
-
-    @staticmethod
-    def query(term: str) -> Q:
-        key, sep, value = term.partition("=")
-        if sep:
-            if _LABEL_KEY.match(key) and "__" not in key:
-                return Q(Exact(KT(f"metadata__labels__{key}"), value))
-            return Q(pk__in=[])
-        by_key = Q(metadata__labels__has_key=term)
-        if connection.features.supports_json_field_contains:
-            return by_key | Q(metadata__labels__contains=[term])
-        return by_key | Q(metadata__labels__icontains=json.dumps(term))
-
-
-def id_prefix_query(term: str) -> Q | None:
-    """Runs whose id starts with `term` (hex, dashes optional), for a term that can be one."""
-    if not _ID_PREFIX.match(term):
-        return None
-    return Q(id__istartswith=term.lower())
-
-
 def progress_html(fraction: float | None, *, final_status: str = "") -> str:
     """A bar for `fraction` (0..1); a dash when the run states no progress."""
     if fraction is None:
-        return "-" if final_status != states.COMPLETED else format_html("<span>done</span>")
+        return "-" if final_status != states.COMPLETED else mark_safe("<span>done</span>")
     percent = round(fraction * 100)
     return format_html(
         "<span class='run-progress' role='progressbar' aria-valuenow='{}' aria-valuemin='0' "
@@ -290,8 +256,8 @@ class RunAdmin(admin.ModelAdmin):
         except ValueError:
             pass
         by_owner, may_have_duplicates = super().get_search_results(request, queryset, term)
-        matches = by_owner | queryset.filter(LabelSearch.query(term))
-        by_prefix = id_prefix_query(term)
+        matches = by_owner | queryset.filter(selectors.label_query(term))
+        by_prefix = selectors.id_prefix_query(term)
         if by_prefix is not None:
             matches = matches | queryset.filter(by_prefix)
         return matches, may_have_duplicates

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KT
+from django.db.models.lookups import Exact
 
+from runs import states
 from runs.exceptions import BadParameter
 from runs.models import HELD, Checkpoint, Run
 from runs.wire import format_ts, parse_ts
@@ -72,11 +79,85 @@ def newest_first_page(
     return rows[:limit], next_cursor
 
 
-def get_run(run_id: Any) -> Run | None:
+def get_run(run_id: Any, *, for_update: bool = False) -> Run | None:
+    """The run, or None; an id that is not a UUID names no run.
+
+    The one way to read a run by id: the API, the services (locked, with
+    `for_update`), the event stream and the commands all come here."""
     try:
-        return Run.objects.filter(pk=uuid.UUID(str(run_id))).first()
+        pk = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
     except ValueError:
         return None
+    queryset = Run.objects.select_for_update() if for_update else Run.objects
+    return queryset.filter(pk=pk).first()
+
+
+def run_status(run_id: Any) -> str | None:
+    """The run's status alone, or None when there is no such run."""
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+def run_statuses(run_ids: Iterable[Any]) -> dict[str, str]:
+    """Status by run id (as text) for those of `run_ids` that exist, in one query."""
+    return {
+        str(run_id): status
+        for run_id, status in Run.objects.filter(pk__in=run_ids).values_list("id", "status")
+    }
+
+
+def open_k8s_attempts(created_before: datetime) -> set[tuple[str, int]]:
+    """(run id, attempt) of Kubernetes runs pending or running, handed over
+    (held runs have no Job yet, by design) and created before the cutoff."""
+    return {
+        (str(run_id), attempt)
+        for run_id, attempt in Run.objects.filter(
+            mode=Run.Mode.K8S, status__in=(states.PENDING, states.RUNNING), created_at__lt=created_before
+        )
+        .exclude(HELD)
+        .values_list("id", "attempt")
+    }
+
+
+def checkpoints_after(run_id: Any, since: datetime | None, limit: int) -> list[Checkpoint]:
+    """Up to `limit` checkpoints after `since` (all when None), oldest first."""
+    queryset = Checkpoint.objects.filter(run_id=run_id)
+    if since is not None:
+        queryset = queryset.filter(ts__gt=since)
+    return list(queryset.order_by("ts")[:limit])
+
+
+def nth_newest_checkpoint_ts(run_id: Any, n: int) -> datetime | None:
+    """The ts of the (n+1)-th newest checkpoint: the newest `n` come after it."""
+    newest = Checkpoint.objects.filter(run_id=run_id).order_by("-ts").values_list("ts", flat=True)
+    return newest[n : n + 1].first()
+
+
+# A label key usable as a JSON path step; others are matched as text.
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
+_ID_PREFIX = re.compile(r"^[0-9a-fA-F][0-9a-fA-F-]{2,35}$")
+
+
+def label_query(term: str) -> Q:
+    """Runs whose `metadata["labels"]` match: `team` finds a list label or a dict
+    key, `team=ml` a dict entry. The same lookups on PostgreSQL and SQLite:
+    a key path for `key=value`, `has_key` for a key, and containment (PostgreSQL)
+    or the JSON text (SQLite, which has no containment) for a list item."""
+    key, sep, value = term.partition("=")
+    if sep:
+        if _LABEL_KEY.match(key) and "__" not in key:
+            return Q(Exact(KT(f"metadata__labels__{key}"), value))
+        return Q(pk__in=[])
+    by_key = Q(metadata__labels__has_key=term)
+    if connection.features.supports_json_field_contains:
+        return by_key | Q(metadata__labels__contains=[term])
+    return by_key | Q(metadata__labels__icontains=json.dumps(term))
+
+
+def id_prefix_query(term: str) -> Q | None:
+    """Runs whose id starts with `term` (hex, dashes optional), for a term that can be one."""
+    if not _ID_PREFIX.match(term):
+        return None
+    return Q(id__istartswith=term.lower())
 
 
 def list_checkpoints(

@@ -18,7 +18,17 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from journal import services as journal
-from runs import admission, checkpoint_writer, concurrency, dependencies, metrics, notify, retries, states
+from runs import (
+    admission,
+    checkpoint_writer,
+    concurrency,
+    dependencies,
+    metrics,
+    notify,
+    retries,
+    selectors,
+    states,
+)
 from runs.backends import get_backend
 from runs.exceptions import (
     AttemptSuperseded,
@@ -267,7 +277,7 @@ def _retry_steps(run: Run) -> list[str]:
 
 def retry_run(run_id: Any, *, owner: str | None = None) -> Run:
     """A new run from the same spec, linked to the original."""
-    original = get_run_or_404(run_id)
+    original = _require_run(run_id)
     run, _ = create_run(
         mode=original.mode,
         spec=original.spec,
@@ -293,10 +303,8 @@ def _run_pk(run_id: Any) -> uuid.UUID:
         raise RunNotFound() from None
 
 
-def get_run_or_404(run_id: Any, *, for_update: bool = False) -> Run:
-    pk = _run_pk(run_id)
-    queryset = Run.objects.select_for_update() if for_update else Run.objects
-    run = queryset.filter(pk=pk).first()
+def _require_run(run_id: Any, *, for_update: bool = False) -> Run:
+    run = selectors.get_run(run_id, for_update=for_update)
     if run is None:
         raise RunNotFound()
     return run
@@ -405,7 +413,7 @@ def set_run_status(
     `attempt`, about that attempt only (AttemptSuperseded when the run has
     moved on to another: a retry's earlier Job reporting late)."""
     with transaction.atomic():
-        run = get_run_or_404(run_id, for_update=True)
+        run = _require_run(run_id, for_update=True)
         if attempt is not None and attempt != run.attempt:
             raise AttemptSuperseded(attempt, run.attempt)
         if status == run.status == states.RUNNING:
@@ -417,7 +425,7 @@ def set_run_status(
 def cancel_run(run_id: Any) -> Run:
     """Mark the run canceled now and tell its backend to stop the work."""
     with transaction.atomic():
-        run = get_run_or_404(run_id, for_update=True)
+        run = _require_run(run_id, for_update=True)
         _apply_status(run, states.CANCELED)
         backend = get_backend(run.mode)
         transaction.on_commit(lambda: _tell_backend_to_cancel(backend, run))
@@ -541,7 +549,7 @@ def begin_attempt(run_id: Any) -> Run:
     admission gate). Raises RunFinished when the run is already final.
     """
     with transaction.atomic():
-        run = get_run_or_404(run_id, for_update=True)
+        run = _require_run(run_id, for_update=True)
         if run.is_final:
             raise RunFinished(run.status)
         if run.is_held:
@@ -558,7 +566,7 @@ def begin_attempt(run_id: Any) -> Run:
 
 
 def _current_attempt(run_id: Any, attempt: int) -> Run:
-    run = get_run_or_404(run_id, for_update=True)
+    run = _require_run(run_id, for_update=True)
     if run.is_final:
         raise RunFinished(run.status)
     if run.attempt != attempt:

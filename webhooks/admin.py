@@ -84,6 +84,13 @@ class WebhookAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         return _secret_page(request, obj, request._new_webhook_secret, "created")  # type: ignore[attr-defined]
 
+    def delete_model(self, request: HttpRequest, obj: Webhook) -> None:
+        services.delete_webhook(obj.pk)  # the service records the deletion in the audit trail
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
+        for webhook_id in queryset.values_list("pk", flat=True):
+            services.delete_webhook(webhook_id)
+
     @admin.action(description="Rotate the signing secret (shows the new one once)")
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> HttpResponse | None:
         if queryset.count() != 1:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from runs import metrics, services, states
+from runs import metrics, selectors, services, states
 from runs.exceptions import AttemptSuperseded, InvalidTransition, RunNotFound
 from runs.k8s import client as k8s
 from runs.k8s.manifests import attempt_of, job_name, run_id_of, selector
@@ -35,7 +35,6 @@ from runs.k8s.status import (
     parse_timestamp,
     pod_verdict,
 )
-from runs.models import HELD, Run
 
 logger = logging.getLogger("runs.k8s.reconciler")
 
@@ -119,14 +118,7 @@ class Reconciler:
         # Runs first, Jobs second: a run committed after this query created its
         # Job before committing, so the list below cannot miss it.
         cutoff = timezone.now() - self.orphan_grace
-        open_runs = {
-            (str(run_id), attempt)
-            for run_id, attempt in Run.objects.filter(
-                mode=Run.Mode.K8S, status__in=(states.PENDING, states.RUNNING), created_at__lt=cutoff
-            )
-            .exclude(HELD)  # no Job yet, by design
-            .values_list("id", "attempt")
-        }
+        open_runs = selectors.open_k8s_attempts(cutoff)
         jobs, _ = self._list(JOBS)
         pods, _ = self._list(PODS)
         self._handle_listed(JOBS, jobs)
@@ -224,10 +216,7 @@ class Reconciler:
         """Apply a whole list, reading the runs' statuses in one query."""
         close_old_connections()
         run_ids = {run_id for run_id in map(run_id_of, items) if run_id}
-        statuses = {
-            str(run_id): status
-            for run_id, status in Run.objects.filter(pk__in=run_ids).values_list("id", "status")
-        }
+        statuses = selectors.run_statuses(run_ids)
         for item in items:
             run_id = run_id_of(item)
             if run_id:
@@ -260,7 +249,7 @@ class Reconciler:
                 self._job_gone(run_id, attempt)
             return
         if status is None:
-            status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first() or _MISSING
+            status = selectors.run_status(run_id) or _MISSING
         if status == _MISSING:
             self._maybe_remove_orphan(run_id, job)
             return

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import connection
 
-from runs import metrics, states
+from runs import metrics, selectors, states
 from runs.models import Checkpoint, Run
 from runs.stream import sse
 from runs.wire import checkpoint_to_wire, format_ts, run_to_wire
@@ -72,7 +72,7 @@ def drop_broken_connections() -> None:
 
 def load_run(run_id: uuid.UUID) -> Run | None:
     try:
-        return Run.objects.filter(pk=run_id).first()
+        return selectors.get_run(run_id)
     finally:
         release_connection()
 
@@ -85,13 +85,10 @@ def read_tail(run_id: uuid.UUID, since: datetime | None, limit: int) -> TailRead
     that follows sees them all and `end` never overtakes one.
     """
     try:
-        run = Run.objects.filter(pk=run_id).first()
+        run = selectors.get_run(run_id)
         if run is None:
             return None
-        queryset = Checkpoint.objects.filter(run_id=run_id)
-        if since is not None:
-            queryset = queryset.filter(ts__gt=since)
-        rows = list(queryset.order_by("ts")[: limit + 1])
+        rows = selectors.checkpoints_after(run_id, since, limit + 1)
     finally:
         release_connection()
     payload = status_payload(run)

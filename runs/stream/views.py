@@ -21,9 +21,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from orchestrator.errors import database_unavailable, error_response
 from orchestrator.middleware.auth import restricted_owner
-from runs import metrics
+from runs import metrics, selectors
 from runs.exceptions import BadParameter, OrchestratorError, RunNotFound
-from runs.models import Checkpoint
 from runs.stream import sse
 from runs.stream.hub import Hub, Subscriber, get_hub
 from runs.stream.reads import load_run, observe_delivery, release_connection
@@ -70,8 +69,7 @@ def _resume_point(request: HttpRequest) -> datetime | None:
 def replay_start(run_id: uuid.UUID, replay: int) -> datetime | None:
     """The (replay+1)-th newest checkpoint's ts: the last `replay` come after it."""
     try:
-        newest = Checkpoint.objects.filter(run_id=run_id).order_by("-ts").values_list("ts", flat=True)
-        return newest[replay : replay + 1].first()
+        return selectors.nth_newest_checkpoint_ts(run_id, replay)
     finally:
         release_connection()
 

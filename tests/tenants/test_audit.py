@@ -220,3 +220,18 @@ def test_a_commands_threads_act_as_the_command():
 
     assert entries(action="run.cancel")[-1].actor == "command:k8s_reconcile"
     assert context.current() == ("system", "")
+
+
+def test_webhook_changes_in_the_admin_name_the_user(admin_client, admin_user, settings):
+    from webhooks.models import Webhook
+
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    add = reverse("admin:webhooks_webhook_add")
+    admin_client.post(add, {"url": "http://127.0.0.1:9/h", "events": ["run.completed"], "active": "on"})
+    webhook = Webhook.objects.get()
+    admin_client.post(reverse("admin:webhooks_webhook_delete", args=[webhook.pk]), {"post": "yes"})
+
+    assert not Webhook.objects.exists()
+    actions = [(e.actor, e.action) for e in entries(target_id=str(webhook.pk))]
+    actor = f"admin:{admin_user.username}"
+    assert actions == [(actor, "webhook.create"), (actor, "webhook.delete")]

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from audit.commands import AuditedCommand
-from runs import services
+from runs import selectors, services
 from runs.exceptions import InvalidTransition, RunNotFound
 from runs.management import options, render
 from runs.wire import run_to_wire
@@ -41,7 +41,7 @@ class Command(AuditedCommand):
                 line = f"{run_id}: not found"
             except InvalidTransition as exc:
                 failures += 1
-                record.update(result="already_final", run=run_to_wire(services.get_run_or_404(run_id)))
+                record.update(result="already_final", run=run_to_wire(selectors.get_run(run_id)))
                 line = f"{run_id}: already {exc.current}, not canceled"
             else:
                 record.update(result="canceled", run=run_to_wire(run))
