@@ -26,6 +26,12 @@ class PooledThreadASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self._idle: list[ThreadPoolExecutor] = []
+        # Every event stream's sync work (Django's request_finished, a DEBUG
+        # request_started) runs on this one thread, one call at a time. A
+        # stream lasts hours: an executor of its own would park a thread for
+        # each open stream, which measurably slows every other request of the
+        # process, while a stream's sync calls are few and short.
+        self._streams = ThreadPoolExecutor(1, thread_name_prefix="streams")
         if not settings.DEBUG:
             _skip_request_started_hop()
 
@@ -34,10 +40,8 @@ class PooledThreadASGIHandler(ASGIHandler):
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         db_threads.served_by_asgi_server.set(True)
         if scope["path"].endswith("/events"):
-            # An event stream lasts hours: Django's own per-request executor,
-            # which the stream lets go once it is open (runs.stream.views),
-            # instead of a pooled thread parked for all that time.
-            await super().__call__(scope, receive, send)
+            async with ThreadSensitiveContext(executor=self._streams):
+                await self.handle(scope, receive, send)
             return
         executor = self._idle.pop() if self._idle else ThreadPoolExecutor(1, thread_name_prefix="request")
         try:

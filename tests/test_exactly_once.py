@@ -18,13 +18,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 STEPS = 40
 
 
-def test_checkpoints_survive_commits_whose_answer_was_lost_exactly_once(api, tmp_path):
+def _cut_run(api, tmp_path, steps: int, seconds: float, every: int):  # type: ignore[no-untyped-def]
+    """A run of the `sleep` task emitting `steps` checkpoints over `seconds`, every `every`th commit cut."""
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("needs PostgreSQL")
     db = settings.DATABASES["default"]
     upstream = (db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432))
     prefix = unique_prefix()
-    with CommitCutter(upstream, every=5) as cutter:
+    with CommitCutter(upstream, every=every) as cutter:
         proxied = servers.test_database_url().replace(
             f"{upstream[0]}:{upstream[1]}", f"127.0.0.1:{cutter.port}"
         )
@@ -35,7 +36,7 @@ def test_checkpoints_survive_commits_whose_answer_was_lost_exactly_once(api, tmp
             with override_settings(REDIS_KEY_PREFIX=prefix):
                 created = api.post(
                     "/runs?mode=redis",
-                    {"spec": {"task": "sleep", "input": {"seconds": 0, "checkpoints": STEPS}}},
+                    {"spec": {"task": "sleep", "input": {"seconds": seconds, "checkpoints": steps}}},
                 )
             run_id = created.json()["runId"]
             run = wait_for(
@@ -45,8 +46,27 @@ def test_checkpoints_survive_commits_whose_answer_was_lost_exactly_once(api, tmp
             worker.stop()
             drop_keys(prefix)
 
-    assert run.status == "completed", (run.error, worker.log())
     stored = list(Checkpoint.objects.filter(run_id=run_id).order_by("seq").values_list("seq", "data", "key"))
+    return run, stored, cutter.cuts, worker.log()
+
+
+def test_checkpoints_survive_commits_whose_answer_was_lost_exactly_once(api, tmp_path):
+    # One checkpoint per 30 ms, longer than the worker coalesces: one commit each.
+    run, stored, cuts, log = _cut_run(api, tmp_path, STEPS, STEPS * 0.03, every=5)
+
+    assert run.status == "completed", (run.error, log)
     assert stored == [(n, {"step": n, "of": STEPS}, f"a1-{n}") for n in range(1, STEPS + 1)]
-    assert cutter.cuts >= STEPS // 5 - 1
-    assert "retrying with the same keys" in worker.log()
+    # Checkpoints emitted while a write is being retried go out with the next one.
+    assert cuts >= STEPS // 10
+    assert "retrying with the same keys" in log
+
+
+def test_coalesced_checkpoints_survive_lost_commit_answers_exactly_once(api, tmp_path):
+    # All at once: written 100 to a commit, and every third commit's answer is lost.
+    steps = 250
+    run, stored, cuts, log = _cut_run(api, tmp_path, steps, 0, every=3)
+
+    assert run.status == "completed", (run.error, log)
+    assert stored == [(n, {"step": n, "of": steps}, f"a1-{n}") for n in range(1, steps + 1)]
+    assert cuts >= 1
+    assert "retrying with the same keys" in log

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable
 import httpx
 import pytest
 from django.test import Client
-from django_ratelimit.core import _get_window
+from redis import Redis
 
+from orchestrator.middleware import ratelimit
 from orchestrator.middleware.auth import fingerprint
 from runs import tokens
 
@@ -27,12 +28,13 @@ ROOM_SECONDS = 40
 def with_room(candidates: Iterable[str], bucket: Callable[[str], str]) -> str:
     """The first candidate whose counting window will not turn over during the test.
 
-    django-ratelimit counts in fixed windows, and offsets each bucket's window
+    The limiter counts in fixed windows, and offsets each bucket's window
     edge by a hash of the bucket's name. A test whose requests straddled its
     bucket's edge would see the count start again from zero.
     """
     for candidate in candidates:
-        if _get_window(bucket(candidate), WINDOW_SECONDS) - time.time() >= ROOM_SECONDS:
+        now = time.time()
+        if ratelimit.window_end(bucket(candidate), WINDOW_SECONDS, now) - now >= ROOM_SECONDS:
             return candidate
     raise AssertionError("no candidate had room in its window")
 
@@ -225,3 +227,59 @@ def test_an_open_event_stream_counts_once(tmp_path, key):
 
     assert third.status_code == 200
     assert fourth.status_code == 429
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_over_two_processes_are_counted_exactly(tmp_path, key):
+    """Requests racing in two processes at once: exactly the limit passes, none more, none fewer."""
+    import asyncio
+
+    from tests.servers import running_server
+
+    env = {
+        "ORCHESTRATOR_API_KEY": key,
+        "RATE_LIMIT_MAX": "25",
+        "RATE_LIMIT_WINDOW_MS": "60000",
+        "CACHE_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+    }
+
+    async def burst(urls: list[str]) -> list[int]:
+        async with httpx.AsyncClient(headers={"X-API-Key": key}, timeout=10) as http:
+            answers = await asyncio.gather(*(http.get(f"{url}/runs?limit=1") for url in urls))
+        return [answer.status_code for answer in answers]
+
+    with (
+        running_server(tmp_path, **env) as first,
+        running_server(tmp_path, **env) as second,
+    ):
+        statuses = asyncio.run(burst([first.url, second.url] * 30))
+
+    assert sorted(statuses) == [200] * 25 + [429] * 35
+
+
+def test_a_request_costs_the_limiter_one_redis_round_trip(client, key, monkeypatch):
+    from redis.connection import AbstractConnection
+
+    sent: list[object] = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        sent.append(command)
+        return original(self, command, check_health)
+
+    assert client.get("/runs", headers={"X-API-Key": key}).status_code == 200  # the script is loaded
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    assert client.get("/runs", headers={"X-API-Key": key}).status_code == 200
+
+    assert len(sent) == 1
+
+
+def test_the_count_expires_with_its_window(settings, client, key):
+
+    assert client.get("/runs", headers={"X-API-Key": key}).status_code == 200
+
+    redis = Redis.from_url(settings.REDIS_URL)
+    counted = redis.keys(f"{settings.CACHES['default']['KEY_PREFIX']}:*")
+    assert len(counted) == 1
+    assert int(redis.get(counted[0])) == 1
+    assert 0 < redis.ttl(counted[0]) <= WINDOW_SECONDS + 10

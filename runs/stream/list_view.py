@@ -29,7 +29,7 @@ from runs.stream import sse
 from runs.stream.hub import Hub, get_hub
 from runs.stream.journal_tail import ListSubscriber, read_entries
 from runs.stream.reads import release_connection
-from runs.stream.views import MAX_REPLAY, release_request_thread
+from runs.stream.views import MAX_REPLAY
 
 MAX_ID_DIGITS = 19  # a bigint
 
@@ -111,7 +111,6 @@ async def _list_events(hub: Hub, subscriber: ListSubscriber, head: bytes) -> Asy
     metrics.RUN_LIST_STREAMS_OPEN.inc()
     try:
         yield head
-        release_request_thread()
         await hub.journal.join(subscriber)
         failures = 0
         while not subscriber.live and not subscriber.done:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -101,34 +101,12 @@ async def open_stream(
     return StreamStart(run_id=pk, status=run.status, pos=pos, hello=hello, attempt=run.attempt)
 
 
-def release_request_thread() -> None:
-    """Let this request's sync thread go while its stream stays open.
-
-    Django runs a request's sync work (its request_started receivers, here)
-    on a one-thread executor kept until the request ends. A stream lives for
-    hours, so thousands of streams would park thousands of threads, which
-    measurably slows every other request of the process. Nothing in the
-    stream needs that thread; a later sync call of this request (the
-    request_finished receivers) gets a fresh one. An executor that the
-    server's handler supplied and reuses is left to its owner.
-    """
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is None:
-        return
-    executor = SyncToAsync.context_to_thread_executor.get(context)
-    if executor is None or getattr(context, "_executor", None) is executor:
-        return
-    del SyncToAsync.context_to_thread_executor[context]
-    executor.shutdown(wait=False)
-
-
 async def _events(hub: Hub, subscriber: Subscriber, head: bytes) -> AsyncIterator[bytes]:
     keepalive = settings.SSE_KEEPALIVE_SECONDS
     connected_at = time.time()
     metrics.EVENT_STREAMS_OPEN.inc()
     try:
         yield head
-        release_request_thread()
         hub.subscribe(subscriber)
         while True:
             if not subscriber.frames and not subscriber.done:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -19,6 +20,11 @@ logger = logging.getLogger("runs.worker")
 
 WRITE_RETRY_FIRST_DELAY_S = 0.05
 WRITE_RETRY_MAX_DELAY_S = 2.0
+# Checkpoints are coalesced: a write goes out once the oldest waiting item is
+# this old, or this many are waiting, whichever comes first. A task emitting
+# one checkpoint at a time otherwise paid a transaction per checkpoint.
+COALESCE_SECONDS = 0.02
+COALESCE_MAX_ITEMS = 100
 
 # Why a task is asked to stop. Only "shutdown" hands the run back to the queue.
 CANCELED = "canceled"
@@ -49,6 +55,15 @@ class TaskContext:
         self._lock = threading.Lock()
         self._on_stop: list[Callable[[str], None]] = []
         self._written = 0  # checkpoints this attempt has sent: the next key's number
+        # Keyed checkpoints not yet written, oldest first, and when they are due.
+        self._pending: list[dict[str, Any]] = []
+        self._due: float | None = None
+        self._pending_changed = threading.Condition(threading.Lock())
+        # One write at a time, in key order; re-entrant, since a failed write stops the task.
+        self._writing = threading.RLock()
+        self._flusher: threading.Thread | None = None
+        self._closed = False
+        self._flush_error: BaseException | None = None
 
     @property
     def canceled(self) -> bool:
@@ -87,6 +102,11 @@ class TaskContext:
 
     def request_stop(self, reason: str) -> bool:
         """Tell the task to stop; the first reason wins. True if this call stopped it."""
+        if reason == SHUTDOWN and self.stop_reason is None:
+            # What the task emitted before the stop is kept, as when every
+            # checkpoint was written at once (a canceled or superseded
+            # attempt could not write it anyway; a timeout flushes first).
+            self.flush_quietly()
         with self._lock:
             if self.stop_reason is not None:
                 return False
@@ -106,15 +126,103 @@ class TaskContext:
     def checkpoints(self, items: list[dict[str, Any]]) -> None:
         """Append `items` in order, each under a key of this attempt, so that a
         write retried after an ambiguous failure (a connection lost before the
-        commit's answer arrived) is stored once."""
+        commit's answer arrived) is stored once.
+
+        They are written within COALESCE_SECONDS, together with the task's
+        other checkpoints of that time (at most COALESCE_MAX_ITEMS per write);
+        `flush()` writes them now. A failure of a write made in the
+        background is raised by the next call."""
         if self.canceled:
             raise TaskStopped(self.stop_reason)
+        self._raise_flush_error()
         with self._lock:
             first = self._written + 1
             self._written += len(items)
         keyed = [{**item, "key": f"a{self.attempt}-{first + offset}"} for offset, item in enumerate(items)]
+        with self._pending_changed:
+            self._pending.extend(keyed)
+            full = len(self._pending) >= COALESCE_MAX_ITEMS
+            if not full and self._due is None:
+                self._due = time.monotonic() + COALESCE_SECONDS
+                self._start_flusher()
+                self._pending_changed.notify()
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every checkpoint emitted so far; TaskStopped if the run is over or taken over."""
+        with self._writing:
+            while True:
+                with self._pending_changed:
+                    batch = self._pending[:COALESCE_MAX_ITEMS]
+                    del self._pending[: len(batch)]
+                    if not self._pending:
+                        self._due = None
+                if not batch:
+                    break
+                self._write(batch)
+        self._raise_flush_error()
+
+    def flush_quietly(self) -> None:
+        """flush(), for a stop or the end of the task: a failure is logged, not raised."""
         try:
-            with tracing.span("run.checkpoints", **{"run.id": self.run_id, "checkpoints.count": len(items)}):
+            self.flush()
+        except TaskStopped:
+            pass
+        except Exception:
+            logger.warning("checkpoint write failed", exc_info=True, extra={"runId": self.run_id})
+        finally:
+            close_old_connections()
+
+    def close(self) -> None:
+        """End the background writer (after a last flush by the caller)."""
+        with self._pending_changed:
+            self._closed = True
+            self._pending_changed.notify()
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join(5)
+
+    def _raise_flush_error(self) -> None:
+        error, self._flush_error = self._flush_error, None
+        if error is not None:
+            raise error
+
+    def _start_flusher(self) -> None:
+        if self._flusher is None:
+            # In the task's context: its writes stay spans of the run's attempt.
+            context = contextvars.copy_context()
+            self._flusher = threading.Thread(
+                target=context.run,
+                args=(self._flush_in_background,),
+                name=f"checkpoints-{self.run_id}",
+                daemon=True,
+            )
+            self._flusher.start()
+
+    def _flush_in_background(self) -> None:
+        try:
+            while True:
+                with self._pending_changed:
+                    while not self._closed and (
+                        self._due is None or (wait := self._due - time.monotonic()) > 0
+                    ):
+                        self._pending_changed.wait(None if self._due is None else wait)
+                    if self._closed:
+                        return
+                try:
+                    self.flush()
+                except TaskStopped:
+                    pass  # the task is told to stop; its next write raises
+                except BaseException as exc:
+                    self._flush_error = exc
+                    with self._pending_changed:
+                        self._due = None
+        finally:
+            connection.close()  # this thread's connection goes back to the pool
+
+    def _write(self, keyed: list[dict[str, Any]]) -> None:
+        try:
+            with tracing.span("run.checkpoints", **{"run.id": self.run_id, "checkpoints.count": len(keyed)}):
                 self._append_retrying(keyed)
         except RunFinished:
             self.request_stop(CANCELED)

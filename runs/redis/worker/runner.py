@@ -300,6 +300,7 @@ class Worker:
             return None
         try:
             func(ctx.input, ctx)
+            ctx.flush()  # every checkpoint stored before the run's status changes
         except TaskStopped:
             return None
         except TaskError as exc:
@@ -310,6 +311,8 @@ class Worker:
             logger.exception("task raised", extra={"runId": ctx.run_id, "task": name})
             return {"code": "task_error", "message": f"{type(exc).__name__}: {exc}"[:4000]}
         finally:
+            ctx.flush_quietly()  # a failed task's checkpoints too, before its status changes
+            ctx.close()
             close_old_connections()
         return None
 
@@ -344,6 +347,7 @@ class Worker:
             if ctx.canceled:
                 return
             # Fail first, then stop: once the task returns the worker must find the run final.
+            ctx.flush_quietly()  # what the task emitted in time is kept
             self._fail_timeout(ctx)
             ctx.request_stop(TIMEOUT)
 
