@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from orchestrator.errors import APIError
 
 
@@ -21,8 +23,11 @@ class InvalidTransition(OrchestratorError):
     status_code = 409
     code = "invalid_transition"
 
-    def __init__(self, current: str, new: str) -> None:
-        super().__init__("invalid status transition", details={"from": current, "to": new})
+    def __init__(self, current: str, new: str, *, waiting_for: dict[str, Any] | None = None) -> None:
+        details: dict[str, Any] = {"from": current, "to": new}
+        if waiting_for:
+            details["waitingFor"] = waiting_for
+        super().__init__("invalid status transition", details=details)
         self.extra = {"from": current, "to": new}
         self.current = current
         self.new = new

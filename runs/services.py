@@ -421,6 +421,10 @@ def set_run_status(
             raise AttemptSuperseded(attempt, run.attempt)
         if status == run.status == states.RUNNING:
             return run  # a repeated "running" report is harmless
+        if status == states.RUNNING and run.is_held:
+            # A gate (runAt, backoff, dependencies, a concurrency slot) still holds it:
+            # starting it anyway would break the gate, a concurrency limit included.
+            raise InvalidTransition(run.status, status, waiting_for=run.waiting_for)
         _apply_status(run, status, error=error if status == states.FAILED else None)
     return run
 

@@ -189,3 +189,21 @@ def test_a_bad_schedule_id_filter_is_a_400_naming_it(api):
 
     assert response.status_code == 400
     assert "scheduleId" in response.json()["error"] + str(response.json().get("details"))
+
+
+def test_a_worker_cannot_start_a_run_a_gate_still_holds(api, queue):
+    run_at = in_an_hour()
+    run = api.post("/runs?mode=redis", {"spec": SPEC, "runAt": format_ts(run_at)}).json()["run"]
+
+    response = api.patch(f"/runs/{run['id']}", {"status": "running"})
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "invalid_transition"
+    assert body["details"] == {
+        "from": "pending",
+        "to": "running",
+        "waitingFor": {"reason": "runAt", "until": format_ts(run_at)},
+    }
+    assert Run.objects.get(pk=run["id"]).status == "pending"
+    assert api.delete(f"/runs/{run['id']}").status_code == 200  # cancel still works
