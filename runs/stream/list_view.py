@@ -25,11 +25,10 @@ from orchestrator.middleware.auth import restricted_owner
 from runs import metrics
 from runs.exceptions import BadParameter, OrchestratorError
 from runs.models import Run
-from runs.stream import sse
+from runs.stream import params, sse
 from runs.stream.hub import Hub, get_hub
 from runs.stream.journal_tail import ListSubscriber, read_entries
 from runs.stream.reads import release_connection
-from runs.stream.views import MAX_REPLAY
 
 MAX_ID_DIGITS = 19  # a bigint
 
@@ -65,25 +64,11 @@ def _filters(request: HttpRequest, restricted_owner: str | None) -> selectors.En
     return selectors.EntryFilter(owner=owner, mode=mode, types=types, schedule_id=schedule_id)
 
 
-def _replay(request: HttpRequest) -> int:
-    raw = request.GET.get("replay")
-    if raw is None or raw == "":
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter("replay", "must be an integer") from None
-    if not 0 <= value <= MAX_REPLAY:
-        raise BadParameter("replay", f"must be between 0 and {MAX_REPLAY}")
-    return value
-
-
 def _resume_point(request: HttpRequest) -> int | None:
-    """The `Last-Event-ID` header (what browsers send on reconnect) wins over `lastEventId`."""
-    header = request.headers.get("Last-Event-ID")
-    name, raw = ("Last-Event-ID", header) if header else ("lastEventId", request.GET.get("lastEventId"))
-    if not raw:
+    found = params.resume_point(request)
+    if found is None:
         return None
+    name, raw = found
     raw = raw.strip()
     if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_ID_DIGITS:
         raise BadParameter(name, "must be a journal id (a decimal integer)")
@@ -159,7 +144,7 @@ async def run_list_events(request: HttpRequest) -> HttpResponse:
     try:
         filters = _filters(request, restricted_owner(request))
         resume = _resume_point(request)
-        replay = _replay(request)
+        replay = params.replay(request, default=0)
         hub = get_hub()
         start = await hub.db(find_start, resume, replay, filters)
     except OrchestratorError as exc:

@@ -23,12 +23,10 @@ from orchestrator.errors import database_unavailable, error_response
 from orchestrator.middleware.auth import restricted_owner
 from runs import metrics, selectors
 from runs.exceptions import BadParameter, OrchestratorError, RunNotFound
-from runs.stream import sse
+from runs.stream import params, sse
 from runs.stream.hub import Hub, Subscriber, get_hub
 from runs.stream.reads import load_run, observe_delivery, release_connection
 from runs.wire import parse_ts, run_to_wire
-
-MAX_REPLAY = 1000
 
 
 @dataclass(frozen=True)
@@ -41,25 +39,11 @@ class StreamStart:
     attempt: int | None = None
 
 
-def _replay_count(request: HttpRequest) -> int:
-    raw = request.GET.get("replay")
-    if raw is None or raw == "":
-        return settings.SSE_DEFAULT_REPLAY
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter("replay", "must be an integer") from None
-    if not 0 <= value <= MAX_REPLAY:
-        raise BadParameter("replay", f"must be between 0 and {MAX_REPLAY}")
-    return value
-
-
 def _resume_point(request: HttpRequest) -> datetime | None:
-    """The `Last-Event-ID` header (what browsers send on reconnect) wins over `lastEventId`."""
-    header = request.headers.get("Last-Event-ID")
-    name, raw = ("Last-Event-ID", header) if header else ("lastEventId", request.GET.get("lastEventId"))
-    if not raw:
+    found = params.resume_point(request)
+    if found is None:
         return None
+    name, raw = found
     try:
         return parse_ts(raw)
     except ValueError:
@@ -138,7 +122,7 @@ async def run_events(request: HttpRequest, run_id: str) -> HttpResponse:
         return error_response(405, "method not allowed", "method_not_allowed", headers={"Allow": "GET"})
     try:
         resume = _resume_point(request)
-        replay = _replay_count(request)
+        replay = params.replay(request, default=settings.SSE_DEFAULT_REPLAY)
         hub = get_hub()
         start = await open_stream(hub, run_id, resume, replay, restricted_owner(request))
     except OrchestratorError as exc:
