@@ -447,6 +447,13 @@ def _tell_backend_to_cancel(backend: Any, run: Run) -> None:
         logger.exception("backend cancel failed", extra={"runId": str(run.id)})
 
 
+def _check_batch_size(items: list[dict[str, Any]]) -> None:
+    # Every writer (the API, the Redis workers) is held to it here, once.
+    limit = settings.MAX_CHECKPOINT_BATCH
+    if len(items) > limit:
+        raise SchemaViolation({"checkpoints": [f"at most {limit} per batch"]})
+
+
 def _check_data_size(items: list[dict[str, Any]]) -> None:
     limit = settings.MAX_CHECKPOINT_DATA_BYTES
     too_large: dict[str, list[str]] = {}
@@ -474,6 +481,7 @@ def _trimmed_types(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[checkpoint_writer.Appended]:
     """Append checkpoints in order; see `runs.checkpoint_writer` for the guarantees."""
+    _check_batch_size(items)
     _check_data_size(items)
     items = _trimmed_types(items)
     try:
