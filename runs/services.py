@@ -429,6 +429,22 @@ def set_run_status(
     return run
 
 
+def record_observed_status(
+    run_id: Any, status: str, *, attempt: int, error: dict[str, Any] | None = None
+) -> Run:
+    """Where a backend saw `attempt` get to (the Kubernetes reconciler, from
+    its Job and pods). The state machine goes through running, and a fast
+    Job may complete before it was ever seen running: it is stepped through
+    running first, in the same transaction."""
+    with transaction.atomic():
+        if status == states.COMPLETED:
+            try:
+                set_run_status(run_id, states.RUNNING, attempt=attempt)
+            except InvalidTransition:
+                pass  # already running, or past it: the next step decides
+        return set_run_status(run_id, status, error=error, attempt=attempt)
+
+
 def cancel_run(run_id: Any) -> Run:
     """Mark the run canceled now and tell its backend to stop the work."""
     with transaction.atomic():
