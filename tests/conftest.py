@@ -17,7 +17,7 @@ from runs.validation import validator
 def assert_wire(ref: str, body: Any) -> None:
     """Fail when `body` breaks the schema definition `ref` (e.g. run.schema.json#/$defs/run)."""
     errors = list(validator(ref).iter_errors(body))
-    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors]
+    assert not errors, [f"{e.instance_path}: {e.message}" for e in errors]
 
 
 class JSONClient:
