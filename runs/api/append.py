@@ -111,6 +111,6 @@ def checkpoints_view() -> Any:
         return await drf_view(request, run_id=run_id)
 
     # What drf-spectacular reads to document the route from the DRF view.
-    checkpoints.cls = CheckpointCollectionView  # type: ignore[attr-defined]
-    checkpoints.initkwargs = {}  # type: ignore[attr-defined]
+    checkpoints.cls = CheckpointCollectionView
+    checkpoints.initkwargs = {}
     return checkpoints

@@ -32,7 +32,7 @@ def container(state: dict, **extra: object) -> dict:
     }
 
 
-def start_run(api, spec: dict | None = None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def start_run(api, spec: dict | None = None) -> tuple[str, str]:
     response = api.post("/runs?mode=k8s", {"spec": spec or {"image": "busybox"}})
     assert response.status_code == 201, response.content
     run_id = response.json()["runId"]
