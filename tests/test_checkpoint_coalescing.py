@@ -17,7 +17,7 @@ from tests.waiting import wait_for
 
 
 @pytest.fixture
-def writes(monkeypatch) -> list[list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+def writes(monkeypatch) -> list[list[dict[str, Any]]]:
     """Every write the context makes, as the list of items it sent."""
     made: list[list[dict[str, Any]]] = []
     lock = threading.Lock()

@@ -51,7 +51,7 @@ def _decrypted(token: str) -> str:
 def signing_secret(delivery: Delivery) -> str:
     """A subscription's own secret, or WEBHOOK_SECRET for a per-run webhook."""
     if delivery.webhook_id:
-        return _decrypted(delivery.webhook.secret_encrypted)  # type: ignore[union-attr]
+        return _decrypted(delivery.webhook.secret_encrypted)
     return settings.WEBHOOK_SECRET
 
 

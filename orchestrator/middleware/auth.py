@@ -153,7 +153,7 @@ def identify(request: HttpRequest) -> Principal:
     if isinstance(cached, Principal):
         return cached
     principal = _identify(request)
-    request.principal = principal  # type: ignore[attr-defined]
+    request.principal = principal
     return principal
 
 
@@ -164,7 +164,7 @@ def _identify(request: HttpRequest) -> Principal:
         if keys and _matches_a_key(presented, keys):
             return Principal(API_KEY, fingerprint(presented))
         if tenant_keys.prefix_of(presented) is not None:
-            request._presented_key = presented  # type: ignore[attr-defined]
+            request._presented_key = presented
             return Principal(UNCHECKED_KEY, fingerprint(presented))
         if "X-API-Key" not in request.headers:
             # A Bearer value that is not a key may be a worker token; a stream
@@ -193,7 +193,7 @@ def check_tenant_key(request: HttpRequest) -> None:
     principal = identify(request)
     if principal.kind != UNCHECKED_KEY:
         return
-    identity, problem = tenant_services.authenticate(request._presented_key)  # type: ignore[attr-defined]
+    identity, problem = tenant_services.authenticate(request._presented_key)
     if identity is None:
         settled = Principal(INVALID, principal.fingerprint, problem=problem)
     else:
@@ -204,7 +204,7 @@ def check_tenant_key(request: HttpRequest) -> None:
             scopes=identity.scopes,
             key_prefix=identity.prefix,
         )
-    request.principal = settled  # type: ignore[attr-defined]
+    request.principal = settled
 
 
 def scope_refusal(request: HttpRequest) -> HttpResponse | None:
@@ -310,7 +310,7 @@ class APIKeyMiddleware(DualMiddleware):
         early = self._decide(request)
         if early is not None:
             return self.after(request, early)
-        response = await self.get_response(request)  # type: ignore[misc]
+        response = await self.get_response(request)
         return self.after(request, response)
 
     def _decide(self, request: HttpRequest) -> HttpResponse | None:
@@ -324,7 +324,7 @@ class APIKeyMiddleware(DualMiddleware):
             return forbidden
         if not is_open(request):
             principal = identify(request)
-            request._audit_token = audit_context.begin(  # type: ignore[attr-defined]
+            request._audit_token = audit_context.begin(
                 actor_of(principal), request.META.get("REMOTE_ADDR") or ""
             )
         return None
@@ -332,7 +332,7 @@ class APIKeyMiddleware(DualMiddleware):
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         token = getattr(request, "_audit_token", None)
         if token is not None:
-            request._audit_token = None  # type: ignore[attr-defined]
+            request._audit_token = None
             try:
                 audit_context.end(token)
             except ValueError:
