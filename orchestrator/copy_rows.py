@@ -60,11 +60,11 @@ def insert_rows(objs: Sequence[models.Model]) -> None:
     stamped = [
         field
         for field in fields
-        if isinstance(field, models.DateField) and (field.auto_now or field.auto_now_add)  # type: ignore[attr-defined]
+        if isinstance(field, models.DateField) and (field.auto_now or field.auto_now_add)
     ]
     for obj in objs:
         for field in stamped:
-            if field.auto_now or getattr(obj, field.attname) is None:  # type: ignore[attr-defined]
+            if field.auto_now or getattr(obj, field.attname) is None:
                 setattr(obj, field.attname, now)
     names = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     table = connection.ops.quote_name(model._meta.db_table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -285,7 +286,7 @@ def test_changing_the_timing_starts_again_after_now():
     assert changed.next_fire_at == datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-def race(work, processes: int = 4) -> None:  # type: ignore[no-untyped-def]
+def race(work: Callable[[], None], processes: int = 4) -> None:
     """`work` in that many threads at once, each with its own connection, as racing schedulers."""
     start = threading.Barrier(processes)
 
