@@ -522,3 +522,17 @@ def test_runs_made_ahead_are_handed_over_by_racing_threads_once_each(settings, q
     made = Run.objects.filter(schedule_id__in=[s.id for s in schedules], waiting_for__isnull=True)
     assert sorted(queued) == sorted(str(run_id) for run_id in made.values_list("id", flat=True))
     assert len(queued) == 20
+
+
+def test_a_single_scheduler_pass_makes_nothing_ahead_and_a_running_scheduler_does(settings):
+    from schedules.scheduler import Scheduler
+
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    schedule = every_minute(overlap="allow")
+    scheduler = Scheduler(clock=lambda: TICK - timedelta(seconds=4))
+
+    assert scheduler.run_pass(ahead=False) == TICK  # --once: no pass may follow to hand it over
+    assert runs_of(schedule) == []
+
+    assert scheduler.run_pass() == TICK  # made ahead; its hand-over is what is due next
+    assert runs_of(schedule) == [TICK]
