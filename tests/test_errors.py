@@ -10,6 +10,7 @@ from django.test import Client, override_settings
 from runs import services
 from runs.exceptions import SchemaViolation
 from tests.conftest import assert_wire
+from tests.servers import terminate_connections
 
 pytestmark = pytest.mark.django_db
 
@@ -240,17 +241,11 @@ def test_every_log_line_of_a_request_carries_its_id(api, caplog):
 def test_a_database_restart_costs_one_503_not_a_500_per_pooled_connection(asgi_server):
     """PostgreSQL restarted under a running server: its pooled connections are all dead."""
     import httpx
-    from django.db import connection
 
     with httpx.Client(base_url=asgi_server.url, timeout=10) as http:
         for _ in range(3):
             assert http.get("/runs").status_code == 200
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
-                [asgi_server.db_application_name],
-            )
-            assert cursor.fetchone()[0] >= 1
+        assert terminate_connections(asgi_server.db_application_name) >= 1
 
         statuses = [http.get("/runs").status_code for _ in range(5)]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from runs.models import Run
-from tests.kube.conftest import NS, eventually
+from tests.kube.conftest import NS
 from tests.kube.fake_apiserver import FakeKubeAPI
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,5 +26,5 @@ def test_the_next_job_is_created_when_the_running_one_completes(
     cluster.set_job_status(NS, f"run-{first}", COMPLETE)
 
     # The Job is created inside the completing transaction: the run is read once that commits.
-    eventually(lambda: Run.objects.get(pk=second["id"]).waiting_for is None)
+    wait_for(lambda: Run.objects.get(pk=second["id"]).waiting_for is None)
     assert cluster.get_job(NS, f"run-{second['id']}") is not None
