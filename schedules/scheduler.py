@@ -143,6 +143,7 @@ class Scheduler:
         now = self.clock()
         services.fire_due(now, clock=self.clock, should_stop=lambda: self.stopping)
         admission.admit_due(now)
+        admission.admit_free_slots(now)
         due = [moment for moment in (services.next_due_at(), admission.next_due_at()) if moment is not None]
         return min(due, default=None)
 
