@@ -23,13 +23,13 @@ SPEC = {"task": "sleep", "input": {"seconds": 1}}
 
 
 @pytest.fixture
-def scheduler(tmp_path, queue, settings):  # type: ignore[no-untyped-def]
+def scheduler(tmp_path, queue, settings):
     process = SchedulerProcess(tmp_path, REDIS_KEY_PREFIX=settings.REDIS_KEY_PREFIX).start()
     yield process
     process.stop()
 
 
-def queued_ids(queue) -> list[str]:  # type: ignore[no-untyped-def]
+def queued_ids(queue) -> list[str]:
     return [fields["runId"] for _, fields in queue.redis.xrange(queue.keys.stream)]
 
 
@@ -55,7 +55,7 @@ def test_sigterm_stops_the_scheduler_cleanly(scheduler):
 # --- schedules ---
 
 
-def ticks_are_contiguous(schedule) -> None:  # type: ignore[no-untyped-def]
+def ticks_are_contiguous(schedule) -> None:
     """Every tick from the first to the last handled has exactly one record."""
     schedule.refresh_from_db()
     timing = schedule.timing

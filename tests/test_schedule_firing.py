@@ -21,7 +21,7 @@ T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 SPEC = {"task": "sleep", "input": {"seconds": 1}}
 
 
-def every_minute(**fields):  # type: ignore[no-untyped-def]
+def every_minute(**fields):
     return services.create_schedule(
         name="every minute", interval_seconds=60, mode="redis", spec=SPEC, now=T0, **fields
     )
@@ -46,7 +46,7 @@ def minutes(*offsets: int) -> list[datetime]:
     return [T0 + timedelta(minutes=m) for m in offsets]
 
 
-def finish(run_id) -> None:  # type: ignore[no-untyped-def]
+def finish(run_id) -> None:
     run_services.set_run_status(run_id, "running")
     run_services.set_run_status(run_id, "completed")
 

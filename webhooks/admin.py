@@ -70,8 +70,8 @@ class WebhookAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Webhook, form: Any, change: bool) -> None:
         if not change:
-            request._new_webhook_secret = secrets.generate()  # type: ignore[attr-defined]
-            obj.secret_encrypted = secrets.encrypt(request._new_webhook_secret)  # type: ignore[attr-defined]
+            request._new_webhook_secret = secrets.generate()
+            obj.secret_encrypted = secrets.encrypt(request._new_webhook_secret)
         elif obj.active:
             obj.inactive_reason = ""
         with transaction.atomic():
@@ -82,7 +82,7 @@ class WebhookAdmin(admin.ModelAdmin):
     def response_add(
         self, request: HttpRequest, obj: Webhook, post_url_continue: str | None = None
     ) -> HttpResponse:
-        return _secret_page(request, obj, request._new_webhook_secret, "created")  # type: ignore[attr-defined]
+        return _secret_page(request, obj, request._new_webhook_secret, "created")
 
     def delete_model(self, request: HttpRequest, obj: Webhook) -> None:
         services.delete_webhook(obj.pk)  # the service records the deletion in the audit trail

@@ -144,7 +144,7 @@ class Delivery(models.Model):
 
     @property
     def target(self) -> Webhook | RunWebhook:
-        return self.webhook if self.webhook_id else self.run_webhook  # type: ignore[return-value]
+        return self.webhook if self.webhook_id else self.run_webhook
 
 
 class FanoutCursor(models.Model):

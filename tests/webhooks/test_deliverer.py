@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _fast(settings, private_networks):  # type: ignore[no-untyped-def]
+def _fast(settings, private_networks):
     settings.WEBHOOK_RETRY_SCHEDULE = "0.1,0.1"
     settings.WEBHOOK_RETRY_JITTER = 0.0
     settings.WEBHOOK_TIMEOUT_SECONDS = 2.0

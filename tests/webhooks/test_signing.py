@@ -65,7 +65,7 @@ def test_each_of_several_secrets_verifies_and_no_other_does():
 
 def test_a_bare_string_is_not_taken_for_a_list_of_secrets():
     with pytest.raises(ValueError):
-        signing.signed_headers("msg-1", BODY, secrets.generate(), datetime.now(UTC))  # type: ignore[arg-type]
+        signing.signed_headers("msg-1", BODY, secrets.generate(), datetime.now(UTC))
     with pytest.raises(ValueError):
         signing.signed_headers("msg-1", BODY, [], datetime.now(UTC))
 
