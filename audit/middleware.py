@@ -17,12 +17,12 @@ class AdminActorMiddleware(DualMiddleware):
             username = user.get_username() if user is not None and user.is_authenticated else "-"
             return context.admin_actor(username)
 
-        request._admin_actor = context.begin(name, request.META.get("REMOTE_ADDR") or "")  # type: ignore[attr-defined]
+        request._admin_actor = context.begin(name, request.META.get("REMOTE_ADDR") or "")
         return None
 
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         token = getattr(request, "_admin_actor", None)
         if token is not None:
-            request._admin_actor = None  # type: ignore[attr-defined]
+            request._admin_actor = None
             context.end(token)
         return response

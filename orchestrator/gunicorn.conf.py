@@ -64,17 +64,17 @@ def _gc_thresholds() -> tuple[int, int, int]:
 GC_THRESHOLDS = _gc_thresholds()
 
 
-def post_fork(server, worker):  # type: ignore[no-untyped-def]
+def post_fork(server, worker):
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def post_worker_init(worker):  # type: ignore[no-untyped-def]
+def post_worker_init(worker):
     # The app is imported now: what exists stays for the process's life.
     gc.collect()
     gc.freeze()
 
 
-def _is_loopback(host):  # type: ignore[no-untyped-def]
+def _is_loopback(host):
     if host == "localhost":
         return True
     try:
@@ -83,11 +83,11 @@ def _is_loopback(host):  # type: ignore[no-untyped-def]
         return False  # a name that may resolve anywhere
 
 
-def _tcp_addresses(server):  # type: ignore[no-untyped-def]
+def _tcp_addresses(server):
     return [address for address in server.cfg.address if isinstance(address, tuple)]
 
 
-def _refuse_unauthenticated(server):  # type: ignore[no-untyped-def]
+def _refuse_unauthenticated(server):
     exposed = [host for host, _port in _tcp_addresses(server) if not _is_loopback(host)]
     if not exposed or os.environ.get("ORCHESTRATOR_API_KEY", "").strip():
         return
@@ -101,7 +101,7 @@ def _refuse_unauthenticated(server):  # type: ignore[no-untyped-def]
     )
 
 
-def _refuse_port_in_use(server):  # type: ignore[no-untyped-def]
+def _refuse_port_in_use(server):
     # With reuse_port the workers' sockets would join another server's
     # SO_REUSEPORT group instead of failing; a probe without it fails on any
     # listener (SO_REUSEADDR lets it past connections still in TIME_WAIT).
@@ -117,7 +117,7 @@ def _refuse_port_in_use(server):  # type: ignore[no-untyped-def]
                 ) from None
 
 
-def on_starting(server):  # type: ignore[no-untyped-def]
+def on_starting(server):
     _refuse_unauthenticated(server)
     _refuse_port_in_use(server)
     # Samples of an earlier server run would be summed in; Django is not
@@ -130,7 +130,7 @@ def on_starting(server):  # type: ignore[no-untyped-def]
         stale.unlink(missing_ok=True)
 
 
-def child_exit(server, worker):  # type: ignore[no-untyped-def]
+def child_exit(server, worker):
     # Live gauges of a dead worker (open streams) must stop counting.
     from prometheus_client import multiprocess
 

@@ -59,18 +59,26 @@ INSTALLED_APPS = [
     "schedules",
     "tenants",
     "audit",
+    "corsheaders",
 ]
 
 # Under ASGI every sync middleware costs thread hops on every request, so the
 # API path keeps to async-capable ones; the admin's session machinery runs
-# only under /admin/ (see AdminOnlyMiddleware).
+# only under /admin/ (see AdminOnlyMiddleware). Our guards come right after
+# what every answer needs (request id, response headers): access log, CORS
+# (preflight, and headers on every answer, refusals included), rate limit,
+# API key; then the rest. What each guard protects is in SECURITY.md.
 MIDDLEWARE = [
     "orchestrator.middleware.request.RequestIDMiddleware",
+    "orchestrator.middleware.request.ResponseHeadersMiddleware",
+    "orchestrator.middleware.access_log.AccessLogMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "orchestrator.middleware.ratelimit.RateLimitMiddleware",
+    "orchestrator.middleware.auth.APIKeyMiddleware",
     "orchestrator.middleware.body_limit.BodySizeLimitMiddleware",
     "orchestrator.middleware.request.AllowedHostsMiddleware",
     "orchestrator.middleware.request.QueryStringMiddleware",
     "orchestrator.middleware.startup_checks.StartupChecksMiddleware",
-    "orchestrator.middleware.request.ResponseHeadersMiddleware",
     "orchestrator.middleware.static_files.StaticFilesMiddleware",
     "orchestrator.middleware.request.AdminOnlyMiddleware",
 ]
@@ -173,6 +181,7 @@ SPECTACULAR_SETTINGS = {
         "runs.api.openapi.mark_required_bodies",
         "runs.api.openapi.describe_query_values",
         "runs.stream.openapi.add_event_stream",
+        "orchestrator.openapi.add_security",
     ],
 }
 
@@ -189,16 +198,19 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "orchestrator.logging.RequestIDFilter"}},
+    "filters": {
+        "request_id": {"()": "orchestrator.logging.RequestIDFilter"},
+        "redact": {"()": "orchestrator.logging.RedactCredentialsFilter"},
+    },
     "formatters": {
         "json": {"()": "orchestrator.logging.JSONFormatter"},
-        "plain": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"},
+        "plain": {"()": "orchestrator.logging.PlainFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT if LOG_FORMAT in ("json", "plain") else "json",
-            "filters": ["request_id"],
+            "filters": ["request_id", "redact"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -209,6 +221,7 @@ LOGGING = {
         # `runs_tail`'s output and in the log of anything that calls out.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        "orchestrator.access": {"level": env_str("ACCESS_LOG_LEVEL", "INFO")},
     },
 }
 
@@ -243,28 +256,6 @@ RECONCILER_METRICS_PORT = env_int("RECONCILER_METRICS_PORT", 0, minimum=0)
 
 # --- Security and observability: API keys, CORS, rate limits, metrics, logs ---
 # What each setting protects is in SECURITY.md.
-INSTALLED_APPS += ["corsheaders"]
-
-
-def _with_guards(middleware: list[str]) -> list[str]:
-    """Our guards, in order, after the middleware every answer needs (request
-    id, response headers): access log, CORS (preflight, and headers on every
-    answer, refusals included), rate limit, API key; then the rest."""
-    every_answer = (
-        "orchestrator.middleware.request.RequestIDMiddleware",
-        "orchestrator.middleware.request.ResponseHeadersMiddleware",
-    )
-    return [
-        *[name for name in middleware if name in every_answer],
-        "orchestrator.middleware.access_log.AccessLogMiddleware",
-        "corsheaders.middleware.CorsMiddleware",
-        "orchestrator.middleware.ratelimit.RateLimitMiddleware",
-        "orchestrator.middleware.auth.APIKeyMiddleware",
-        *[name for name in middleware if name not in every_answer],
-    ]
-
-
-MIDDLEWARE = _with_guards(MIDDLEWARE)
 
 # One key, or several comma-separated so a new one can be rolled out before
 # the old one is withdrawn. Unset: no authentication (a warning at start-up).
@@ -313,16 +304,6 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "orchestrator"}
     )
 }
-
-LOGGING["formatters"]["plain"] = {"()": "orchestrator.logging.PlainFormatter"}
-LOGGING["filters"]["redact"] = {"()": "orchestrator.logging.RedactCredentialsFilter"}
-LOGGING["handlers"]["console"]["filters"] = ["request_id", "redact"]
-LOGGING["loggers"]["orchestrator.access"] = {"level": env_str("ACCESS_LOG_LEVEL", "INFO")}
-
-SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
-    *SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"],
-    "orchestrator.openapi.add_security",
-]
 
 # --- Redis workers ---
 # Redis-mode runs go on a Redis Stream read by `manage.py runworker`. With
@@ -389,8 +370,13 @@ ADMIN_CHECKPOINTS_PER_PAGE = env_int("ADMIN_CHECKPOINTS_PER_PAGE", 50, minimum=1
 
 # --- Webhooks (the webhooks app; `manage.py runwebhooks` delivers) ---
 # Signs per-run webhooks (the `webhook` of POST /runs): whsec_ and base64 of
-# 24 to 64 random bytes. Unset: a per-run webhook is refused (422).
+# 24 to 64 random bytes. Unset: a per-run webhook is refused (422). Several,
+# comma-separated, all sign each attempt, so the server's secret can be rotated
+# without a receiver rejecting anything (the guide on webhooks says how).
 WEBHOOK_SECRET = env_str("WEBHOOK_SECRET")
+# After POST /webhooks/{id}/rotate-secret the old secret keeps signing beside
+# the new one for this long, unless the request asks for another overlap.
+WEBHOOK_SECRET_OVERLAP_SECONDS = env_int("WEBHOOK_SECRET_OVERLAP_SECONDS", 86400, minimum=0)
 # Each phase of an attempt (connect, send, each read) gets this long.
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
 # Seconds to wait after each failed attempt (comma list); past its end a
@@ -417,6 +403,10 @@ SCHEDULER_METRICS_PORT = env_int("SCHEDULER_METRICS_PORT", 0, minimum=0)
 # How old the newest due tick may be and still count as on time rather than
 # missed (missed ticks follow the schedule's `catchup`).
 SCHEDULE_GRACE_SECONDS = env_float("SCHEDULE_GRACE_SECONDS", 30.0)
+# How far ahead of its tick the run of an `overlap: allow` schedule (Redis,
+# no admission fields) is made, held by its runAt until the tick, so that
+# ticks that fall together only need their hand-over at the tick; 0: never.
+SCHEDULE_PREPARE_SECONDS = env_float("SCHEDULE_PREPARE_SECONDS", 5.0)
 # Most missed ticks one schedule makes runs for under `catchup: all`.
 SCHEDULE_MAX_CATCHUP = env_int("SCHEDULE_MAX_CATCHUP", 100, minimum=1)
 # A due delayed run whose backend cannot take it (Kubernetes down) is tried again this much later.

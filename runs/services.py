@@ -425,6 +425,22 @@ def set_run_status(
     return run
 
 
+def record_observed_status(
+    run_id: Any, status: str, *, attempt: int, error: dict[str, Any] | None = None
+) -> Run:
+    """Where a backend saw `attempt` get to (the Kubernetes reconciler, from
+    its Job and pods). The state machine goes through running, and a fast
+    Job may complete before it was ever seen running: it is stepped through
+    running first, in the same transaction."""
+    with transaction.atomic():
+        if status == states.COMPLETED:
+            try:
+                set_run_status(run_id, states.RUNNING, attempt=attempt)
+            except InvalidTransition:
+                pass  # already running, or past it: the next step decides
+        return set_run_status(run_id, status, error=error, attempt=attempt)
+
+
 def cancel_run(run_id: Any) -> Run:
     """Mark the run canceled now and tell its backend to stop the work."""
     with transaction.atomic():
@@ -441,6 +457,13 @@ def _tell_backend_to_cancel(backend: Any, run: Run) -> None:
     except Exception:
         # The run is already canceled; reconcilers and workers re-check it.
         logger.exception("backend cancel failed", extra={"runId": str(run.id)})
+
+
+def _check_batch_size(items: list[dict[str, Any]]) -> None:
+    # Every writer (the API, the Redis workers) is held to it here, once.
+    limit = settings.MAX_CHECKPOINT_BATCH
+    if len(items) > limit:
+        raise SchemaViolation({"checkpoints": [f"at most {limit} per batch"]})
 
 
 def _check_data_size(items: list[dict[str, Any]]) -> None:
@@ -470,6 +493,7 @@ def _trimmed_types(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[checkpoint_writer.Appended]:
     """Append checkpoints in order; see `runs.checkpoint_writer` for the guarantees."""
+    _check_batch_size(items)
     _check_data_size(items)
     items = _trimmed_types(items)
     try:

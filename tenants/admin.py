@@ -94,12 +94,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # The admin logs the addition against obj: make it the record just made.
         obj.pk = created.pk
         obj.prefix = created.prefix
-        request._new_api_key = (created, secret)  # type: ignore[attr-defined]
+        request._new_api_key = (created, secret)
 
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
     ) -> HttpResponse:
-        api_key, secret = request._new_api_key  # type: ignore[attr-defined]
+        api_key, secret = request._new_api_key
         response = TemplateResponse(
             request,
             "admin/tenants/apikey/secret.html",

@@ -37,7 +37,7 @@ RULES: dict[str, dict[str, str]] = {
     "audit": {"GET": s.AUDIT_READ},
 }
 
-# Endpoints no key is asked for: probes and scraping (see auth.OPEN_PATHS),
+# Endpoints no key is asked for: probes and scraping (see auth.OPEN_ROUTES),
 # and the admin, which has its own session login.
 UNGUARDED = frozenset({"health", "ready", "metrics", "runs-dashboard"})
 UNGUARDED_NAMESPACES = frozenset({"admin"})

@@ -17,7 +17,7 @@ from runs.validation import validator
 def assert_wire(ref: str, body: Any) -> None:
     """Fail when `body` breaks the schema definition `ref` (e.g. run.schema.json#/$defs/run)."""
     errors = list(validator(ref).iter_errors(body))
-    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors]
+    assert not errors, [f"{e.instance_path}: {e.message}" for e in errors]
 
 
 class JSONClient:
@@ -26,28 +26,31 @@ class JSONClient:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    def _send(self, method: str, path: str, body: Any = None, **headers: str):  # type: ignore[no-untyped-def]
+    def _send(self, method: str, path: str, body: Any = None, **headers: str):
         kwargs: dict[str, Any] = {"headers": headers}
         if body is not None:
             kwargs["data"] = body if isinstance(body, str | bytes) else json.dumps(body)
             kwargs["content_type"] = headers.pop("content_type", "application/json")
+        elif method in ("post", "patch"):
+            # No body at all, as curl -X POST sends, not the test client's empty multipart form.
+            kwargs.update(data=b"", content_type="")
         return getattr(self.client, method)(path, **kwargs)
 
-    def get(self, path: str, **headers: str):  # type: ignore[no-untyped-def]
+    def get(self, path: str, **headers: str):
         return self._send("get", path, **headers)
 
-    def post(self, path: str, body: Any = None, **headers: str):  # type: ignore[no-untyped-def]
+    def post(self, path: str, body: Any = None, **headers: str):
         return self._send("post", path, body, **headers)
 
-    def patch(self, path: str, body: Any = None, **headers: str):  # type: ignore[no-untyped-def]
+    def patch(self, path: str, body: Any = None, **headers: str):
         return self._send("patch", path, body, **headers)
 
-    def delete(self, path: str, **headers: str):  # type: ignore[no-untyped-def]
+    def delete(self, path: str, **headers: str):
         return self._send("delete", path, **headers)
 
 
 @pytest.fixture(autouse=True)
-def _no_rate_limit_unless_asked(settings):  # type: ignore[no-untyped-def]
+def _no_rate_limit_unless_asked(settings):
     """Tests of other features must not trip the limiter; its own tests set their limits."""
     from orchestrator.middleware.ratelimit import RateLimitMiddleware
 
@@ -63,7 +66,7 @@ def api(db: None) -> JSONClient:
 
 
 @pytest.fixture
-def make_run(api: JSONClient):  # type: ignore[no-untyped-def]
+def make_run(api: JSONClient):
     """Create a run over the API and return its wire form."""
 
     def make(mode: str = "redis", spec: dict[str, Any] | None = None, **body: Any) -> dict[str, Any]:
@@ -77,7 +80,7 @@ def make_run(api: JSONClient):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):
     """One uvicorn process serving the app over real HTTP for the whole session.
 
     Tests that use it must write with `transactional_db` (committed data), since
@@ -136,7 +139,7 @@ SERVER_KEYS = ("server-key-alpha-0123456789", "server-key-beta-0123456789", "ser
 
 
 @pytest.fixture(scope="session")
-def keyed_server(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+def keyed_server(django_db_setup, django_db_blocker, tmp_path_factory):
     """A uvicorn process that requires an API key and writes JSON logs (read with `.log()`)."""
     from tests.servers import running_server
 
@@ -147,7 +150,7 @@ def keyed_server(django_db_setup, django_db_blocker, tmp_path_factory):  # type:
 
 
 @pytest.fixture
-def queue(settings):  # type: ignore[no-untyped-def]
+def queue(settings):
     """The run queue under a key prefix of this test's own, in this process
     (set REDIS_KEY_PREFIX=settings.REDIS_KEY_PREFIX for processes it starts)."""
     from runs.redis import queue as run_queue

@@ -20,7 +20,7 @@ CHANGELIST = "/admin/runs/run/"
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):  # type: ignore[no-untyped-def]
+def fast_password_hashing(settings):
     """The admin fixtures create users; a slow hasher would dominate these tests."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -34,7 +34,7 @@ def new_run(mode: str = "redis", **metadata: object) -> Run:
     return run
 
 
-def listed_ids(response) -> set[str]:  # type: ignore[no-untyped-def]
+def listed_ids(response) -> set[str]:
     assert response.status_code == 200, response.content[:500]
     return set(re.findall(r'href="/admin/runs/run/([0-9a-f-]{36})/change/', response.content.decode()))
 

@@ -176,7 +176,7 @@ def test_the_checkpoint_list_is_newest_first_across_runs(admin_client):
 
 
 @pytest.fixture
-def prefix(settings):  # type: ignore[no-untyped-def]
+def prefix(settings):
     value = settings.REDIS_KEY_PREFIX = unique_prefix()
     yield value
     drop_keys(value)

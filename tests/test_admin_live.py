@@ -31,14 +31,14 @@ LIVE_STATUS = "document.querySelector('[data-live-status]').textContent"
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):  # type: ignore[no-untyped-def]
+def browser(tmp_path_factory):
     """One Chromium for the module: starting it is the slow part."""
     with chromium(tmp_path_factory.mktemp("chromium")) as started:
         yield started
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+def server(django_db_setup, django_db_blocker, tmp_path_factory):
     """A server of this module's own: a page load is a dozen requests, whose
     log lines would crowd the shared server's log that other tests read."""
     with running_server(tmp_path_factory.mktemp("admin-live")) as started:
@@ -46,7 +46,7 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignor
 
 
 @pytest.fixture
-def session_cookie(django_user_model) -> str:  # type: ignore[no-untyped-def]
+def session_cookie(django_user_model) -> str:
     """A superuser's session, committed so the server process sees it."""
     user = django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-unused-123")
     client = Client()
@@ -54,7 +54,7 @@ def session_cookie(django_user_model) -> str:  # type: ignore[no-untyped-def]
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-def open_run_page(browser, server, cookie: str, run: Run) -> None:  # type: ignore[no-untyped-def]
+def open_run_page(browser, server, cookie: str, run: Run) -> None:
     browser.set_cookie(server.url, settings.SESSION_COOKIE_NAME, cookie)
     browser.open(f"{server.url}/admin/runs/run/{run.pk}/change/")
 

@@ -36,7 +36,7 @@ ENDPOINTS = [
 
 
 @pytest.fixture
-def keys(settings):  # type: ignore[no-untyped-def]
+def keys(settings):
     settings.ORCHESTRATOR_API_KEYS = [KEY, OLD_KEY]
 
 
@@ -48,14 +48,14 @@ def run_id(db: None) -> str:
     return str(run.id)
 
 
-def call(client: Client, method: str, path: str, body=None, **headers: str):  # type: ignore[no-untyped-def]
+def call(client: Client, method: str, path: str, body=None, **headers: str):
     kwargs = {"headers": headers}
     if body is not None:
         kwargs.update(data=body, content_type="application/json")
     return getattr(client, method)(path, **kwargs)
 
 
-def assert_unauthorized(response, code: str, *secrets: str) -> None:  # type: ignore[no-untyped-def]
+def assert_unauthorized(response, code: str, *secrets: str) -> None:
     assert response.status_code == 401, response.content
     body = response.json()
     assert_wire("run.schema.json#/$defs/errorResponse", body)

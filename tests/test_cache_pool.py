@@ -24,7 +24,7 @@ def connections_named(name: str) -> int:
         admin.close()
 
 
-def test_cache_objects_in_different_threads_share_one_redis_connection(settings) -> None:  # type: ignore[no-untyped-def]
+def test_cache_objects_in_different_threads_share_one_redis_connection(settings) -> None:
     name = f"cache-pool-{uuid.uuid4().hex[:12]}"
     cache = dict(settings.CACHES["default"])
     assert cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache"

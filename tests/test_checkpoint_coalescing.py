@@ -17,7 +17,7 @@ from tests.waiting import wait_for
 
 
 @pytest.fixture
-def writes(monkeypatch) -> list[list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+def writes(monkeypatch) -> list[list[dict[str, Any]]]:
     """Every write the context makes, as the list of items it sent."""
     made: list[list[dict[str, Any]]] = []
     lock = threading.Lock()
@@ -61,7 +61,7 @@ def test_a_background_write_refused_stops_the_task_at_its_next_checkpoint(monkey
     ctx = TaskContext("run", 1, {})
     ctx.checkpoint("progress", 1)
 
-    wait_for(lambda: ctx.canceled, timeout=2, what="the refused write to stop the task")
+    wait_for(lambda: ctx.stopping, timeout=2, what="the refused write to stop the task")
     with pytest.raises(TaskStopped):
         ctx.checkpoint("progress", 2)
     ctx.close()

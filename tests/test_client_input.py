@@ -83,7 +83,7 @@ def test_more_than_six_fraction_digits_are_read_to_the_microsecond():
     assert format_ts(parse_ts("2026-01-02T03:04:05.123456789+01:00")) == "2026-01-02T02:04:05.123456Z"
 
 
-def _fields(response) -> list[str]:  # type: ignore[no-untyped-def]
+def _fields(response) -> list[str]:
     assert response.status_code == 422, response.content
     return list(response.json()["details"]["fields"])
 

@@ -306,7 +306,7 @@ class RecordingBackend:
 
 
 @pytest.fixture
-def recording_backend(settings):  # type: ignore[no-untyped-def]
+def recording_backend(settings):
     RecordingBackend.asked = []
     settings.ORCHESTRATOR_BACKENDS = {
         **settings.ORCHESTRATOR_BACKENDS,
@@ -331,7 +331,7 @@ def test_runs_requeue_stale_asks_the_backend_about_old_pending_runs_only(recordi
 
 
 @pytest.fixture
-def queue_prefix(settings):  # type: ignore[no-untyped-def]
+def queue_prefix(settings):
     from tests.redis_workers import drop_keys, unique_prefix
 
     prefix = settings.REDIS_KEY_PREFIX = unique_prefix()

@@ -25,11 +25,11 @@ SPEC = {"task": "sleep", "input": {"seconds": 0}}
 BOOM = {"code": "task_error", "message": "boom"}
 
 
-def queued_ids(queue) -> list[str]:  # type: ignore[no-untyped-def]
+def queued_ids(queue) -> list[str]:
     return [fields["runId"] for _, fields in queue.redis.xrange(queue.keys.stream)]
 
 
-def create(key: str = "customer-1", limit: int = 2, **fields) -> Run:  # type: ignore[no-untyped-def]
+def create(key: str = "customer-1", limit: int = 2, **fields) -> Run:
     run, _ = services.create_run(
         mode="redis", spec=SPEC, concurrency_limit={"key": key, "limit": limit}, **fields
     )

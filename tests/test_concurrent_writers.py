@@ -20,7 +20,7 @@ PER_WRITER = 15
 
 
 @pytest.fixture(params=["single_statement", "row_lock"])
-def writer(request, monkeypatch):  # type: ignore[no-untyped-def]
+def writer(request, monkeypatch):
     """Both ways of appending: PostgreSQL's one statement and the portable ORM path."""
     if request.param == "row_lock":
         monkeypatch.setattr(checkpoint_writer, "_store", checkpoint_writer._append_portable)

@@ -30,27 +30,27 @@ ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR") or ROOT / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):  # type: ignore[no-untyped-def]
+def browser(tmp_path_factory):
     with chromium(tmp_path_factory.mktemp("chromium")) as started:
         started.set_viewport(WIDTH, 900)
         yield started
 
 
 @pytest.fixture(scope="module")
-def prefix():  # type: ignore[no-untyped-def]
+def prefix():
     value = unique_prefix()
     yield value
     drop_keys(value)
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker, tmp_path_factory, prefix):  # type: ignore[no-untyped-def]
+def server(django_db_setup, django_db_blocker, tmp_path_factory, prefix):
     with running_server(tmp_path_factory.mktemp("console"), REDIS_KEY_PREFIX=prefix) as started:
         yield started
 
 
 @pytest.fixture
-def worker(prefix, tmp_path, settings):  # type: ignore[no-untyped-def]
+def worker(prefix, tmp_path, settings):
     settings.REDIS_KEY_PREFIX = prefix  # the runs this test creates go to the worker's queue
     started = WorkerProcess(tmp_path, prefix, concurrency=2).start()
     yield started
@@ -59,7 +59,7 @@ def worker(prefix, tmp_path, settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def signed_in(browser, server, django_user_model):  # type: ignore[no-untyped-def]
+def signed_in(browser, server, django_user_model):
     user = django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-unused-123")
     client = Client()
     client.force_login(user)
@@ -73,7 +73,7 @@ def sleeper(seconds: float, checkpoints: int, **metadata: object) -> Run:
     return services.create_run(mode="redis", spec=spec, metadata=metadata)[0]
 
 
-def fits_the_width(browser) -> bool:  # type: ignore[no-untyped-def]
+def fits_the_width(browser) -> bool:
     return browser.evaluate("document.documentElement.scrollWidth") <= WIDTH
 
 

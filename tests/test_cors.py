@@ -11,7 +11,7 @@ STRANGER = "https://evil.example"
 KEY = "cors-key-5a6b7c8d9e0f11223344"
 
 
-def preflight(client, origin: str, method: str = "POST", headers: str = "authorization"):  # type: ignore[no-untyped-def]
+def preflight(client, origin: str, method: str = "POST", headers: str = "authorization"):
     return client.options(
         "/runs",
         headers={
@@ -33,7 +33,7 @@ def test_without_cors_origins_any_origin_may_call_without_credentials(client):
 
 
 @pytest.fixture
-def only_app(settings):  # type: ignore[no-untyped-def]
+def only_app(settings):
     settings.CORS_ALLOWED_ORIGINS = [APP]
     settings.CORS_ALLOW_ALL_ORIGINS = False
     settings.ORCHESTRATOR_API_KEYS = [KEY]

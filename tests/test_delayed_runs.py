@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SPEC = {"task": "sleep", "input": {"seconds": 1}}
 
 
-def queued_ids(queue) -> list[str]:  # type: ignore[no-untyped-def]
+def queued_ids(queue) -> list[str]:
     return [fields["runId"] for _, fields in queue.redis.xrange(queue.keys.stream)]
 
 

@@ -24,11 +24,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SPEC = {"task": "sleep", "input": {"seconds": 0}}
 
 
-def queued_ids(queue) -> list[str]:  # type: ignore[no-untyped-def]
+def queued_ids(queue) -> list[str]:
     return [fields["runId"] for _, fields in queue.redis.xrange(queue.keys.stream)]
 
 
-def create(*after: Run, **fields) -> Run:  # type: ignore[no-untyped-def]
+def create(*after: Run, **fields) -> Run:
     run, _ = services.create_run(mode="redis", spec=SPEC, depends_on=[r.pk for r in after], **fields)
     return run
 

@@ -7,6 +7,8 @@ import json
 import pytest
 from django.test import Client, override_settings
 
+from runs import services
+from runs.exceptions import SchemaViolation
 from tests.conftest import assert_wire
 
 pytestmark = pytest.mark.django_db
@@ -120,6 +122,24 @@ def test_a_batch_over_500_is_422(api, make_run):
     )
 
     assert "checkpoints" in json.dumps(body["details"])
+
+
+@override_settings(MAX_CHECKPOINT_BATCH=3)
+def test_a_batch_over_the_configured_cap_is_422_from_any_writer(api, make_run, queue):
+    """The cap is the service's: a worker appending without HTTP meets it too."""
+    run = make_run()
+    four = [{"type": "t"}] * 4
+
+    body = assert_error(
+        api.post(f"/runs/{run['id']}/checkpoints", {"checkpoints": four}), 422, "validation_error"
+    )
+    services.begin_attempt(run["id"])
+    with pytest.raises(SchemaViolation) as refused:
+        services.append_attempt_checkpoints(run["id"], 1, four)
+
+    assert body["details"]["fields"] == {"checkpoints": ["at most 3 per batch"]}
+    assert refused.value.details["fields"] == {"checkpoints": ["at most 3 per batch"]}
+    assert api.get(f"/runs/{run['id']}/checkpoints").json()["checkpoints"] == []
 
 
 def test_schema_violations_name_every_bad_field(api):

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 STEPS = 40
 
 
-def _cut_run(api, tmp_path, steps: int, seconds: float, every: int):  # type: ignore[no-untyped-def]
+def _cut_run(api, tmp_path, steps: int, seconds: float, every: int):
     """A run of the `sleep` task emitting `steps` checkpoints over `seconds`, every `every`th commit cut."""
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("needs PostgreSQL")

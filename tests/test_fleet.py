@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def prefix(settings):  # type: ignore[no-untyped-def]
+def prefix(settings):
     value = settings.REDIS_KEY_PREFIX = unique_prefix()
     settings.WORKER_LEASE_SECONDS = 1.5  # as the workers below, so "gone" means the same here
     yield value

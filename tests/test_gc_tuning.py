@@ -13,7 +13,7 @@ from tests.servers import ROOT, ServerProcess, free_port, process_env
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def probe(tmp_path, **env: str) -> dict:  # type: ignore[no-untyped-def]
+def probe(tmp_path, **env: str) -> dict:
     port = free_port()
     argv = [
         sys.executable, "-m", "gunicorn", "tests.gc_probe_app:app",

@@ -28,7 +28,7 @@ def value(text: str, name: str, **labels: str) -> float:
     return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def scrape(client) -> str:  # type: ignore[no-untyped-def]
+def scrape(client) -> str:
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def prefix(settings):  # type: ignore[no-untyped-def]
+def prefix(settings):
     value_ = settings.REDIS_KEY_PREFIX = unique_prefix()
     yield value_
     drop_keys(value_)

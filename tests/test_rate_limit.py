@@ -55,17 +55,17 @@ def an_address() -> str:
 
 
 @pytest.fixture
-def key(settings) -> str:  # type: ignore[no-untyped-def]
+def key(settings) -> str:
     return settings.ORCHESTRATOR_API_KEYS[0]
 
 
 @pytest.fixture
-def other_key(settings) -> str:  # type: ignore[no-untyped-def]
+def other_key(settings) -> str:
     return settings.ORCHESTRATOR_API_KEYS[1]
 
 
 @pytest.fixture(autouse=True)
-def fresh_counters(settings):  # type: ignore[no-untyped-def]
+def fresh_counters(settings):
     """Counters live in Redis across test runs; each test counts under its own prefix."""
     cache = dict(settings.CACHES["default"])
     cache["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
@@ -76,7 +76,7 @@ def fresh_counters(settings):  # type: ignore[no-untyped-def]
     settings.RATE_LIMIT_WORKER_MAX = 6
 
 
-def assert_rate_limited(response) -> None:  # type: ignore[no-untyped-def]
+def assert_rate_limited(response) -> None:
     assert response.status_code == 429, response.content
     body = response.json()
     assert body["error"] == "rate_limited"
@@ -263,7 +263,7 @@ def test_a_request_costs_the_limiter_one_redis_round_trip(client, key, monkeypat
     sent: list[object] = []
     original = AbstractConnection.send_packed_command
 
-    def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
+    def counting(self, command, check_health=True):
         sent.append(command)
         return original(self, command, check_health)
 

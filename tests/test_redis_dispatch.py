@@ -20,11 +20,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SPEC = {"task": "sleep", "input": {"seconds": 1}, "maxAttempts": 2}
 
 
-def entries(queue):  # type: ignore[no-untyped-def]
+def entries(queue):
     return queue.redis.xrange(queue.keys.stream)
 
 
-def sweep(queue) -> int:  # type: ignore[no-untyped-def]
+def sweep(queue) -> int:
     return recovery.sweep(queue, holder="test", interval_s=1, lease_ms=1000, force=True)
 
 

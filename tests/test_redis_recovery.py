@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def prefix(settings):  # type: ignore[no-untyped-def]
+def prefix(settings):
     value = settings.REDIS_KEY_PREFIX = unique_prefix()
     url = settings.REDIS_URL  # a test may point settings at a Redis of its own meanwhile
     yield value
@@ -38,7 +38,7 @@ def prefix(settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def workers(prefix, tmp_path):  # type: ignore[no-untyped-def]
+def workers(prefix, tmp_path):
     started: list[WorkerProcess] = []
 
     def start(count: int = 1, *, wait: bool = True, **options: str) -> list[WorkerProcess]:
@@ -56,7 +56,7 @@ def workers(prefix, tmp_path):  # type: ignore[no-untyped-def]
         worker.stop()
 
 
-def create(spec):  # type: ignore[no-untyped-def]
+def create(spec):
     from runs import services
 
     run, _ = services.create_run(mode="redis", spec=spec)
@@ -171,7 +171,7 @@ def test_the_sweep_forgets_gone_workers_but_never_one_holding_a_run(prefix):
 class PrivateRedis:
     """A redis-server of the test's own, configured as CI runs it (no persistence)."""
 
-    def __init__(self, tmp_path, *, persistent: bool = False) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tmp_path, *, persistent: bool = False) -> None:
         self.persistent = persistent
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -203,7 +203,7 @@ class PrivateRedis:
 
 
 @contextmanager
-def private_redis(tmp_path, *, persistent: bool = False):  # type: ignore[no-untyped-def]
+def private_redis(tmp_path, *, persistent: bool = False):
     server = PrivateRedis(tmp_path, persistent=persistent)
     server.start()
     try:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module")
-def prefix():  # type: ignore[no-untyped-def]
+def prefix():
     value = unique_prefix()
     with override_settings(REDIS_KEY_PREFIX=value):
         yield value
@@ -26,27 +26,27 @@ def prefix():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def worker(prefix, django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+def worker(prefix, django_db_setup, django_db_blocker, tmp_path_factory):
     process = WorkerProcess(tmp_path_factory.mktemp("workers"), prefix, concurrency=3).start()
     yield process
     process.stop()
 
 
-def create(api, spec):  # type: ignore[no-untyped-def]
+def create(api, spec):
     response = api.post("/runs?mode=redis", {"spec": spec})
     assert response.status_code == 201, response.content
     return response.json()["run"]
 
 
-def get_run(api, run_id):  # type: ignore[no-untyped-def]
+def get_run(api, run_id):
     return api.get(f"/runs/{run_id}").json()["run"]
 
 
-def wait_status(api, run_id, *statuses, timeout=10.0):  # type: ignore[no-untyped-def]
+def wait_status(api, run_id, *statuses, timeout=10.0):
     return wait_for(lambda: (run := get_run(api, run_id))["status"] in statuses and run, timeout=timeout)
 
 
-def checkpoints(api, run_id):  # type: ignore[no-untyped-def]
+def checkpoints(api, run_id):
     return api.get(f"/runs/{run_id}/checkpoints?limit=1000").json()["checkpoints"]
 
 

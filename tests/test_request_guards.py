@@ -62,7 +62,7 @@ def test_a_refused_body_is_answered_like_any_other_request(asgi_server):
 
 
 def test_a_chunked_body_over_the_limit_is_refused_while_it_streams(asgi_server):
-    def endless():  # type: ignore[no-untyped-def]
+    def endless():
         yield b'{"spec": {"task": "sleep", "input": {"pad": "'
         for _ in range(10_000):
             yield b"x" * 65536
@@ -82,7 +82,7 @@ def test_a_chunked_body_over_the_limit_is_refused_while_it_streams(asgi_server):
 
 
 def test_a_chunked_body_within_the_limit_is_read_whole(asgi_server):
-    def pieces():  # type: ignore[no-untyped-def]
+    def pieces():
         yield b'{"spec": {"task": "sleep", '
         yield b'"input": {"seconds": 3}}, "metadata": {"via": "chunks"}}'
 

@@ -26,7 +26,7 @@ BOOM = {"code": "task_error", "message": "RuntimeError: boom"}
 
 
 def policy(**fields: float) -> dict:
-    return retries.normalise_policy({"maxAttempts": 5, **fields}, None)  # type: ignore[return-value]
+    return retries.normalise_policy({"maxAttempts": 5, **fields}, None)
 
 
 # --- the backoff ---
@@ -62,7 +62,7 @@ def test_defaults_fill_a_policy_and_spec_max_attempts_is_the_same_budget() -> No
         "backoffFactor": 2.0,
         "maxBackoffSeconds": 600.0,
     }
-    assert retries.normalise_policy(None, {"maxAttempts": 4})["maxAttempts"] == 4  # type: ignore[index]
+    assert retries.normalise_policy(None, {"maxAttempts": 4})["maxAttempts"] == 4
     assert retries.normalise_policy(None, {"task": "x"}) is None
 
 
@@ -179,8 +179,8 @@ def test_a_stream_that_saw_running_gets_a_status_event_for_the_retry(queue) -> N
     subscriber = asyncio.run(_subscriber(run))
 
     services.finish_attempt(run.pk, 1, "failed", error=BOOM)
-    subscriber.deliver(read_tail(run.pk, None, 100), max_buffered=100)  # type: ignore[arg-type]
-    subscriber.deliver(read_tail(run.pk, None, 100), max_buffered=100)  # type: ignore[arg-type]
+    subscriber.deliver(read_tail(run.pk, None, 100), max_buffered=100)
+    subscriber.deliver(read_tail(run.pk, None, 100), max_buffered=100)
 
     events = [frame.decode() for frame, _ in subscriber.frames]
     assert len(events) == 1 and events[0].startswith("event: status")

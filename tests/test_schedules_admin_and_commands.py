@@ -21,11 +21,11 @@ SPEC = {"task": "sleep", "input": {"seconds": 1}}
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):  # type: ignore[no-untyped-def]
+def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def hourly(**fields):  # type: ignore[no-untyped-def]
+def hourly(**fields):
     return services.create_schedule(name="hourly", cron="0 * * * *", mode="redis", spec=SPEC, **fields)
 
 

@@ -14,7 +14,7 @@ SPEC = {"task": "sleep", "input": {"seconds": 1}}
 BODY = {"name": "nightly", "cron": "30 2 * * *", "timezone": "Europe/Berlin", "mode": "redis", "spec": SPEC}
 
 
-def create(api, **fields):  # type: ignore[no-untyped-def]
+def create(api, **fields):
     """A schedule from BODY with `fields` changed (None: left out)."""
     body = {key: value for key, value in {**BODY, **fields}.items() if value is not None}
     response = api.post("/schedules", body, **{"X-Actor-ID": "alice"})

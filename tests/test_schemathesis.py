@@ -97,7 +97,7 @@ schema = schemathesis.openapi.from_dict(_document(), config=SchemathesisConfig.f
 )
 
 
-def test_the_served_document_is_the_one_tested(keyed_server):  # type: ignore[no-untyped-def]
+def test_the_served_document_is_the_one_tested(keyed_server):
     served = httpx.get(f"{keyed_server.url}/openapi.json", headers=KEY).json()
 
     assert served["paths"].keys() == schema.raw_schema["paths"].keys()
@@ -107,7 +107,7 @@ def test_the_served_document_is_the_one_tested(keyed_server):  # type: ignore[no
 @schema.parametrize()
 # Derandomized: the same cases on every run, so the suite's verdict is repeatable.
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-def test_the_api_honours_its_openapi_document(case, keyed_server):  # type: ignore[no-untyped-def]
+def test_the_api_honours_its_openapi_document(case, keyed_server):
     if "run_id" in (case.path_parameters or {}):
         # Random ids only ever meet a 404; a fresh real run reaches the code behind it.
         created = httpx.post(f"{keyed_server.url}/runs?mode=redis", json={}, headers=KEY)

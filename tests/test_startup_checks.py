@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def empty_database():  # type: ignore[no-untyped-def]
+def empty_database():
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("needs PostgreSQL")
     name = f"{settings.DATABASES['default']['NAME']}_unmigrated"

@@ -119,7 +119,7 @@ def collector() -> Iterator[Collector]:
 
 
 @pytest.fixture
-def traced(collector, tmp_path):  # type: ignore[no-untyped-def]
+def traced(collector, tmp_path):
     """A server and a worker, both exporting to `collector`, on a queue of their own."""
     prefix = unique_prefix()
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "50"}
@@ -192,7 +192,7 @@ def test_without_an_endpoint_nothing_is_set_up_and_no_trace_context_travels(monk
     assert "traceparent" not in run_queue.entry_fields(_a_run())
 
 
-def _a_run():  # type: ignore[no-untyped-def]
+def _a_run():
     from runs import services
 
     return services.create_run(mode="redis", spec=None)[0]  # no spec: never queued

@@ -21,12 +21,12 @@ BOOM = {"code": "task_error", "message": "boom"}
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):  # type: ignore[no-untyped-def]
+def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
-def runs(queue):  # type: ignore[no-untyped-def]
+def runs(queue):
     """One run in backoff, one delayed, one handed over."""
     retrying, _ = services.create_run(
         mode="redis", spec=SPEC, retry={"maxAttempts": 2, "backoffSeconds": 600}
@@ -38,7 +38,7 @@ def runs(queue):  # type: ignore[no-untyped-def]
     return {"backoff": str(retrying.pk), "runAt": str(delayed.pk), "none": str(queued.pk)}
 
 
-def listed_ids(response) -> set[str]:  # type: ignore[no-untyped-def]
+def listed_ids(response) -> set[str]:
     assert response.status_code == 200, response.content[:500]
     return set(re.findall(r'href="/admin/runs/run/([0-9a-f-]{36})/change/', response.content.decode()))
 

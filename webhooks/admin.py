@@ -61,7 +61,7 @@ class WebhookAdmin(admin.ModelAdmin):
     list_display = ("url", "event_list", "owner", "active", "inactive_reason", "created_at")
     list_filter = ("active",)
     search_fields = ("url", "owner", "description")
-    readonly_fields = ("id", "inactive_reason", "created_at", "updated_at")
+    readonly_fields = ("id", "inactive_reason", "previous_secret_expires_at", "created_at", "updated_at")
     actions = ["rotate_secret"]
 
     @admin.display(description="events")
@@ -70,8 +70,8 @@ class WebhookAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Webhook, form: Any, change: bool) -> None:
         if not change:
-            request._new_webhook_secret = secrets.generate()  # type: ignore[attr-defined]
-            obj.secret_encrypted = secrets.encrypt(request._new_webhook_secret)  # type: ignore[attr-defined]
+            request._new_webhook_secret = secrets.generate()
+            obj.secret_encrypted = secrets.encrypt(request._new_webhook_secret)
         elif obj.active:
             obj.inactive_reason = ""
         with transaction.atomic():
@@ -82,7 +82,7 @@ class WebhookAdmin(admin.ModelAdmin):
     def response_add(
         self, request: HttpRequest, obj: Webhook, post_url_continue: str | None = None
     ) -> HttpResponse:
-        return _secret_page(request, obj, request._new_webhook_secret, "created")  # type: ignore[attr-defined]
+        return _secret_page(request, obj, request._new_webhook_secret, "created")
 
     def delete_model(self, request: HttpRequest, obj: Webhook) -> None:
         services.delete_webhook(obj.pk)  # the service records the deletion in the audit trail
@@ -91,7 +91,7 @@ class WebhookAdmin(admin.ModelAdmin):
         for webhook_id in queryset.values_list("pk", flat=True):
             services.delete_webhook(webhook_id)
 
-    @admin.action(description="Rotate the signing secret (shows the new one once)")
+    @admin.action(description="Rotate the signing secret (the new one is shown once; the old one overlaps)")
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> HttpResponse | None:
         if queryset.count() != 1:
             self.message_user(

@@ -50,7 +50,7 @@ def method_label(request: HttpRequest) -> str:
 
 class AccessLogMiddleware(DualMiddleware):
     def before(self, request: HttpRequest) -> HttpResponse | None:
-        request._started_at = time.perf_counter()  # type: ignore[attr-defined]
+        request._started_at = time.perf_counter()
         return None
 
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:

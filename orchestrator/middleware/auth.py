@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, ResolverMatch, resolve
 
 from audit import context as audit_context
 from orchestrator import db_threads
@@ -44,19 +43,42 @@ LIST_STREAM_TOKEN = "list_stream_token"  # noqa: S105
 ANONYMOUS = "anonymous"
 INVALID = "invalid"
 
-_RUN = r"(?P<run_id>[^/]+)"
-STREAM_PATH = re.compile(rf"^/runs/{_RUN}/events$")
-LIST_STREAM_PATH = "/runs/events"
+# Which endpoints a token opens is keyed on the URL names of urls.py, so the
+# routing table stays the one Django resolves.
+STREAM_ROUTE = "run-events"
+LIST_STREAM_ROUTE = "run-list-events"
 # What a worker token opens, for its own run only. GET of the run lets a
 # worker see that its run was canceled without holding the API key.
-WORKER_SCOPES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
-    (re.compile(rf"^/runs/{_RUN}/checkpoints$"), frozenset({"POST"})),
-    (re.compile(rf"^/runs/{_RUN}$"), frozenset({"PATCH", "GET"})),
-)
-OPEN_PATHS = frozenset({"/health", "/ready"})
-METRICS_PATH = "/metrics"
-# Left to Django's session authentication (and its CSRF protection).
-SESSION_PREFIXES = ("/admin/",)
+WORKER_SCOPES: dict[str, frozenset[str]] = {
+    "run-checkpoints": frozenset({"POST"}),
+    "run": frozenset({"PATCH", "GET"}),
+}
+OPEN_ROUTES = frozenset({"health", "ready"})
+METRICS_ROUTE = "metrics"
+# Left to Django's session authentication (and its CSRF protection); a
+# prefix, since the admin's static files are served here without a route.
+SESSION_PREFIXES = (settings.ADMIN_PATH_PREFIX,)
+
+
+def _route(request: HttpRequest) -> ResolverMatch | None:
+    """The URL pattern this path resolves to (None: no route), resolved once per request."""
+    cached = request.__dict__.get("_auth_route", _UNRESOLVED)
+    if cached is _UNRESOLVED:
+        try:
+            cached = resolve(request.path_info)
+        except Resolver404:
+            cached = None
+        request.__dict__["_auth_route"] = cached
+    return cached
+
+
+_UNRESOLVED = object()
+
+
+def route_name(request: HttpRequest) -> str | None:
+    """The URL name of the endpoint this path resolves to; None when none does."""
+    match = _route(request)
+    return match.url_name if match is not None else None
 
 
 @dataclass(frozen=True)
@@ -131,7 +153,7 @@ def identify(request: HttpRequest) -> Principal:
     if isinstance(cached, Principal):
         return cached
     principal = _identify(request)
-    request.principal = principal  # type: ignore[attr-defined]
+    request.principal = principal
     return principal
 
 
@@ -142,7 +164,7 @@ def _identify(request: HttpRequest) -> Principal:
         if keys and _matches_a_key(presented, keys):
             return Principal(API_KEY, fingerprint(presented))
         if tenant_keys.prefix_of(presented) is not None:
-            request._presented_key = presented  # type: ignore[attr-defined]
+            request._presented_key = presented
             return Principal(UNCHECKED_KEY, fingerprint(presented))
         if "X-API-Key" not in request.headers:
             # A Bearer value that is not a key may be a worker token; a stream
@@ -151,9 +173,9 @@ def _identify(request: HttpRequest) -> Principal:
         return Principal(INVALID, problem="invalid_credentials")
     query_token = request.GET.get("token")
     if query_token is not None:
-        if request.method == "GET" and STREAM_PATH.match(request.path_info):
+        if request.method == "GET" and route_name(request) == STREAM_ROUTE:
             return _token_principal(query_token, tokens.STREAM)
-        if request.method == "GET" and request.path_info == LIST_STREAM_PATH:
+        if request.method == "GET" and route_name(request) == LIST_STREAM_ROUTE:
             return _token_principal(query_token, tokens.LIST_STREAM)
         return Principal(INVALID, problem="invalid_credentials")
     return Principal(ANONYMOUS, problem="missing_credentials")
@@ -171,7 +193,7 @@ def check_tenant_key(request: HttpRequest) -> None:
     principal = identify(request)
     if principal.kind != UNCHECKED_KEY:
         return
-    identity, problem = tenant_services.authenticate(request._presented_key)  # type: ignore[attr-defined]
+    identity, problem = tenant_services.authenticate(request._presented_key)
     if identity is None:
         settled = Principal(INVALID, principal.fingerprint, problem=problem)
     else:
@@ -182,7 +204,7 @@ def check_tenant_key(request: HttpRequest) -> None:
             scopes=identity.scopes,
             key_prefix=identity.prefix,
         )
-    request.principal = settled  # type: ignore[attr-defined]
+    request.principal = settled
 
 
 def scope_refusal(request: HttpRequest) -> HttpResponse | None:
@@ -190,11 +212,10 @@ def scope_refusal(request: HttpRequest) -> HttpResponse | None:
     principal = identify(request)
     if principal.kind != TENANT_KEY or principal.scopes is None:
         return None
-    try:
-        url_name = resolve(request.path_info).url_name
-    except Resolver404:
+    match = _route(request)
+    if match is None:
         return None  # the view answers 404
-    scope = rules.required_scope(url_name, request.method or "GET")
+    scope = rules.required_scope(match.url_name, request.method or "GET")
     if scope is rules.NO_RULE:
         # Fail closed: the URL-map test makes sure every endpoint's methods have rules.
         return error_response(405, "method not allowed", "method_not_allowed")
@@ -222,12 +243,12 @@ def restricted_owner(request: HttpRequest) -> str | None:
 
 def is_open(request: HttpRequest) -> bool:
     """Paths that never need a credential (probes, scraping, preflight, the admin)."""
-    path = request.path_info
-    if request.method == "OPTIONS" or path in OPEN_PATHS:
+    if request.method == "OPTIONS" or request.path_info.startswith(SESSION_PREFIXES):
         return True
-    if path == METRICS_PATH:
+    name = route_name(request)
+    if name == METRICS_ROUTE:
         return not settings.METRICS_REQUIRE_AUTH
-    return path.startswith(SESSION_PREFIXES)
+    return name in OPEN_ROUTES
 
 
 def _same_run(path_run_id: str, token_run_id: str) -> bool:
@@ -238,16 +259,15 @@ def _same_run(path_run_id: str, token_run_id: str) -> bool:
 
 
 def _token_scope_run(request: HttpRequest, kind: str) -> str | None:
-    """The run id in the path when `kind` of token may call this method and path."""
-    path = request.path_info
+    """The run id in the path when `kind` of token may call this method on this endpoint."""
+    match = _route(request)
+    if match is None:
+        return None
     if kind == STREAM_TOKEN:
-        match = STREAM_PATH.match(path) if request.method == "GET" else None
-        return match["run_id"] if match else None
-    for pattern, methods in WORKER_SCOPES:
-        match = pattern.match(path)
-        if match and request.method in methods:
-            return match["run_id"]
-    return None
+        opens = match.url_name == STREAM_ROUTE and request.method == "GET"
+    else:
+        opens = request.method in WORKER_SCOPES.get(match.url_name or "", ())
+    return match.kwargs.get("run_id") if opens else None
 
 
 def refusal(request: HttpRequest) -> str | None:
@@ -258,7 +278,7 @@ def refusal(request: HttpRequest) -> str | None:
     if principal.kind in (API_KEY, TENANT_KEY):
         return None
     if principal.kind == LIST_STREAM_TOKEN:
-        if request.method != "GET" or request.path_info != LIST_STREAM_PATH:
+        if request.method != "GET" or route_name(request) != LIST_STREAM_ROUTE:
             return "token_not_valid_here"
         return "expired_token" if principal.expired else None
     if principal.kind in (STREAM_TOKEN, WORKER_TOKEN):
@@ -290,7 +310,7 @@ class APIKeyMiddleware(DualMiddleware):
         early = self._decide(request)
         if early is not None:
             return self.after(request, early)
-        response = await self.get_response(request)  # type: ignore[misc]
+        response = await self.get_response(request)
         return self.after(request, response)
 
     def _decide(self, request: HttpRequest) -> HttpResponse | None:
@@ -304,7 +324,7 @@ class APIKeyMiddleware(DualMiddleware):
             return forbidden
         if not is_open(request):
             principal = identify(request)
-            request._audit_token = audit_context.begin(  # type: ignore[attr-defined]
+            request._audit_token = audit_context.begin(
                 actor_of(principal), request.META.get("REMOTE_ADDR") or ""
             )
         return None
@@ -312,7 +332,7 @@ class APIKeyMiddleware(DualMiddleware):
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         token = getattr(request, "_audit_token", None)
         if token is not None:
-            request._audit_token = None  # type: ignore[attr-defined]
+            request._audit_token = None
             try:
                 audit_context.end(token)
             except ValueError:

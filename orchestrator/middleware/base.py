@@ -23,19 +23,19 @@ class DualMiddleware:
         if self.is_async:
             markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+    def __call__(self, request: HttpRequest):
         if self.is_async:
             return self._acall(request)
         early = self.before(request)
         if early is not None:
             return self.after(request, early)
-        return self.after(request, self.get_response(request))  # type: ignore[arg-type]
+        return self.after(request, self.get_response(request))
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         early = self.before(request)
         if early is not None:
             return self.after(request, early)
-        response = await self.get_response(request)  # type: ignore[misc]
+        response = await self.get_response(request)
         return self.after(request, response)
 
     def before(self, request: HttpRequest) -> HttpResponse | None:

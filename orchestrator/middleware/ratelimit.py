@@ -207,4 +207,4 @@ class RateLimitMiddleware(DualMiddleware):
             early = await sync_to_async(self._check, thread_sensitive=False)(request, rate)
         if early is not None:
             return self.after(request, early)
-        return self.after(request, await self.get_response(request))  # type: ignore[misc]
+        return self.after(request, await self.get_response(request))

@@ -24,7 +24,7 @@ class RequestIDMiddleware(DualMiddleware):
     def before(self, request: HttpRequest) -> HttpResponse | None:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        request.request_id = request_id  # type: ignore[attr-defined]
+        request.request_id = request_id
         request_id_var.set(request_id)
         return None
 
@@ -84,7 +84,7 @@ class AdminOnlyMiddleware(DualMiddleware):
             handler = import_string(dotted)(handler)
         self.admin_handler = handler
 
-    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+    def __call__(self, request: HttpRequest):
         if request.path.startswith(settings.ADMIN_PATH_PREFIX):
             return self.admin_handler(request)
         return self.get_response(request)

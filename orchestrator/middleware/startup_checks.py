@@ -134,7 +134,7 @@ class StartupChecksMiddleware:
             logger.info("the database is migrated: serving", extra={"event": "database_migrated"})
         return unmigrated
 
-    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+    def __call__(self, request: HttpRequest):
         if self.is_async:
             return self._acall(request)
         verdict = self._verdict(request)
@@ -146,4 +146,4 @@ class StartupChecksMiddleware:
         verdict = self._verdict(request)
         if verdict == REFUSE or (verdict == CHECK and await sync_to_async(self._still_unmigrated)()):
             return self._refusal()
-        return await self.get_response(request)  # type: ignore[misc]
+        return await self.get_response(request)

@@ -27,12 +27,12 @@ class StaticFilesMiddleware(DualMiddleware):
         # gets the sync one through sync_to_async (thread-sensitive: the
         # request's own thread), as Django's own adaptation would give it.
         onward = get_response if self.is_async else sync_to_async(get_response)
-        self.servestatic = ServeStaticMiddleware(onward)  # type: ignore[arg-type]
+        self.servestatic = ServeStaticMiddleware(onward)
         self.prefix = urlparse(settings.STATIC_URL).path
         if not self.prefix.startswith("/"):
             self.prefix = "/" + self.prefix
 
-    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+    def __call__(self, request: HttpRequest):
         if not request.path_info.startswith(self.prefix):
             return self.get_response(request)
         if self.is_async:

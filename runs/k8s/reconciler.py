@@ -286,13 +286,7 @@ class Reconciler:
         (already final, gone, or on a later attempt than the object's):
         stale events are expected and harmless."""
         try:
-            if verdict.status == states.COMPLETED:
-                # The state machine goes through running; a fast Job may skip it in our eyes.
-                try:
-                    services.set_run_status(run_id, states.RUNNING, attempt=attempt)
-                except InvalidTransition:
-                    pass
-            services.set_run_status(run_id, verdict.status, error=verdict.error, attempt=attempt)
+            services.record_observed_status(run_id, verdict.status, error=verdict.error, attempt=attempt)
         except (InvalidTransition, RunNotFound, AttemptSuperseded):
             return False
         return True

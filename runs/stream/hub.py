@@ -128,7 +128,7 @@ class RunTail:
                 subscribers = [s for s in self.subscribers if not s.done]
                 if not subscribers:
                     break
-                since = None if any(s.pos is None for s in subscribers) else min(s.pos for s in subscribers)  # type: ignore[type-var]
+                since = None if any(s.pos is None for s in subscribers) else min(s.pos for s in subscribers)
                 try:
                     read = await self.hub.db(read_tail, self.run_id, since, self.hub.batch_size)
                 except Exception:

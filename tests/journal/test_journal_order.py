@@ -24,7 +24,7 @@ RUNS_PER_WRITER = 6
 
 
 @pytest.fixture(params=["single_statement", "orm"])
-def recorder(request, monkeypatch):  # type: ignore[no-untyped-def]
+def recorder(request, monkeypatch):
     """Both ways of writing an entry: PostgreSQL's one statement and the portable ORM path."""
     if request.param == "orm":
         monkeypatch.setattr(journal, "_record_postgresql", journal._record_portable)

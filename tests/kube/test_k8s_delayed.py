@@ -28,7 +28,7 @@ def test_the_job_is_created_only_when_the_run_is_admitted(cluster: FakeKubeAPI) 
     assert Run.objects.get(pk=run.pk).waiting_for is None
 
 
-def test_a_due_run_keeps_waiting_while_the_cluster_is_down(cluster: FakeKubeAPI, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_due_run_keeps_waiting_while_the_cluster_is_down(cluster: FakeKubeAPI, settings) -> None:
     settings.ADMISSION_RETRY_SECONDS = 5
     run_at = timezone.now() + timedelta(hours=1)
     run, _ = services.create_run(mode="k8s", spec=SPEC, run_at=run_at)

@@ -26,7 +26,7 @@ SPEC = {
 }
 
 
-def create(api, spec=SPEC, **headers):  # type: ignore[no-untyped-def]
+def create(api, spec=SPEC, **headers):
     return api.post("/runs?mode=k8s", {"spec": spec, "metadata": {"team": "ml"}}, **headers)
 
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 COMPLETE = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
 
 
-def command(cluster: FakeKubeAPI, *args: str, log) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+def command(cluster: FakeKubeAPI, *args: str, log) -> subprocess.Popen[bytes]:
     env = process_env(K8S_API_HOST=cluster.url, K8S_NAMESPACE=NS, K8S_ORPHAN_GRACE_SECONDS="0")
     return subprocess.Popen(
         [sys.executable, "manage.py", "k8s_reconcile", *args],

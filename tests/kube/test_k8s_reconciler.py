@@ -32,7 +32,7 @@ def container(state: dict, **extra: object) -> dict:
     }
 
 
-def start_run(api, spec: dict | None = None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def start_run(api, spec: dict | None = None) -> tuple[str, str]:
     response = api.post("/runs?mode=k8s", {"spec": spec or {"image": "busybox"}})
     assert response.status_code == 201, response.content
     run_id = response.json()["runId"]
@@ -63,6 +63,7 @@ def test_a_complete_job_completes_the_run(api, cluster: FakeKubeAPI, reconciler)
 
     run = run_becomes(run_id, "completed")
     assert run.error is None and run.finished_at is not None
+    assert run.started_at is not None, "a Job never seen running still goes through running"
     lag = REGISTRY.get_sample_value("orchestrator_reconciler_lag_seconds")
     assert lag is not None and 0 <= lag < 60
 

@@ -17,7 +17,7 @@ from tests.kube.conftest import NS
 pytestmark = pytest.mark.django_db
 
 
-def quiet_running_k8s_run(api) -> str:  # type: ignore[no-untyped-def]
+def quiet_running_k8s_run(api) -> str:
     run_id = api.post("/runs?mode=k8s", {"spec": {"image": "busybox"}}).json()["runId"]
     services.set_run_status(run_id, "running")
     Run.objects.filter(pk=run_id).update(updated_at=timezone.now() - timedelta(minutes=30))

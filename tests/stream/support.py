@@ -37,7 +37,7 @@ def append(run_id: str, count: int = 1, type_: str = "step") -> list[str]:
     from runs.wire import format_ts
 
     rows = services.append_checkpoints(run_id, [{"type": type_, "data": {"n": i}} for i in range(count)])
-    return [format_ts(row.ts) for row in rows]  # type: ignore[misc]
+    return [format_ts(row.ts) for row in rows]
 
 
 def stats(server: ServerProcess) -> dict[str, Any]:

@@ -17,14 +17,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def browser_server(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+def browser_server(tmp_path: Path) -> Iterator:
     # A short retry so the browser reconnects quickly after a drop.
     with stream_server(tmp_path, SSE_RETRY_MS="200") as server:
         yield server
 
 
 @pytest.fixture
-def open_page(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+def open_page(tmp_path: Path) -> Iterator:
     with page_opener(tmp_path) as open_:
         yield open_
 
@@ -36,7 +36,7 @@ def test_a_browser_event_source_resumes_after_a_drop_and_stops_after_end(browser
     services.set_run_status(run_id, "running")
     append(run_id, 3)
 
-    def report() -> dict | None:  # type: ignore[type-arg]
+    def report() -> dict | None:
         return httpx.get(f"{url}/_test/report", timeout=5).json()
 
     def seen() -> list[str]:
@@ -74,7 +74,7 @@ def test_a_browser_keeps_a_live_run_list_and_resumes_it_without_loss(browser_ser
     url = browser_server.url
     owner = "browser-list"
 
-    def report() -> dict:  # type: ignore[type-arg]
+    def report() -> dict:
         return httpx.get(f"{url}/_test/report", timeout=5).json() or {}
 
     def lifecycle(final: str) -> str:

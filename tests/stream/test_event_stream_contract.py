@@ -34,7 +34,7 @@ def test_replay_sends_the_last_ten_by_default_then_live_checkpoints_follow(strea
     run_id = new_run()
     append(run_id, 15)
 
-    def on_event(event):  # type: ignore[no-untyped-def]
+    def on_event(event):
         if event.event == "checkpoint" and event.json()["seq"] == 15:
             append(run_id, 3)
 
@@ -128,7 +128,7 @@ def test_a_final_status_sends_status_then_end_after_every_checkpoint_and_closes(
     services.set_run_status(run_id, "running")
     stamps = append(run_id, 4)
 
-    def on_event(event):  # type: ignore[no-untyped-def]
+    def on_event(event):
         if event.event == "checkpoint" and event.json()["seq"] == 4:
             append(run_id, 2)
             services.set_run_status(run_id, final, error={"code": "boom", "message": "x"})
@@ -176,7 +176,7 @@ RUNNING_THEN_COMPLETED = [("status", "running"), ("status", "completed"), ("end"
 def test_status_changes_from_another_process_arrive_as_status_events(stream_app):
     run_id = new_run()
 
-    def on_event(event):  # type: ignore[no-untyped-def]
+    def on_event(event):
         if event.event == "hello":
             services.set_run_status(run_id, "running")
         elif event.event == "status" and event.json()["status"] == "running":
@@ -192,7 +192,7 @@ def test_a_run_that_starts_and_finishes_between_two_reads_still_reports_running(
 
     run_id = new_run()
 
-    def on_event(event):  # type: ignore[no-untyped-def]
+    def on_event(event):
         if event.event == "hello":
             with transaction.atomic():  # both changes commit, and wake the stream, at once
                 services.set_run_status(run_id, "running")

@@ -79,7 +79,7 @@ def test_resuming_after_forced_disconnects_mid_burst_delivers_each_checkpoint_on
             headers = {"Last-Event-ID": last_id} if last_id else {}
             seen = 0
 
-            def stop(event, cut_after=cut_after):  # type: ignore[no-untyped-def]
+            def stop(event, cut_after=cut_after):
                 nonlocal seen
                 seen += event.event == "checkpoint"
                 return event.event == "end" or seen >= cut_after
@@ -146,7 +146,7 @@ def test_many_writers_and_many_subscribers_see_every_seq_in_order(stream_app):
         assert seqs == list(range(1, total + 1))
 
 
-def _terminate_listeners(server) -> int:  # type: ignore[no-untyped-def]
+def _terminate_listeners(server) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -156,7 +156,7 @@ def _terminate_listeners(server) -> int:  # type: ignore[no-untyped-def]
         return cursor.fetchone()[0]
 
 
-def _listener_pids(server) -> set[int]:  # type: ignore[no-untyped-def]
+def _listener_pids(server) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
@@ -172,7 +172,7 @@ def test_the_listener_reconnects_after_postgres_drops_it_and_subscribers_catch_u
     received: list[int] = []
     phase = {"cut": False}
 
-    def on_event(event):  # type: ignore[no-untyped-def]
+    def on_event(event):
         if event.event == "hello":
             wait_for(lambda: stats(stream_app)["listening"], what="the listener to be up")
             old = _listener_pids(stream_app)
@@ -209,23 +209,23 @@ def test_a_server_shutdown_closes_open_streams_cleanly(tmp_path, serve):
     with servers[serve]() as server:
         events: list[str] = []
 
-        def on_event(event):  # type: ignore[no-untyped-def]
+        def on_event(event):
             events.append(event.event)
             if event.event == "checkpoint" and event.json()["seq"] == 2:
-                server.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+                server.proc.send_signal(signal.SIGTERM)
 
         # Ends without a transport error: the server finished the response,
         # long before a graceful-shutdown timeout would have cut it.
         started = time.monotonic()
         read_events(server, run_id, on_event=on_event)
         # uvicorn re-raises the signal once its graceful shutdown is done.
-        assert server.proc.wait(10) in (0, -signal.SIGTERM)  # type: ignore[union-attr]
+        assert server.proc.wait(10) in (0, -signal.SIGTERM)
         assert time.monotonic() - started < 10
 
     assert events == ["hello", "checkpoint", "checkpoint"]
 
 
-def _terminate_server_backends(server) -> int:  # type: ignore[no-untyped-def]
+def _terminate_server_backends(server) -> int:
     """What a PostgreSQL restart does to a server: every connection it has dies."""
     with connection.cursor() as cursor:
         cursor.execute(
@@ -241,7 +241,7 @@ def test_after_every_server_connection_is_dropped_streams_carry_on(stream_app):
     services.set_run_status(run_id, "running")
     received: list[int] = []
 
-    def on_event(event):  # type: ignore[no-untyped-def]
+    def on_event(event):
         if event.event == "hello":
             wait_for(lambda: stats(stream_app)["listening"], what="the listener to be up")
             old = _listener_pids(stream_app)

@@ -31,7 +31,7 @@ def test_on_sqlite_in_process_and_other_process_writes_reach_the_stream(tmp_path
         run_id = httpx.post(f"{server.url}/runs?mode=redis", json={"spec": {"task": "sleep"}}).json()["runId"]
         arrival: dict[int, float] = {}
 
-        def on_event(event):  # type: ignore[no-untyped-def]
+        def on_event(event):
             if event.event == "hello":
                 # Same process as the stream: woken after commit.
                 httpx.post(f"{server.url}/runs/{run_id}/checkpoints", json={"type": "a", "data": 1})

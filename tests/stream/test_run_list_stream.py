@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _streams_closed_after(stream_app):  # type: ignore[no-untyped-def]
+def _streams_closed_after(stream_app):
     """The server's list streams end with each test, before the next test's flush."""
     yield
     wait_for(lambda: stats(stream_app)["listSubscribers"] == 0, what="the list streams to close")

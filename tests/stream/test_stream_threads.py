@@ -19,11 +19,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 STREAMS = 40
 
 
-def thread_names(server) -> list[str]:  # type: ignore[no-untyped-def]
+def thread_names(server) -> list[str]:
     return httpx.get(f"{server.url}/_test/threads", timeout=5).json()
 
 
-def test_threads_stay_flat_as_streams_open(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_threads_stay_flat_as_streams_open(tmp_path) -> None:
     with stream_server(tmp_path, DEBUG="true") as server:
         run_id = new_run()
         url = f"{server.url}/runs/{run_id}/events"

@@ -12,7 +12,7 @@ MASTER = "master-key-for-tenant-tests-0123456789"
 
 
 @pytest.fixture
-def master(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def master(settings) -> dict[str, str]:
     """Turns authentication on (a master key) and returns the master's headers."""
     settings.ORCHESTRATOR_API_KEYS = [MASTER]
     return {"Authorization": f"Bearer {MASTER}"}
@@ -22,7 +22,7 @@ KeyMaker = Callable[..., dict[str, str]]
 
 
 @pytest.fixture
-def tenant_key(master, db) -> KeyMaker:  # type: ignore[no-untyped-def]
+def tenant_key(master, db) -> KeyMaker:
     """make(owner, scopes=ALL) -> the headers of a new key of that owner."""
 
     def make(owner: str, granted: Iterable[str] = scopes.ALL, **fields: object) -> dict[str, str]:

@@ -25,7 +25,7 @@ def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-def issue(api, master, **body):  # type: ignore[no-untyped-def]
+def issue(api, master, **body):
     payload = {"name": "dashboard", "owner": "acme", "scopes": ["runs:read"], **body}
     response = api.post("/api-keys", payload, **master)
     assert response.status_code == 201, response.content

@@ -22,12 +22,12 @@ SCHEDULE = {"name": "nightly", "cron": "0 3 * * *", "mode": "redis", "spec": {"t
 
 
 @pytest.fixture
-def two(tenant_key, settings):  # type: ignore[no-untyped-def]
+def two(tenant_key, settings):
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
     return tenant_key("acme"), tenant_key("globex")
 
 
-def make_all(api, auth):  # type: ignore[no-untyped-def]
+def make_all(api, auth):
     """A run, a schedule and a webhook (with one delivery) of the key's owner, created over the API.
 
     The request claims another owner (X-Actor-ID, owner fields): the key's owner wins.

@@ -22,13 +22,13 @@ MASTER = "master-key-of-the-browser-test-0123456789"
 
 
 @pytest.fixture
-def keyed_stream_server(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+def keyed_stream_server(tmp_path: Path) -> Iterator:
     with stream_server(tmp_path, SSE_RETRY_MS="200", ORCHESTRATOR_API_KEY=MASTER) as server:
         yield server
 
 
 @pytest.fixture
-def open_page(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+def open_page(tmp_path: Path) -> Iterator:
     with page_opener(tmp_path) as open_:
         yield open_
 
@@ -53,7 +53,7 @@ def test_a_page_behind_a_tenant_backend_lists_that_tenants_runs_with_a_token_onl
     assert minted.status_code == 200, minted.content
     token = minted.json()["token"]
 
-    def report() -> dict:  # type: ignore[type-arg]
+    def report() -> dict:
         return httpx.get(f"{url}/_test/report", timeout=5).json() or {}
 
     # The page gets the token alone, and asks for no owner: the token knows it.

@@ -21,18 +21,18 @@ from webhooks.models import Delivery, FanoutCursor
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _run(owner: str = "", **fields):  # type: ignore[no-untyped-def]
+def _run(owner: str = "", **fields):
     run, _ = run_services.create_run(mode="redis", spec={"task": "sleep", "input": {}}, owner=owner, **fields)
     return run
 
 
-def _finish(run) -> None:  # type: ignore[no-untyped-def]
+def _finish(run) -> None:
     run_services.set_run_status(run.id, "running")
     run_services.set_run_status(run.id, "completed")
 
 
 @pytest.fixture
-def running(private_networks, settings) -> Iterator[Deliverer]:  # type: ignore[no-untyped-def]
+def running(private_networks, settings) -> Iterator[Deliverer]:
     settings.WEBHOOK_RETRY_SCHEDULE = "0.1"
     worker = Deliverer(concurrency=4, poll_seconds=0.5)
     thread = threading.Thread(target=worker.run, daemon=True)

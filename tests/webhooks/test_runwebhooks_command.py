@@ -30,7 +30,7 @@ def deliverers(tmp_path) -> Iterator[list[DelivererProcess]]:
             process.stop()
 
 
-def _start(deliverers: list[DelivererProcess], tmp_path, **env: str) -> DelivererProcess:  # type: ignore[no-untyped-def]
+def _start(deliverers: list[DelivererProcess], tmp_path, **env: str) -> DelivererProcess:
     process = DelivererProcess(tmp_path, **env).start()
     deliverers.append(process)
     return process

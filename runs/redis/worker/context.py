@@ -40,9 +40,10 @@ class TaskStopped(Exception):
 class TaskContext:
     """Handed to every task with the run's input.
 
-    `checkpoint` appends to the run (for this attempt only); `canceled` turns
+    `checkpoint` appends to the run (for this attempt only); `stopping` turns
     true as soon as the run is canceled, times out, is taken over or the worker
-    shuts down, and from then on every write raises TaskStopped.
+    shuts down (`stop_reason` says which), and from then on every write raises
+    TaskStopped.
     """
 
     def __init__(self, run_id: str, attempt: int, spec: dict[str, Any]) -> None:
@@ -66,8 +67,15 @@ class TaskContext:
         self._flush_error: BaseException | None = None
 
     @property
-    def canceled(self) -> bool:
+    def stopping(self) -> bool:
+        """Whether the task has been told to stop, for whichever reason."""
         return self._stopped.is_set()
+
+    @property
+    def canceled(self) -> bool:
+        """The former name of `stopping`, kept for tasks written against it;
+        it was true after a timeout or takeover too, not only a cancel."""
+        return self.stopping
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`; True when told to stop meanwhile."""
@@ -91,7 +99,7 @@ class TaskContext:
                 return
             except (OperationalError, InterfaceError) as exc:
                 connection.close()  # a broken connection goes back to no one
-                if time.monotonic() + delay > deadline or self.canceled:
+                if time.monotonic() + delay > deadline or self.stopping:
                     raise
                 logger.warning(
                     "checkpoint write failed: retrying with the same keys",
@@ -132,7 +140,7 @@ class TaskContext:
         other checkpoints of that time (at most COALESCE_MAX_ITEMS per write);
         `flush()` writes them now. A failure of a write made in the
         background is raised by the next call."""
-        if self.canceled:
+        if self.stopping:
             raise TaskStopped(self.stop_reason)
         self._raise_flush_error()
         with self._lock:

@@ -54,7 +54,7 @@ class Heartbeat:
         self.announce()
         while not closing.wait(interval):
             self.announce()
-            slots = [slot for slot in self.slots.all() if not slot.ctx.canceled]
+            slots = [slot for slot in self.slots.all() if not slot.ctx.stopping]
             if not slots:
                 continue
             try:

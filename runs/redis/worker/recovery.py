@@ -85,7 +85,7 @@ def sweep(queue: RunQueue, *, holder: str, interval_s: float, lease_ms: int, for
     return sent
 
 
-def _batches(statuses: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def _batches(statuses: tuple[str, ...]):
     batch = []
     for run in selectors.redis_runs_in(statuses).iterator(chunk_size=SWEEP_BATCH):
         batch.append(run)
@@ -128,7 +128,7 @@ def _resend_orphans(queue: RunQueue, lease_ms: int) -> int:
 
 def safe_sweep(queue: RunQueue, **kwargs: object) -> int:
     try:
-        return sweep(queue, **kwargs)  # type: ignore[arg-type]
+        return sweep(queue, **kwargs)
     except redis.RedisError as exc:
         logger.warning("sweep skipped: redis unreachable", extra={"reason": exc.__class__.__name__})
         return 0

@@ -296,7 +296,7 @@ class Worker:
         func = get_task(name)
         if func is None:
             return {"code": "unknown_task", "message": f"no task named {name!r} on this worker"}
-        if ctx.canceled:
+        if ctx.stopping:
             return None
         try:
             func(ctx.input, ctx)
@@ -306,7 +306,7 @@ class Worker:
         except TaskError as exc:
             return {"code": exc.code, "message": str(exc)[:4000], **exc.fields}
         except Exception as exc:
-            if ctx.canceled:
+            if ctx.stopping:
                 return None
             logger.exception("task raised", extra={"runId": ctx.run_id, "task": name})
             return {"code": "task_error", "message": f"{type(exc).__name__}: {exc}"[:4000]}
@@ -344,7 +344,7 @@ class Worker:
             return
 
         def expire() -> None:
-            if ctx.canceled:
+            if ctx.stopping:
                 return
             # Fail first, then stop: once the task returns the worker must find the run final.
             ctx.flush_quietly()  # what the task emitted in time is kept

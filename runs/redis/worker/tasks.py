@@ -184,7 +184,7 @@ def command_task(input: Any, ctx: TaskContext) -> None:
         reader.start()
         _forward_checkpoints(lines, ctx)
         code = proc.wait()
-        if ctx.canceled:
+        if ctx.stopping:
             return
         if code != 0:
             raise CommandFailed(f"command exited with {code}", exitCode=code, stderrTail=_tail(stderr))
@@ -216,5 +216,5 @@ def _forward_checkpoints(lines: queue.Queue[str | None], ctx: TaskContext) -> No
                 line = lines.get_nowait()
             except queue.Empty:
                 break
-        if batch and not ctx.canceled:
+        if batch and not ctx.stopping:
             ctx.checkpoints(batch)
