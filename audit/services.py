@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit import context
 from audit.models import AuditEvent
+from orchestrator import copy_rows
 from orchestrator.logging import request_id_var
 
 logger = logging.getLogger("audit.services")
@@ -102,7 +103,7 @@ def record_run_changes(runs: list[Any], entry_type: str) -> None:
                 details=_small(details),
             )
         )
-    AuditEvent.objects.bulk_create(events)
+    copy_rows.insert_rows(events)
 
 
 def _run_change(run: Any, entry_type: str) -> tuple[str, dict[str, Any]]:

@@ -370,8 +370,13 @@ ADMIN_CHECKPOINTS_PER_PAGE = env_int("ADMIN_CHECKPOINTS_PER_PAGE", 50, minimum=1
 
 # --- Webhooks (the webhooks app; `manage.py runwebhooks` delivers) ---
 # Signs per-run webhooks (the `webhook` of POST /runs): whsec_ and base64 of
-# 24 to 64 random bytes. Unset: a per-run webhook is refused (422).
+# 24 to 64 random bytes. Unset: a per-run webhook is refused (422). Several,
+# comma-separated, all sign each attempt, so the server's secret can be rotated
+# without a receiver rejecting anything (the guide on webhooks says how).
 WEBHOOK_SECRET = env_str("WEBHOOK_SECRET")
+# After POST /webhooks/{id}/rotate-secret the old secret keeps signing beside
+# the new one for this long, unless the request asks for another overlap.
+WEBHOOK_SECRET_OVERLAP_SECONDS = env_int("WEBHOOK_SECRET_OVERLAP_SECONDS", 86400, minimum=0)
 # Each phase of an attempt (connect, send, each read) gets this long.
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
 # Seconds to wait after each failed attempt (comma list); past its end a
@@ -398,6 +403,10 @@ SCHEDULER_METRICS_PORT = env_int("SCHEDULER_METRICS_PORT", 0, minimum=0)
 # How old the newest due tick may be and still count as on time rather than
 # missed (missed ticks follow the schedule's `catchup`).
 SCHEDULE_GRACE_SECONDS = env_float("SCHEDULE_GRACE_SECONDS", 30.0)
+# How far ahead of its tick the run of an `overlap: allow` schedule (Redis,
+# no admission fields) is made, held by its runAt until the tick, so that
+# ticks that fall together only need their hand-over at the tick; 0: never.
+SCHEDULE_PREPARE_SECONDS = env_float("SCHEDULE_PREPARE_SECONDS", 5.0)
 # Most missed ticks one schedule makes runs for under `catchup: all`.
 SCHEDULE_MAX_CATCHUP = env_int("SCHEDULE_MAX_CATCHUP", 100, minimum=1)
 # A due delayed run whose backend cannot take it (Kubernetes down) is tried again this much later.

@@ -15,8 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from journal import services as journal
+from orchestrator import copy_rows
 from runs import admission, metrics, notify
 from runs.backends import get_backend
 from runs.models import Run
@@ -37,17 +39,23 @@ class Draft:
     owner: str
     schedule_id: uuid.UUID | None = None
     scheduled_for: datetime | None = None
+    # A future runAt holds the run (pending, waitingFor runAt) until the
+    # scheduler hands it over then; the rest are handed over at once.
+    run_at: datetime | None = None
 
 
-def create_runs(drafts: list[Draft]) -> list[Run]:
+def create_runs(drafts: list[Draft], *, now: datetime | None = None) -> list[Run]:
     """Record the runs and hand them to their backends, inside the caller's
     transaction (which should end soon after: the journal is written last).
 
     Raises what `create_run` raises for one of them (SchemaViolation,
-    BackendUnavailable); then none is recorded once the caller rolls back."""
+    BackendUnavailable); then none is recorded once the caller rolls back.
+    A draft's `run_at` after `now` (the caller's clock) holds its run."""
     if not drafts:
         return []
     runs = []
+    held = False
+    now = now or timezone.now()
     for draft in drafts:
         validate_spec(draft.mode, draft.spec)
         run = Run(
@@ -59,17 +67,23 @@ def create_runs(drafts: list[Draft]) -> list[Run]:
             schedule_id=draft.schedule_id,
             scheduled_for=draft.scheduled_for,
         )
-        admission.hold_until(run, None)
+        if admission.hold_until(run, draft.run_at, now=now):
+            held = True
         runs.append(run)
-    Run.objects.bulk_create(runs)
+    copy_rows.insert_rows(runs)
     by_mode: dict[str, list[Run]] = {}
     for run in runs:
-        by_mode.setdefault(run.mode, []).append(run)
+        if not run.is_held:
+            by_mode.setdefault(run.mode, []).append(run)
     for mode, of_mode in by_mode.items():
         get_backend(mode).dispatch_many(of_mode)
     notify.runs_changed([str(run.id) for run in runs])
+    if held:
+        admission.wake_scheduler()
     journal.record_many(runs, journal.CREATED)
-    counts = {mode: len(of_mode) for mode, of_mode in by_mode.items()}
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.mode] = counts.get(run.mode, 0) + 1
 
     def count_created() -> None:
         for mode, count in counts.items():

@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from runs.exceptions import BackendUnavailable, SchemaViolation
@@ -91,7 +92,7 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="next fire (UTC)", ordering="next_fire_at")
     def next_fire(self, schedule: Schedule) -> str:
-        return format_ts(schedule.next_fire_at) if not schedule.paused and schedule.next_fire_at else "-"
+        return format_ts(schedule.first_to_come(timezone.now())) or "-"
 
     @admin.display(description="last run")
     def last_run(self, schedule: Schedule) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.db import models
 
@@ -73,6 +74,16 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.cron or f'every {self.interval_seconds}s'})"
+
+    def first_to_come(self, now: datetime) -> datetime | None:
+        """The first tick whose run is still to come: `next_fire_at`, unless
+        the runs of ticks after `now` were made ahead (`last_fired_at` is
+        then one of them) and wait for their tick. None while paused."""
+        if self.paused:
+            return None
+        if self.last_fired_at is not None and self.last_fired_at > now:
+            return self.timing.next_after(now)
+        return self.next_fire_at
 
     @property
     def timing(self) -> Timing:

@@ -141,10 +141,13 @@ class Scheduler:
     def run_pass(self) -> datetime | None:
         """Do everything due now; return when the next thing is due (None: nothing is)."""
         now = self.clock()
-        services.fire_due(now, clock=self.clock, should_stop=lambda: self.stopping)
+        # The hand-over of runs made ahead of their tick first: it is what is due now.
         admission.admit_due(now)
-        due = [moment for moment in (services.next_due_at(), admission.next_due_at()) if moment is not None]
-        return min(due, default=None)
+        admission.admit_free_slots(now)
+        services.fire_due(now, clock=self.clock, should_stop=lambda: self.stopping)
+        services.prepare_due(now, clock=self.clock, should_stop=lambda: self.stopping)
+        moments = (services.next_due_at(), services.next_prepare_at(self.clock()), admission.next_due_at())
+        return min((moment for moment in moments if moment is not None), default=None)
 
     def sleep_seconds(self, next_due: datetime | None) -> float:
         # Without PostgreSQL no NOTIFY wakes us: look again every second.

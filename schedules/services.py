@@ -24,10 +24,11 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from audit import services as audit
+from orchestrator import copy_rows
 from runs import bulk, notify, states
 from runs import services as run_services
 from runs.exceptions import BackendUnavailable, InvalidTransition, SchemaViolation
-from runs.models import Run
+from runs.models import HELD, Run
 from schedules import metrics
 from schedules.exceptions import ScheduleNotFound
 from schedules.models import Schedule, ScheduleTick
@@ -143,7 +144,10 @@ def update_schedule(schedule_id: Any, changes: dict[str, Any], *, now: datetime 
         timing_changed = any(getattr(schedule, name) != before[name] for name in TIMING_FIELDS)
         if timing_changed:
             schedule.anchor_at = schedule.start_at or now
-        if timing_changed or schedule.paused != before["paused"]:
+        withdrawn = any(getattr(schedule, name) != before[name] for name in WITHDRAWING_FIELDS) and (
+            _withdraw_prepared(schedule, now)
+        )
+        if timing_changed or schedule.paused != before["paused"] or withdrawn:
             _reschedule(schedule, now)
         schedule.save()
         audit.record(
@@ -169,10 +173,12 @@ def set_paused(schedule_id: Any, paused: bool, *, now: datetime | None = None) -
     return update_schedule(schedule_id, {"paused": paused}, now=now)
 
 
-def delete_schedule(schedule_id: Any) -> None:
-    """Delete the schedule and its tick records. The runs it made stay, with their scheduleId."""
+def delete_schedule(schedule_id: Any, *, now: datetime | None = None) -> None:
+    """Delete the schedule and its tick records. The runs it made stay, with
+    their scheduleId; those made ahead of ticks still to come are canceled."""
     with transaction.atomic():
         schedule = get_schedule_or_404(schedule_id, for_update=True)
+        _withdraw_prepared(schedule, now or timezone.now())
         audit.record("schedule.delete", "schedule", schedule.id, owner=schedule.owner)
         schedule.delete()
         _changed()
@@ -190,15 +196,22 @@ def trigger_schedule(schedule_id: Any, *, now: datetime | None = None) -> Run:
     return run
 
 
+def _template(schedule: Schedule, tick: datetime) -> dict[str, Any]:
+    """The fields every run of the schedule's tick gets from it."""
+    return {
+        "mode": schedule.mode,
+        "spec": schedule.spec,
+        "metadata": schedule.metadata,
+        "owner": schedule.owner,
+        "schedule_id": schedule.id,
+        "scheduled_for": tick,
+    }
+
+
 def _create_run(schedule: Schedule, tick: datetime) -> Run:
     admission = schedule.admission or {}
     run, _ = run_services.create_run(
-        mode=schedule.mode,
-        spec=schedule.spec,
-        metadata=schedule.metadata,
-        owner=schedule.owner,
-        schedule_id=schedule.id,
-        scheduled_for=tick,
+        **_template(schedule, tick),
         retry=admission.get("retry"),
         depends_on=admission.get("dependsOn"),
         concurrency_limit=admission.get("concurrency"),
@@ -372,17 +385,7 @@ def _write_batch(batch: list[Schedule], now: datetime, clock: Clock) -> None:
             ticks.append(
                 ScheduleTick(schedule=schedule, tick=tick, last_tick=tick, outcome=outcome, run_id=run_id)
             )
-            drafts.append(
-                bulk.Draft(
-                    id=run_id,
-                    mode=schedule.mode,
-                    spec=schedule.spec,
-                    metadata=schedule.metadata,
-                    owner=schedule.owner,
-                    schedule_id=schedule.id,
-                    scheduled_for=tick,
-                )
-            )
+            drafts.append(_draft(schedule, tick, run_id))
             changed.last_run_id, changed.last_fired_at, previous_open = run_id, tick, True
             if outcome == ScheduleTick.Outcome.FIRED:
                 fired.append(tick)
@@ -391,7 +394,7 @@ def _write_batch(batch: list[Schedule], now: datetime, clock: Clock) -> None:
         changed.updated_at = timezone.now()
         updated.append(changed)
     # The tick rows first: a tick handled elsewhere fails here, before any run exists.
-    ScheduleTick.objects.bulk_create(ticks)
+    copy_rows.insert_rows(ticks)
     _save_fired(updated)
     bulk.create_runs(drafts)  # last: it writes the journal
     outcomes = [(str(tick.schedule_id), tick.outcome) for tick in ticks]
@@ -404,6 +407,144 @@ def _write_batch(batch: list[Schedule], now: datetime, clock: Clock) -> None:
             metrics.SCHEDULER_LAG_SECONDS.labels(kind="tick").observe(lag)
 
     transaction.on_commit(observe)
+
+
+def _draft(
+    schedule: Schedule, tick: datetime, run_id: uuid.UUID, *, run_at: datetime | None = None
+) -> bulk.Draft:
+    return bulk.Draft(id=run_id, run_at=run_at, **_template(schedule, tick))
+
+
+# --- Runs made ahead of their tick ---
+#
+# A tick that 10,000 schedules share cannot have its 10,000 runs written
+# (rows, tick records, journal and audit entries) within a second of it on a
+# small host. For `overlap: allow` nothing about a tick's run depends on what
+# happens before the tick, so its run can be made up to
+# SCHEDULE_PREPARE_SECONDS ahead: recorded as a delayed run of the schedule
+# (pending, runAt = the tick, waitingFor runAt), with its tick record, in the
+# same batched writes as firing; at the tick only the hand-over is left,
+# which admission does a batch at a time. Any change that could alter what
+# the tick makes (pause, timing, template, overlap, delete) withdraws the
+# runs made for ticks still to come: each is canceled and its tick record
+# removed, and the schedule fires from the first tick after the change.
+
+PREPARABLE = Q(mode="redis", overlap=Schedule.Overlap.ALLOW, admission={})
+# A tick this close is left to `fire_due` at its time: a batch made now might
+# commit after it.
+PREPARE_MARGIN = timedelta(milliseconds=250)
+# What a change must touch to withdraw the runs made ahead (a rename does not).
+WITHDRAWING_FIELDS = (*TIMING_FIELDS, *TEMPLATE_FIELDS, "overlap", "paused")
+
+
+def prepare_due(
+    now: datetime | None = None,
+    *,
+    clock: Clock = timezone.now,
+    bulk_batch_size: int = 500,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Make the runs of the ticks due within SCHEDULE_PREPARE_SECONDS of
+    `now` (overlap allow, Redis, no admission fields), held until their tick.
+    Returns how many ticks this call prepared."""
+    ahead = settings.SCHEDULE_PREPARE_SECONDS
+    if ahead <= 0:
+        return 0
+    started = clock()
+    now = now or started
+    horizon = now + timedelta(seconds=ahead)
+    prepared = 0
+    while not should_stop():
+        with transaction.atomic():
+            due = Schedule.objects.filter(
+                PREPARABLE,
+                paused=False,
+                # `now` as time has moved on while earlier batches were made
+                next_fire_at__gt=now + (clock() - started) + PREPARE_MARGIN,
+                next_fire_at__lte=horizon,
+            ).order_by("next_fire_at", "id")
+            due = due.select_for_update(skip_locked=True) if connection.vendor == "postgresql" else due
+            batch = list(due[:bulk_batch_size])
+            try:
+                with transaction.atomic():
+                    _prepare_batch(batch, now + (clock() - started))
+            except Exception:
+                # Nothing is lost: these ticks are fired at their time instead.
+                logger.warning("ticks not prepared ahead: fired at their time instead", exc_info=True)
+                return prepared
+        prepared += len(batch)
+        if len(batch) < bulk_batch_size:
+            break
+    return prepared
+
+
+def _prepare_batch(batch: list[Schedule], now: datetime) -> None:
+    ticks: list[ScheduleTick] = []
+    drafts: list[bulk.Draft] = []
+    updated: list[Schedule] = []
+    for schedule in batch:
+        tick = schedule.next_fire_at
+        assert tick is not None
+        run_id = uuid.uuid4()
+        ticks.append(
+            ScheduleTick(
+                schedule=schedule,
+                tick=tick,
+                last_tick=tick,
+                outcome=ScheduleTick.Outcome.FIRED,
+                run_id=run_id,
+            )
+        )
+        drafts.append(_draft(schedule, tick, run_id, run_at=tick))
+        changed = copy.copy(schedule)
+        changed.last_run_id, changed.last_fired_at = run_id, tick
+        changed.next_fire_at = schedule.timing.next_after(tick)
+        changed.updated_at = timezone.now()
+        updated.append(changed)
+    if not batch:
+        return
+    copy_rows.insert_rows(ticks)
+    _save_fired(updated)
+    bulk.create_runs(drafts, now=now)
+    labels = [str(schedule.id) for schedule in batch]
+
+    def observe() -> None:
+        # The tick's lag is observed when its run is handed over (runs.admission).
+        for label in labels:
+            metrics.TICKS.labels(schedule=label, outcome=ScheduleTick.Outcome.FIRED).inc()
+
+    transaction.on_commit(observe)
+
+
+def next_prepare_at(now: datetime) -> datetime | None:
+    """When the next tick not yet prepared comes within SCHEDULE_PREPARE_SECONDS."""
+    ahead = timedelta(seconds=settings.SCHEDULE_PREPARE_SECONDS)
+    if not ahead:
+        return None
+    due = Schedule.objects.filter(PREPARABLE, paused=False, next_fire_at__gt=now + ahead).aggregate(
+        due=Min("next_fire_at")
+    )["due"]
+    return None if due is None else due - ahead
+
+
+def _withdraw_prepared(schedule: Schedule, now: datetime) -> bool:
+    """Cancel the runs made ahead for this (locked) schedule's ticks still to
+    come and forget those ticks; True when there were any. A run already
+    handed over, or whose tick has passed, is the tick's and stays."""
+    held = list(
+        Run.objects.select_for_update()
+        .filter(HELD, schedule_id=schedule.id, scheduled_for__gt=now)
+        .values_list("id", "scheduled_for")
+    )
+    if not held:
+        return False
+    for run_id, _ in held:
+        run_services.cancel_run(run_id)
+    ScheduleTick.objects.filter(schedule=schedule, tick__in=[tick for _, tick in held]).delete()
+    last = ScheduleTick.objects.filter(schedule=schedule, run_id__isnull=False).order_by("-tick").first()
+    schedule.last_run_id = last.run_id if last else None
+    schedule.last_fired_at = last.tick if last else None
+    return True
 
 
 FIRED_FIELDS = ("next_fire_at", "last_fired_at", "last_run_id", "updated_at")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
 
 from runs.wire import format_ts
 from schedules.models import Schedule, ScheduleTick
@@ -13,11 +16,15 @@ NEXT_FIRE_TIMES = 5
 ADMISSION_FIELDS = ("retry", "concurrency", "dependsOn")
 
 
-def next_fire_times(schedule: Schedule, count: int = NEXT_FIRE_TIMES) -> list[str]:
-    """The ticks the scheduler will handle next, from `next_fire_at` on (none while paused)."""
-    if schedule.paused or schedule.next_fire_at is None:
+def next_fire_times(
+    schedule: Schedule, count: int = NEXT_FIRE_TIMES, *, now: datetime | None = None
+) -> list[str]:
+    """The ticks to come, from `next_fire_at` on, or from the first whose run
+    was made ahead and waits for it (none while paused)."""
+    first = schedule.first_to_come(now or timezone.now())
+    if first is None:
         return []
-    return [format_ts(tick) or "" for tick in schedule.timing.upcoming(schedule.next_fire_at, count)]
+    return [format_ts(tick) or "" for tick in schedule.timing.upcoming(first, count)]
 
 
 def schedule_to_wire(schedule: Schedule) -> dict[str, Any]:

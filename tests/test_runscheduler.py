@@ -123,10 +123,12 @@ def test_the_scheduler_serves_tick_and_lag_metrics(tmp_path, queue, settings):
         wait_for(lambda: ScheduleTick.objects.filter(schedule=schedule).exists(), timeout=15, what="a tick")
 
         def scraped() -> str:
+            # The tick counts when its run is made (ahead of it); its lag, when the run is handed over.
             text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-            return text if f'schedule="{schedule.id}"' in text else ""
+            lag_observed = 'orchestrator_scheduler_lag_seconds_count{kind="tick"}' in text
+            return text if f'schedule="{schedule.id}"' in text and lag_observed else ""
 
-        text = wait_for(scraped, timeout=10, what="the tick in the metrics")
+        text = wait_for(scraped, timeout=10, what="the tick and its lag in the metrics")
     finally:
         process.stop()
     assert f'orchestrator_schedule_ticks_total{{outcome="fired",schedule="{schedule.id}"}}' in text

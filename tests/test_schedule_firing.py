@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -285,25 +286,34 @@ def test_changing_the_timing_starts_again_after_now():
     assert changed.next_fire_at == datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_racing_schedulers_make_exactly_one_run_per_tick():
-    # catchup all: whichever pass handles a tick, every tick gets its run.
-    schedules = [every_minute(overlap="allow", catchup="all") for _ in range(30)]
-    start = threading.Barrier(4)
+def race(work: Callable[[], None], processes: int = 4) -> None:
+    """`work` in that many threads at once, each with its own connection, as racing schedulers."""
+    start = threading.Barrier(processes)
 
-    def fire() -> None:
+    def run() -> None:
         try:
             start.wait()
-            for minute in (1, 2, 3):
-                services.fire_due(T0 + timedelta(minutes=minute), batch_size=4, bulk_batch_size=4)
+            work()
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=fire) for _ in range(4)]
+    threads = [threading.Thread(target=run) for _ in range(processes)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_schedulers_make_exactly_one_run_per_tick():
+    # catchup all: whichever pass handles a tick, every tick gets its run.
+    schedules = [every_minute(overlap="allow", catchup="all") for _ in range(30)]
+
+    def fire() -> None:
+        for minute in (1, 2, 3):
+            services.fire_due(T0 + timedelta(minutes=minute), batch_size=4, bulk_batch_size=4)
+
+    race(fire)
 
     for schedule in schedules:
         assert runs_of(schedule) == minutes(1, 2, 3)
@@ -346,3 +356,150 @@ def test_with_redis_down_the_ticks_that_fell_together_are_recorded_skipped(setti
         assert records(schedule) == [(*minutes(1, 1), "skipped", "backend_unavailable")]
         schedule.refresh_from_db()
         assert schedule.next_fire_at == T0 + timedelta(minutes=2)
+
+
+# --- Runs made ahead of their tick (overlap allow) ---
+
+TICK = T0 + timedelta(minutes=1)
+
+
+def prepare(at: datetime) -> int:
+    return services.prepare_due(at, clock=lambda: at)
+
+
+def test_the_run_of_an_allow_tick_is_made_ahead_held_by_its_runat_and_handed_over_at_the_tick(
+    settings, queue, django_capture_on_commit_callbacks
+):
+    from journal.models import Entry
+    from runs import admission
+    from schedules.wire import next_fire_times
+
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    schedules = [every_minute(overlap="allow") for _ in range(3)]
+    assert prepare(TICK - timedelta(seconds=6)) == 0  # not yet within the window
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert prepare(TICK - timedelta(seconds=4)) == 3
+    runs = list(Run.objects.filter(schedule_id__in=[s.id for s in schedules]))
+    assert [(run.status, run.run_at, run.scheduled_for, run.not_before) for run in runs] == [
+        ("pending", TICK, TICK, TICK)
+    ] * 3
+    assert all(run.waiting_for == {"reason": "runAt", "until": "2026-12-01T09:01:00.000000Z"} for run in runs)
+    assert queue.redis.xlen(queue.keys.stream) == 0
+    assert [entry.type for entry in Entry.objects.all()] == ["run.created"] * 3
+    for schedule in schedules:
+        schedule.refresh_from_db()
+        assert records(schedule) == [(TICK, TICK, "fired", "")]
+        assert schedule.next_fire_at == TICK + timedelta(minutes=1)
+        assert next_fire_times(schedule, 2, now=TICK - timedelta(seconds=4)) == [
+            "2026-12-01T09:01:00.000000Z",
+            "2026-12-01T09:02:00.000000Z",
+        ]
+    assert services.fire_due(TICK) == 0  # nothing left to fire at the tick
+
+    assert admission.admit_due(TICK - timedelta(milliseconds=1)) == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert admission.admit_due(TICK) == 3
+    assert set(Run.objects.values_list("status", "waiting_for", "not_before")) == {("pending", None, None)}
+    queued = sorted(fields["runId"] for _, fields in queue.redis.xrange(queue.keys.stream))
+    assert queued == sorted(str(run.id) for run in runs)
+
+
+def test_only_allow_schedules_without_admission_fields_are_made_ahead(settings):
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    every_minute(overlap="skip")
+    every_minute(overlap="cancel_previous")
+    every_minute(overlap="allow", admission={"retry": {"maxAttempts": 2}})
+
+    assert prepare(TICK - timedelta(seconds=4)) == 0
+    assert not Run.objects.exists()
+
+
+def test_a_pause_before_the_tick_withdraws_the_run_made_ahead_and_a_resume_fires_the_tick(settings):
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    schedule = every_minute(overlap="allow")
+    prepare(TICK - timedelta(seconds=4))
+    made = Run.objects.get(schedule_id=schedule.id)
+
+    paused = services.set_paused(schedule.id, True, now=TICK - timedelta(seconds=2))
+
+    made.refresh_from_db()
+    assert made.status == "canceled"
+    assert records(schedule) == []
+    assert (paused.next_fire_at, paused.last_run_id, paused.last_fired_at) == (None, None, None)
+
+    resumed = services.set_paused(schedule.id, False, now=TICK - timedelta(seconds=1))
+    assert resumed.next_fire_at == TICK
+    assert services.fire_due(TICK) == 1
+    live = Run.objects.filter(schedule_id=schedule.id).exclude(status="canceled")
+    assert [(run.scheduled_for, run.waiting_for) for run in live] == [(TICK, None)]
+    assert records(schedule) == [(TICK, TICK, "fired", "")]
+
+
+def test_a_template_change_before_the_tick_fires_it_with_the_new_template_and_a_rename_changes_nothing(
+    settings,
+):
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    schedule = every_minute(overlap="allow")
+    prepare(TICK - timedelta(seconds=4))
+    made = Run.objects.get(schedule_id=schedule.id)
+
+    services.update_schedule(schedule.id, {"name": "renamed"}, now=TICK - timedelta(seconds=3))
+    assert Run.objects.get(pk=made.pk).status == "pending"
+
+    new_spec = {"task": "sleep", "input": {"seconds": 2}}
+    changed = services.update_schedule(schedule.id, {"spec": new_spec}, now=TICK - timedelta(seconds=2))
+
+    assert Run.objects.get(pk=made.pk).status == "canceled"
+    assert changed.next_fire_at == TICK
+    assert services.fire_due(TICK) == 1
+    fired = Run.objects.get(schedule_id=schedule.id, status="pending")
+    assert (fired.scheduled_for, fired.spec) == (TICK, new_spec)
+
+
+def test_deleting_a_schedule_cancels_the_run_made_ahead_of_its_tick(settings):
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    schedule = every_minute(overlap="allow")
+    prepare(TICK - timedelta(seconds=4))
+
+    services.delete_schedule(schedule.id, now=TICK - timedelta(seconds=2))
+
+    assert list(Run.objects.filter(schedule_id=schedule.id).values_list("status", flat=True)) == ["canceled"]
+
+
+def test_a_pause_after_the_tick_leaves_the_tick_its_run_even_before_the_hand_over(settings):
+    from runs import admission
+
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    schedule = every_minute(overlap="allow")
+    prepare(TICK - timedelta(seconds=4))
+
+    services.set_paused(schedule.id, True, now=TICK + timedelta(milliseconds=100))
+
+    assert admission.admit_due(TICK + timedelta(milliseconds=200)) == 1
+    run = Run.objects.get(schedule_id=schedule.id)
+    assert (run.status, run.waiting_for, run.scheduled_for) == ("pending", None, TICK)
+    assert records(schedule) == [(TICK, TICK, "fired", "")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_schedulers_making_ticks_ahead_and_handing_them_over_make_one_run_per_tick(settings):
+    from runs import admission
+
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    schedules = [every_minute(overlap="allow") for _ in range(30)]
+
+    def prepare_fire_and_admit() -> None:
+        for minute in (1, 2, 3):
+            tick = T0 + timedelta(minutes=minute)
+            ahead = tick - timedelta(seconds=4)
+            services.prepare_due(ahead, clock=lambda at=ahead: at, bulk_batch_size=4)
+            services.fire_due(tick, bulk_batch_size=4)
+            admission.admit_due(tick)
+
+    race(prepare_fire_and_admit)
+
+    for schedule in schedules:
+        assert runs_of(schedule) == minutes(1, 2, 3)
+        assert [outcome for _, _, outcome, _ in records(schedule)] == ["fired"] * 3
+    assert not Run.objects.filter(waiting_for__isnull=False).exists()
