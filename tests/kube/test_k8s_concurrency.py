@@ -41,7 +41,7 @@ def test_a_job_the_cluster_refuses_at_handover_fails_after_the_finish_that_freed
 
     cluster.set_job_status(NS, f"run-{first}", COMPLETE)
 
-    eventually(lambda: Run.objects.get(pk=refused).status == "failed")
+    wait_for(lambda: Run.objects.get(pk=refused).status == "failed")
     assert Run.objects.get(pk=refused).error["code"] == "dispatch_rejected"
     # Each in a commit of its own, in that order: the finish, then the refusal.
     order = list(
@@ -51,5 +51,5 @@ def test_a_job_the_cluster_refuses_at_handover_fails_after_the_finish_that_freed
     )
     assert order == ["run.completed", "run.failed"]
     # The slot the refused run would have had goes to the next in line.
-    eventually(lambda: Run.objects.get(pk=behind).waiting_for is None)
+    wait_for(lambda: Run.objects.get(pk=behind).waiting_for is None)
     assert cluster.get_job(NS, f"run-{behind}") is not None
