@@ -370,8 +370,13 @@ ADMIN_CHECKPOINTS_PER_PAGE = env_int("ADMIN_CHECKPOINTS_PER_PAGE", 50, minimum=1
 
 # --- Webhooks (the webhooks app; `manage.py runwebhooks` delivers) ---
 # Signs per-run webhooks (the `webhook` of POST /runs): whsec_ and base64 of
-# 24 to 64 random bytes. Unset: a per-run webhook is refused (422).
+# 24 to 64 random bytes. Unset: a per-run webhook is refused (422). Several,
+# comma-separated, all sign each attempt, so the server's secret can be rotated
+# without a receiver rejecting anything (the guide on webhooks says how).
 WEBHOOK_SECRET = env_str("WEBHOOK_SECRET")
+# After POST /webhooks/{id}/rotate-secret the old secret keeps signing beside
+# the new one for this long, unless the request asks for another overlap.
+WEBHOOK_SECRET_OVERLAP_SECONDS = env_int("WEBHOOK_SECRET_OVERLAP_SECONDS", 86400, minimum=0)
 # Each phase of an attempt (connect, send, each read) gets this long.
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
 # Seconds to wait after each failed attempt (comma list); past its end a

@@ -26,13 +26,14 @@ from django.utils import timezone
 
 from runs import concurrency, dependencies, metrics, notify
 from runs.backends import get_backend
-from runs.exceptions import BackendUnavailable, SchemaViolation
+from runs.exceptions import BackendUnavailable, InvalidTransition, SchemaViolation
 from runs.models import HELD, Run
 from runs.wire import format_ts
 
 logger = logging.getLogger("runs.admission")
 
 RUN_AT = "runAt"
+DISPATCH_REJECTED = "dispatch_rejected"
 
 GATE_FIELDS = ("not_before", "waiting_for")
 
@@ -227,6 +228,84 @@ def hand_over(run: Run, now: datetime) -> int:
     return _admit(run, now, check_gates=False)
 
 
+def admit_waiting(key: str, now: datetime | None = None) -> int:
+    """Hand over, oldest first, the runs waiting for a slot of `key`, as
+    many as are free, in a transaction of its own. How many went."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        return _hand_over_waiting(concurrency.lock_waiting(key), now)
+
+
+def hand_over_freed(key: str, now: datetime) -> None:
+    """A run of `key` gives its slot up in this transaction (before its
+    journal entry): hand the slot to the next in line, here if the key's row
+    is free, else right after the commit.
+
+    Never waiting for the key's row here is the point: a finish that did
+    would hold the key through the rest of its transaction (its journal
+    entry and commit), and every other finish of the key would queue behind
+    it. Whoever holds the row is handing over or creating a run of the key;
+    once this commits, the handover after the commit counts the slot freed.
+    Should the process die before that, the scheduler's pass
+    (admit_free_slots) finds the key."""
+    if concurrency.try_lock_key(key):
+        _hand_over_waiting(concurrency.waiting_for_free_slots(key), now)
+    else:
+        transaction.on_commit(lambda: admit_waiting(key), robust=True)
+
+
+def _hand_over_waiting(waiting: list[Run], now: datetime) -> int:
+    if waiting and _hand_over_together(waiting, now):
+        return len(waiting)
+    return sum(hand_over(waiter, now) for waiter in waiting)
+
+
+# Clear the gates of the runs handed over and wake their followers, in one
+# statement (the runs are locked, and their gates checked, by the caller).
+_HAND_OVER_SQL = """
+WITH handed AS (
+    UPDATE runs_run SET waiting_for = NULL, not_before = NULL, updated_at = %(now)s
+     WHERE id = ANY(%(ids)s) RETURNING id
+)
+SELECT pg_notify(%(channel)s, id::text) FROM handed
+"""
+
+
+def _hand_over_together(runs: list[Run], now: datetime) -> bool:
+    """hand_over() for many locked runs whose backend sends after the commit
+    (Redis), in one statement instead of a savepoint and two per run: the
+    handover of a key's next run is on the path of every finish of the key.
+    False when this does not apply (another backend, or not PostgreSQL):
+    then they are handed over one by one."""
+    modes = {run.mode for run in runs}
+    if len(modes) != 1 or connection.vendor != "postgresql":
+        return False
+    backend = get_backend(modes.pop())
+    if not backend.sends_after_commit:
+        return False
+    waited = [(run.waiting_for or {}).get("reason", "") for run in runs]
+    opened = [min(run.not_before, now) if run.not_before is not None else now for run in runs]
+    for run in runs:
+        clear_gates(run)
+        run.updated_at = now
+    backend.send_after_commit(runs)
+    with connection.cursor() as cursor:
+        params = {"now": now, "ids": [run.pk for run in runs], "channel": notify.CHANNEL}
+        cursor.execute(_HAND_OVER_SQL, params)
+    done = timezone.now()
+    for reason, since in zip(waited, opened, strict=True):
+        metrics.RUNS_ADMITTED.labels(reason=reason).inc()
+        latency = max(0.0, (done - since).total_seconds())
+        metrics.ADMISSION_LATENCY_SECONDS.labels(reason=reason).observe(latency)
+    return True
+
+
+def admit_free_slots(now: datetime | None = None) -> int:
+    """The scheduler's safety net: the keys with runs waiting and a slot
+    free (a process died between a finish's commit and its handover)."""
+    return sum(admit_waiting(key, now) for key in concurrency.keys_with_free_slots())
+
+
 def _admit(run: Run, now: datetime, *, check_gates: bool = True) -> int:
     """Dispatch one locked run whose gate opened. 1 when it was handed over."""
     waiting_for: Any = run.waiting_for
@@ -255,11 +334,20 @@ def _admit(run: Run, now: datetime, *, check_gates: bool = True) -> int:
         )
         return 0
     except SchemaViolation as exc:
-        # The cluster refuses what the spec asks for; it will not change its mind.
-        from runs import services  # services imports this module
-
+        # The cluster refuses what the spec asks for; it will not change its
+        # mind. The run is failed after the commit, in a transaction of its
+        # own: failing it here would write its journal entry in the middle
+        # of whatever opened its gate (another run's finish), ahead of locks
+        # that finish still takes. Until then it keeps waiting, due again
+        # shortly, so a process that dies before the failure leaves it to
+        # the scheduler, which meets the same refusal.
+        run.waiting_for = waiting_for
+        run.not_before = now + timedelta(seconds=settings.ADMISSION_RETRY_SECONDS)
+        run.save(update_fields=[*GATE_FIELDS, "updated_at"])
         message = "; ".join(text for texts in exc.details["fields"].values() for text in texts)
-        services.fail_run(run.id, "dispatch_rejected", message or "the backend refused the run")
+        transaction.on_commit(
+            lambda: _fail_rejected(run, message or "the backend refused the run"), robust=True
+        )
         return 0
     reason = (waiting_for or {}).get("reason", "")
     metrics.RUNS_ADMITTED.labels(reason=reason).inc()
@@ -271,3 +359,14 @@ def _admit(run: Run, now: datetime, *, check_gates: bool = True) -> int:
         metrics.SCHEDULER_LAG_SECONDS.labels(kind=_lag_kind(run.schedule_id is not None)).observe(lag)
     logger.info("run admitted", extra={"runId": str(run.id), "event": "run_admitted"})
     return 1
+
+
+def _fail_rejected(run: Run, message: str) -> None:
+    from runs import services  # services imports this module
+
+    try:
+        services.fail_run(run.id, DISPATCH_REJECTED, message)
+    except InvalidTransition:
+        return  # canceled (or failed by its dependencies) meanwhile
+    if (run.waiting_for or {}).get("reason") == concurrency.CONCURRENCY and run.concurrency_key:
+        admit_waiting(run.concurrency_key)  # the slot it would have had goes to the next in line

@@ -3,14 +3,23 @@ backend or running at once, however many API processes, workers and
 schedulers race.
 
 A key's runs are counted under the lock of its `ConcurrencyKey` row
-(`SELECT … FOR UPDATE`), taken by every step that may hand one over or free
-a slot: a create, a gate opening (admission), and a run of the key leaving
-the slot (a final status, or a retry's way back to `pending`). Counting and
-handing over are thus one step per key: two processes cannot both see the
-last free slot. A run holds a slot from its handover (pending with no gate)
-until it ends; one that finds no slot waits `pending` with `waitingFor`
-`{"reason": "concurrency", "key", "limit"}` and is handed over, oldest
-first, by the transaction that frees a slot.
+(`SELECT … FOR UPDATE`), taken by every step that may hand one over: a
+create and a gate opening (admission). Counting and handing over are thus
+one step per key: two processes cannot both see the last free slot. A run
+holds a slot from its handover (pending with no gate) until it ends; one
+that finds no slot waits `pending` with `waitingFor` `{"reason":
+"concurrency", "key", "limit"}`.
+
+Freeing a slot (a final status, or a retry's way back to `pending`) needs
+no wait for the key: a count taken before that commit sees the slot still
+held, which admits fewer, never more. The finishing transaction hands the
+slot to the oldest waiting run of the key itself if the key's row is free
+(`SKIP LOCKED`: it never waits for it), before its journal entry; if another
+transaction holds the row, the handover happens right after the commit, in
+a transaction of its own (`admission.admit_waiting`). A finish thus never
+queues on its key's row, and the finishes of a key's runs do not wait on
+each other; should a process die between a commit and its handover, the
+scheduler's next pass finds the key (`keys_with_free_slots`).
 
 The limit in force is the key's: the latest run created with the key sets
 it (a lower limit admits no one until enough runs of the key end; nothing
@@ -18,7 +27,9 @@ running is stopped).
 
 Lock order, so that no two of these wait on each other: a run's row, then
 its key's row, then (SKIP LOCKED, never waiting) the runs waiting for the
-key; and all of them before the journal's clock (journal.services).
+key; and all of them before the journal's clock (journal.services). A
+handover writes no journal entry; a run the backend refuses at its
+handover is failed after the commit, in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +37,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from runs import states
 from runs.models import HELD, ConcurrencyKey, Run
@@ -85,25 +97,71 @@ def holds_slot(run: Run) -> bool:
     )
 
 
-def lock_waiting(run: Run) -> list[Run]:
-    """`run` is about to free its key's slot: lock the key, then, oldest
-    first and skipping any another transaction holds (a cancel), the runs
-    waiting for as many slots as will be free."""
-    key = run.concurrency_key
-    if not key:
+# The runs waiting for a slot of the key, oldest first (the waiting index's
+# order), as many as its free slots (its limit less the runs counted from
+# the slot index), skipping any another transaction holds (a cancel).
+_WAITING_SQL = """
+SELECT * FROM runs_run
+ WHERE concurrency_key = %(key)s AND status = 'pending' AND waiting_for IS NOT NULL
+   AND waiting_for ->> 'reason' = %(reason)s
+ ORDER BY created_at
+ LIMIT GREATEST(0, (SELECT "limit" FROM runs_concurrencykey WHERE key = %(key)s) - (
+     SELECT count(*) FROM runs_run
+      WHERE concurrency_key = %(key)s
+        AND (status = 'running' OR (status = 'pending' AND waiting_for IS NULL))))
+   FOR UPDATE SKIP LOCKED
+"""
+
+
+def try_lock_key(key: str) -> bool:
+    """Lock the key's row unless another transaction holds it (never waits)."""
+    queryset = ConcurrencyKey.objects.filter(key=key)
+    if connection.vendor == "postgresql":
+        queryset = queryset.select_for_update(skip_locked=True)
+    else:
+        queryset = queryset.select_for_update()
+    return queryset.exists()
+
+
+def lock_waiting(key: str) -> list[Run]:
+    """In the transaction that hands them over: lock the key, then the runs
+    waiting for its free slots (`waiting_for_free_slots`)."""
+    if lock_key(key) is None:
         return []
-    # Two statements, not one: under READ COMMITTED a statement's snapshot is
-    # taken before it waits for the lock, so a count in the locking statement
-    # would miss what the previous holder committed.
-    row = lock_key(key)
-    if row is None:
-        return []
-    free = row.limit - active_count(key, excluding=run.pk)
+    return waiting_for_free_slots(key)
+
+
+def waiting_for_free_slots(key: str) -> list[Run]:
+    """With the key's row locked: oldest first, skipping any another
+    transaction holds (a cancel), the runs waiting for as many slots as are free."""
+    # Its own statement, not part of the locking one: under READ COMMITTED a
+    # statement's snapshot is taken before it waits for the lock, so a count
+    # in the locking statement would miss what the previous holder committed.
+    if connection.vendor == "postgresql":
+        return list(Run.objects.raw(_WAITING_SQL, {"key": key, "reason": CONCURRENCY}))
+    row = ConcurrencyKey.objects.get(key=key)
+    free = row.limit - active_count(key)
     if free <= 0:
         return []
-    waiting = (
-        Run.objects.filter(HELD, concurrency_key=key, waiting_for__reason=CONCURRENCY)
-        .order_by("created_at")  # the waiting index's order: no sort
-        .select_for_update(**({"skip_locked": True} if connection.vendor == "postgresql" else {}))
+    waiting = Run.objects.filter(HELD, concurrency_key=key, waiting_for__reason=CONCURRENCY)
+    return list(waiting.order_by("created_at").select_for_update()[:free])
+
+
+def keys_with_free_slots() -> list[str]:
+    """The keys that have runs waiting for a slot and a slot free: what a
+    handover lost with its process leaves behind. Reads each key's two
+    partial indexes, never the waiting runs themselves."""
+    waiting = Run.objects.filter(HELD, concurrency_key=OuterRef("key"), waiting_for__reason=CONCURRENCY)
+    busy = (
+        Run.objects.filter(ACTIVE, concurrency_key=OuterRef("key"))
+        .order_by()
+        .values("concurrency_key")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
-    return list(waiting[:free])
+    return list(
+        ConcurrencyKey.objects.annotate(has_waiting=Exists(waiting), busy=Coalesce(Subquery(busy), 0))
+        .filter(has_waiting=True, busy__lt=F("limit"))
+        .order_by("key")
+        .values_list("key", flat=True)
+    )

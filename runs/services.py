@@ -326,7 +326,7 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
     followers = dependencies.lock_followers(run, new)
     follower_keys = [follower.concurrency_key for follower in followers if follower.concurrency_key]
     if follower_keys:  # several keys: all at once, in key order
-        concurrency.lock_keys([run.concurrency_key if frees_slot else None, *follower_keys])
+        concurrency.lock_keys(follower_keys)
     run.status = new
     if new == states.RUNNING and run.started_at is None:
         run.started_at = now
@@ -341,12 +341,8 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
     notify.run_changed(str(run.id))
     if was_held:
         admission.wake_scheduler()
-    # As late as it can be, for every finish of the key waits for it: the
-    # key's row, and the runs waiting for the slot this one frees.
-    # Handed over before the journal entry, which holds every run change
-    # back until the commit: a handover writes no entry of its own.
-    for waiter in concurrency.lock_waiting(run) if frees_slot else []:
-        admission.hand_over(waiter, now)
+    if frees_slot:  # before the journal entry: a handover writes none of its own
+        admission.hand_over_freed(run.concurrency_key, now)
     # The callers commit right after this: the journal's clock is taken last
     # (but for the runs waiting for this one, all locked above).
     journal.record(run, journal.status_type(new), at=now)
@@ -382,8 +378,8 @@ def _retry(run: Run, error: dict[str, Any] | None, *, backoff: bool = True) -> N
     if backoff:
         admission.wake_scheduler()
     # Waiting for its backoff, the run gives its key's slot to the next in line.
-    for waiter in concurrency.lock_waiting(run) if frees_slot else []:
-        admission.hand_over(waiter, now)
+    if frees_slot:
+        admission.hand_over_freed(run.concurrency_key, now)
     journal.record(run, journal.RETRYING, at=now)
     transaction.on_commit(lambda: metrics.RUN_RETRIES.labels(mode=run.mode).inc())
     logger.info(

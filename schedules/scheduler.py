@@ -146,6 +146,7 @@ class Scheduler:
         now = self.clock()
         # The hand-over of runs made ahead of their tick first: it is what is due now.
         admission.admit_due(now)
+        admission.admit_free_slots(now)
         services.fire_due(now, clock=self.clock, should_stop=lambda: self.stopping)
         moments = []
         if ahead:

@@ -8,10 +8,12 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.utils import timezone
 
 from runs import admission, concurrency, services
 from runs.models import ConcurrencyKey, Run
+from schedules.scheduler import Scheduler
 from tests.conftest import assert_wire
 from tests.redis_workers import WorkerProcess
 from tests.threads import in_thread
@@ -269,3 +271,46 @@ def test_a_run_waiting_for_a_slot_shows_up_within_a_second_of_the_slot_freeing(q
 
     assert fresh(waiting).waiting_for is None and time.monotonic() - began < 1
     assert fresh(waiting).updated_at - fresh(first).finished_at < timedelta(seconds=1)
+
+
+def test_a_finish_does_not_wait_for_its_keys_row(queue) -> None:
+    first = create(limit=1)
+    waiting = create(limit=1)
+    services.set_run_status(first.pk, "running")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_key() -> None:
+        with transaction.atomic():
+            concurrency.lock_key("customer-1")
+            locked.set()
+            release.wait(30)
+
+    holder = in_thread(hold_the_key)
+    finisher = in_thread(lambda: services.set_run_status(first.pk, "completed"))
+    holder.start()
+    assert locked.wait(10)
+    try:
+        finisher.start()
+        # The finish commits while another transaction holds the key; the handover waits for it.
+        wait_for(lambda: fresh(first).status == "completed", timeout=10, what="the finish to commit")
+        assert fresh(waiting).waiting_for is not None
+    finally:
+        release.set()
+        holder.join(10)
+        finisher.join(10)
+    assert fresh(waiting).waiting_for is None
+    assert queued_ids(queue)[-1] == str(waiting.pk)
+
+
+def test_a_handover_lost_with_its_process_is_made_by_the_schedulers_next_pass(queue) -> None:
+    first = create(limit=1)
+    waiting = create(limit=1)
+    # The finish committed, and its process died before handing the slot over.
+    Run.objects.filter(pk=first.pk).update(status="completed", finished_at=timezone.now())
+    assert concurrency.keys_with_free_slots() == ["customer-1"]
+
+    Scheduler(max_sleep=0).run_pass()
+
+    assert fresh(waiting).waiting_for is None
+    assert queued_ids(queue)[-1] == str(waiting.pk)
+    assert concurrency.keys_with_free_slots() == []

@@ -61,7 +61,7 @@ class WebhookAdmin(admin.ModelAdmin):
     list_display = ("url", "event_list", "owner", "active", "inactive_reason", "created_at")
     list_filter = ("active",)
     search_fields = ("url", "owner", "description")
-    readonly_fields = ("id", "inactive_reason", "created_at", "updated_at")
+    readonly_fields = ("id", "inactive_reason", "previous_secret_expires_at", "created_at", "updated_at")
     actions = ["rotate_secret"]
 
     @admin.display(description="events")
@@ -91,7 +91,7 @@ class WebhookAdmin(admin.ModelAdmin):
         for webhook_id in queryset.values_list("pk", flat=True):
             services.delete_webhook(webhook_id)
 
-    @admin.action(description="Rotate the signing secret (shows the new one once)")
+    @admin.action(description="Rotate the signing secret (the new one is shown once; the old one overlaps)")
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> HttpResponse | None:
         if queryset.count() != 1:
             self.message_user(

@@ -7,16 +7,16 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, register
 
-from webhooks.secrets import is_well_formed
+from webhooks.secrets import is_well_formed, server_secrets
 
 
 @register()
 def webhook_secret_check(app_configs: Any, **kwargs: Any) -> list[Error]:
-    secret = settings.WEBHOOK_SECRET
-    if secret and not is_well_formed(secret):
+    if settings.WEBHOOK_SECRET and not all(is_well_formed(secret) for secret in server_secrets()):
         return [
             Error(
-                "WEBHOOK_SECRET must be whsec_ followed by base64 of 24 to 64 random bytes",
+                "WEBHOOK_SECRET must be whsec_ followed by base64 of 24 to 64 random bytes"
+                " (or several such secrets, comma-separated)",
                 hint='make one with: python -c "from webhooks.secrets import generate; print(generate())"',
                 id="webhooks.E001",
             )

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from types import FrameType
 from typing import Any
@@ -48,11 +48,17 @@ def _decrypted(token: str) -> str:
     return secrets.decrypt(token)
 
 
-def signing_secret(delivery: Delivery) -> str:
-    """A subscription's own secret, or WEBHOOK_SECRET for a per-run webhook."""
-    if delivery.webhook_id:
-        return _decrypted(delivery.webhook.secret_encrypted)
-    return settings.WEBHOOK_SECRET
+def signing_secrets(delivery: Delivery, now: datetime) -> list[str]:
+    """What signs an attempt made at `now`: a subscription's secret, and the one
+    its last rotation replaced while that overlap lasts; or WEBHOOK_SECRET's for
+    a per-run webhook."""
+    webhook = delivery.webhook
+    if webhook is None:
+        return secrets.server_secrets()
+    signing = [_decrypted(webhook.secret_encrypted)]
+    if webhook.previous_secret_signs_until(now):
+        signing.append(_decrypted(webhook.previous_secret_encrypted))
+    return signing
 
 
 def claim_seconds() -> float:
@@ -324,9 +330,9 @@ class Deliverer:
     def send(self, delivery: Delivery) -> transport.Outcome:
         """One attempt over HTTP (no database access: the loop records it)."""
         body = delivery.payload.encode()
-        headers = signing.signed_headers(
-            str(delivery.id), delivery.payload, signing_secret(delivery), timezone.now()
-        )
+        now = timezone.now()
+        signers = signing_secrets(delivery, now)
+        headers = signing.signed_headers(str(delivery.id), delivery.payload, signers, now)
         outcome = transport.post(self.pool, delivery.target.url, headers, body, self.timeout)
         metrics.DELIVERY_ATTEMPTS.labels(outcome=outcome.kind).inc()
         metrics.ATTEMPT_SECONDS.observe(outcome.seconds)

@@ -8,6 +8,7 @@ Business rules live in `webhooks.services` (subscriptions) and
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.db import models
 from django.utils import timezone
@@ -34,6 +35,10 @@ class Webhook(models.Model):
     inactive_reason = models.CharField(max_length=200, blank=True, default="")
     # The signing secret, encrypted (see `webhooks.secrets`); never shown after creation.
     secret_encrypted = models.TextField(editable=False)
+    # The secret a rotation replaced, encrypted too: it signs beside the new one
+    # until `previous_secret_expires_at`, so receivers can switch without a gap.
+    previous_secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -43,6 +48,13 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.url} ({', '.join(self.events)})"
+
+    def previous_secret_signs_until(self, now: datetime) -> datetime | None:
+        """Until when a rotation's old secret still signs; None once it no longer does."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret_encrypted and expires is not None and now < expires:
+            return expires
+        return None
 
 
 class RunWebhook(models.Model):

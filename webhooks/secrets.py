@@ -41,6 +41,11 @@ def is_well_formed(secret: str) -> bool:
     return 24 <= len(raw) <= 64
 
 
+def server_secrets() -> list[str]:
+    """WEBHOOK_SECRET's secrets, the current one first: each signs per-run webhooks."""
+    return [secret.strip() for secret in settings.WEBHOOK_SECRET.split(",") if secret.strip()]
+
+
 def _fernet_key(secret_key: str) -> bytes:
     derived = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=b"orchestrator.webhooks", info=b"webhook signing secrets"

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from audit import services as audit
 from runs import services as run_services
@@ -89,16 +91,58 @@ def delete_webhook(webhook_id: Any) -> None:
     logger.info("webhook deleted", extra={"webhookId": str(webhook_id), "event": "webhook_deleted"})
 
 
-def rotate_secret(webhook_id: Any) -> tuple[Webhook, str]:
-    """A new secret, returned once; attempts from now on are signed with it alone."""
+def rotate_secret(
+    webhook_id: Any, overlap_seconds: int | None = None, *, now: datetime | None = None
+) -> tuple[Webhook, str]:
+    """A new secret, returned once. For `overlap_seconds` (default
+    WEBHOOK_SECRET_OVERLAP_SECONDS) the replaced secret keeps signing beside it,
+    so a receiver that knows either verifies; 0 ends the old one at once.
+
+    Only two secrets sign at a time: rotating again during an overlap drops
+    the oldest, and the one just replaced starts an overlap of its own.
+    """
+    if overlap_seconds is None:
+        overlap_seconds = settings.WEBHOOK_SECRET_OVERLAP_SECONDS
+    now = now or timezone.now()
     secret = secrets.generate()
     with transaction.atomic():
         webhook = Webhook.objects.select_for_update().get(pk=get_webhook(webhook_id).pk)
+        if overlap_seconds > 0:
+            webhook.previous_secret_encrypted = webhook.secret_encrypted
+            webhook.previous_secret_expires_at = now + timedelta(seconds=overlap_seconds)
+        else:
+            webhook.previous_secret_encrypted = ""
+            webhook.previous_secret_expires_at = None
         webhook.secret_encrypted = secrets.encrypt(secret)
-        webhook.save(update_fields=["secret_encrypted", "updated_at"])
-        audit.record("webhook.rotate_secret", "webhook", webhook.id, owner=webhook.owner or "")
-    logger.info("webhook secret rotated", extra={"webhookId": str(webhook.id), "event": "webhook_rotated"})
+        webhook.save(
+            update_fields=[
+                "secret_encrypted",
+                "previous_secret_encrypted",
+                "previous_secret_expires_at",
+                "updated_at",
+            ]
+        )
+        audit.record(
+            "webhook.rotate_secret",
+            "webhook",
+            webhook.id,
+            owner=webhook.owner or "",
+            details={"overlapSeconds": overlap_seconds},
+        )
+    logger.info(
+        "webhook secret rotated",
+        extra={"webhookId": str(webhook.id), "overlapSeconds": overlap_seconds, "event": "webhook_rotated"},
+    )
     return webhook, secret
+
+
+def rotation_overlap(body: Any) -> int | None:
+    """The `overlapSeconds` a rotate-secret request asks for, checked (422 naming
+    it otherwise); None when the body leaves it to the server's default."""
+    if isinstance(body, dict) and not body:  # no body, or {}
+        return None
+    validate(f"{SCHEMA}#/$defs/rotateSecretRequest", body)
+    return body.get("overlapSeconds")
 
 
 def redeliver(delivery: Delivery) -> Delivery:
@@ -142,7 +186,7 @@ def check_run_webhook(value: dict[str, Any] | None) -> RunWebhookRequest | None:
     field when it cannot be had (no WEBHOOK_SECRET to sign with, a refused URL)."""
     if value is None:
         return None
-    if not settings.WEBHOOK_SECRET:
+    if not secrets.server_secrets():
         raise SchemaViolation({"webhook": ["per-run webhooks need WEBHOOK_SECRET set on the server"]})
     url = _checked_url(value["url"], "webhook.url")
     return RunWebhookRequest(url=url, events=tuple(value.get("events") or DEFAULT_EVENTS))

@@ -125,13 +125,14 @@ class WebhookDetailView(APIView):
 class RotateSecretView(APIView):
     @extend_schema(
         operation_id="rotateWebhookSecret",
-        summary="A new signing secret, shown once; the old one stops signing at once",
-        request=None,
-        responses={200: _wref("webhookSecretResponse"), **_errors(404)},
+        summary="A new signing secret, shown once; the old one keeps signing beside it for overlapSeconds",
+        request={"application/json": _wref("rotateSecretRequest")},
+        responses={200: _wref("webhookSecretResponse"), **_errors(400, 404, 415, 422)},
     )
     def post(self, request: Request, webhook_id: str) -> Response:
         _webhook_or_404(request, webhook_id)
-        webhook, secret = services.rotate_secret(webhook_id)
+        overlap = services.rotation_overlap(params.json_body(request))
+        webhook, secret = services.rotate_secret(webhook_id, overlap)
         return Response(
             {"webhook": webhook_to_wire(webhook, secret=secret)}, headers={"Cache-Control": "no-store"}
         )

@@ -6,6 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
+
 from runs.wire import format_ts
 from webhooks.models import Delivery, Webhook
 
@@ -21,6 +23,7 @@ def webhook_to_wire(webhook: Webhook, *, secret: str | None = None) -> dict[str,
         "inactiveReason": webhook.inactive_reason or None,
         "createdAt": format_ts(webhook.created_at),
         "updatedAt": format_ts(webhook.updated_at),
+        "previousSecretExpiresAt": format_ts(webhook.previous_secret_signs_until(timezone.now())),
     }
     if secret is not None:
         body["secret"] = secret

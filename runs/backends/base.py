@@ -22,6 +22,10 @@ class Backend:
     """
 
     name = "base"
+    # True when the backend sends after the commit and finds what it failed
+    # to send on its own (`send_after_commit`): runs waiting for a gate may
+    # then be handed over many in one statement (runs.admission).
+    sends_after_commit = False
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -34,6 +38,11 @@ class Backend:
         that can hand them over in fewer round trips does so."""
         for run in runs:
             self.dispatch(run)
+
+    def send_after_commit(self, runs: list[Run]) -> None:
+        """For backends with `sends_after_commit`: send these runs, handed
+        over in the current transaction, once it commits; never raises."""
+        raise NotImplementedError
 
     def cancel(self, run: Run) -> None:
         """Stop the run's work. Called after the cancel is committed; must not raise."""

@@ -38,6 +38,7 @@ logger = logging.getLogger("runs.backends.redis")
 
 class RedisBackend(Backend):
     name = "redis"
+    sends_after_commit = True
 
     def __init__(self, mode: str) -> None:
         super().__init__(mode)
@@ -58,6 +59,14 @@ class RedisBackend(Backend):
             return
         self._check_reachable(queued[0])
         transaction.on_commit(lambda: self._send_many(queued), robust=True)
+
+    def send_after_commit(self, runs: list[Run]) -> None:
+        """A handover of runs that waited for a gate: no reachability check
+        (unlike a create, nothing is refused); what does not reach Redis
+        stays pending for the workers' sweep."""
+        queued = [run for run in runs if run.spec is not None]
+        if queued:
+            transaction.on_commit(lambda: self._send_many(queued), robust=True)
 
     def _send_many(self, runs: list[Run]) -> None:
         if time.monotonic() < self._down_until:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from journal.models import Entry
 from runs.models import Run
-from tests.kube.conftest import NS, eventually
+from tests.kube.conftest import NS
 from tests.kube.fake_apiserver import FakeKubeAPI
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,5 +27,29 @@ def test_the_next_job_is_created_when_the_running_one_completes(
     cluster.set_job_status(NS, f"run-{first}", COMPLETE)
 
     # The Job is created inside the completing transaction: the run is read once that commits.
-    eventually(lambda: Run.objects.get(pk=second["id"]).waiting_for is None)
+    wait_for(lambda: Run.objects.get(pk=second["id"]).waiting_for is None)
     assert cluster.get_job(NS, f"run-{second['id']}") is not None
+
+
+def test_a_job_the_cluster_refuses_at_handover_fails_after_the_finish_that_freed_the_slot(
+    api, cluster: FakeKubeAPI, reconciler
+) -> None:
+    first = api.post("/runs?mode=k8s", BODY).json()["runId"]
+    refused = api.post("/runs?mode=k8s", BODY).json()["runId"]
+    behind = api.post("/runs?mode=k8s", BODY).json()["runId"]
+    cluster.fail_requests("POST", f"/apis/batch/v1/namespaces/{NS}/jobs", code=422)
+
+    cluster.set_job_status(NS, f"run-{first}", COMPLETE)
+
+    wait_for(lambda: Run.objects.get(pk=refused).status == "failed")
+    assert Run.objects.get(pk=refused).error["code"] == "dispatch_rejected"
+    # Each in a commit of its own, in that order: the finish, then the refusal.
+    order = list(
+        Entry.objects.filter(run_id__in=[first, refused], type__in=["run.completed", "run.failed"])
+        .order_by("id")
+        .values_list("type", flat=True)
+    )
+    assert order == ["run.completed", "run.failed"]
+    # The slot the refused run would have had goes to the next in line.
+    wait_for(lambda: Run.objects.get(pk=behind).waiting_for is None)
+    assert cluster.get_job(NS, f"run-{behind}") is not None

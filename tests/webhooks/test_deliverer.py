@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from standardwebhooks import Webhook as Verifier
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.waiting import wait_for
 from tests.webhooks.conftest import make_delivery, make_webhook
 from tests.webhooks.receiver import Answer
-from webhooks import deliverer
+from webhooks import deliverer, secrets, services
 from webhooks.deliverer import Deliverer
 from webhooks.models import Delivery, Webhook
 
@@ -57,6 +60,60 @@ def test_a_delivery_arrives_signed_and_verifiable(receiver, running):
     assert request.body.decode() == delivery.payload
     assert (done.status, done.attempts, done.last_response_status) == ("succeeded", 1, 204)
     assert done.delivered_at is not None and done.next_attempt_at is None
+
+
+def test_during_a_rotation_both_secrets_verify_and_after_it_only_the_new_one(receiver, running):
+    webhook, old_secret = make_webhook(receiver.url + "/hook")
+    _, new_secret = services.rotate_secret(webhook.pk, 3600)
+
+    make_delivery(webhook)
+    (overlapping,) = receiver.wait_for(1)
+
+    assert Verifier(new_secret).verify(overlapping.body, overlapping.headers)["type"] == "run.completed"
+    assert Verifier(old_secret).verify(overlapping.body, overlapping.headers)["type"] == "run.completed"
+
+    # The same rotation, had it been made two hours ago: its overlap is over.
+    Webhook.objects.filter(pk=webhook.pk).update(
+        previous_secret_expires_at=timezone.now() - timedelta(hours=1)
+    )
+    make_delivery(webhook, journal_id=2)
+    _, after = receiver.wait_for(2)
+
+    assert after.headers["webhook-signature"].count("v1,") == 1
+    Verifier(new_secret).verify(after.body, after.headers)
+    with pytest.raises(WebhookVerificationError):
+        Verifier(old_secret).verify(after.body, after.headers)
+
+
+def test_a_rotation_without_overlap_stops_the_old_secret_at_once(receiver, running):
+    webhook, old_secret = make_webhook(receiver.url + "/hook")
+    _, new_secret = services.rotate_secret(webhook.pk, 0)
+
+    make_delivery(webhook)
+    (request,) = receiver.wait_for(1)
+
+    Verifier(new_secret).verify(request.body, request.headers)
+    with pytest.raises(WebhookVerificationError):
+        Verifier(old_secret).verify(request.body, request.headers)
+
+
+def test_a_second_rotation_drops_the_oldest_secret():
+    webhook, first = make_webhook("https://93.184.215.14/hook")
+    _, second = services.rotate_secret(webhook.pk, 3600)
+    _, third = services.rotate_secret(webhook.pk, 3600)
+
+    delivery = make_delivery(Webhook.objects.get(pk=webhook.pk))
+
+    signing = deliverer.signing_secrets(delivery, timezone.now())
+    assert signing == [third, second]
+    assert first not in signing
+
+
+def test_every_server_secret_signs_a_per_run_webhook(settings, server_secret):
+    other = secrets.generate()
+    settings.WEBHOOK_SECRET = f"{other},{server_secret}"
+
+    assert deliverer.signing_secrets(Delivery(webhook=None), timezone.now()) == [other, server_secret]
 
 
 def test_a_failed_attempt_is_retried_with_the_same_id(receiver, running):

@@ -55,9 +55,15 @@ def test_rotating_from_the_admin_shows_the_new_secret(admin_client):
         {"action": "rotate_secret", "_selected_action": [webhook.pk]},
     )
 
-    new = secrets.decrypt(Webhook.objects.get().secret_encrypted)
+    stored = Webhook.objects.get()
+    new = secrets.decrypt(stored.secret_encrypted)
     assert new != old
-    assert new in response.content.decode()
+    page = response.content.decode()
+    assert new in page
+    assert old not in page
+    assert 'id="previous-secret"' in page
+    assert secrets.decrypt(stored.previous_secret_encrypted) == old
+    assert stored.previous_secret_expires_at is not None
 
 
 def test_deliveries_can_be_redelivered(admin_client):

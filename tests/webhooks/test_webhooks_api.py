@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
+import pytest
+from django.utils import timezone
+
+from runs.wire import parse_ts
 from tests.conftest import assert_wire
 from tests.webhooks.conftest import make_delivery, make_webhook
 from webhooks import secrets
@@ -55,6 +59,61 @@ def test_a_rotated_secret_is_new_and_shown_once(api):
     new_secret = rotated.json()["webhook"]["secret"]
     assert new_secret != created["secret"]
     assert secrets.decrypt(Webhook.objects.get().secret_encrypted) == new_secret
+
+
+def test_a_rotation_keeps_the_old_secret_signing_for_a_day_by_default(api):
+    created = api.post("/webhooks", {"url": PUBLIC_URL}).json()["webhook"]
+    assert created["previousSecretExpiresAt"] is None
+    before = timezone.now()
+
+    rotated = api.post(f"/webhooks/{created['id']}/rotate-secret").json()["webhook"]
+
+    expires = parse_ts(rotated["previousSecretExpiresAt"])
+    assert before + timedelta(days=1) <= expires <= timezone.now() + timedelta(days=1)
+    assert api.get(f"/webhooks/{created['id']}").json()["webhook"]["previousSecretExpiresAt"] == (
+        rotated["previousSecretExpiresAt"]
+    )
+    stored = Webhook.objects.get()
+    assert secrets.decrypt(stored.previous_secret_encrypted) == created["secret"]
+
+
+def test_a_rotation_takes_the_overlap_it_is_asked_for(api):
+    webhook_id = api.post("/webhooks", {"url": PUBLIC_URL}).json()["webhook"]["id"]
+    before = timezone.now()
+
+    hour = api.post(f"/webhooks/{webhook_id}/rotate-secret", {"overlapSeconds": 3600}).json()["webhook"]
+    expires = parse_ts(hour["previousSecretExpiresAt"])
+    assert before + timedelta(hours=1) <= expires <= timezone.now() + timedelta(hours=1)
+
+    at_once = api.post(f"/webhooks/{webhook_id}/rotate-secret", {"overlapSeconds": 0})
+    assert at_once.status_code == 200, at_once.content
+    assert_wire(SCHEMA + "webhookSecretResponse", at_once.json())
+    assert at_once.json()["webhook"]["previousSecretExpiresAt"] is None
+    stored = Webhook.objects.get()
+    assert (stored.previous_secret_encrypted, stored.previous_secret_expires_at) == ("", None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"overlapSeconds": -1}, {"overlapSeconds": 604801}, {"overlapSeconds": "60"}, {"overlapSeconds": 1.5}],
+)
+def test_a_bad_overlap_is_422_naming_it_and_rotates_nothing(api, body):
+    created = api.post("/webhooks", {"url": PUBLIC_URL}).json()["webhook"]
+
+    response = api.post(f"/webhooks/{created['id']}/rotate-secret", body)
+
+    assert response.status_code == 422, response.content
+    assert list(response.json()["details"]["fields"]) == ["overlapSeconds"]
+    assert secrets.decrypt(Webhook.objects.get().secret_encrypted) == created["secret"]
+
+
+def test_an_unknown_rotation_field_is_422(api):
+    webhook_id = api.post("/webhooks", {"url": PUBLIC_URL}).json()["webhook"]["id"]
+
+    response = api.post(f"/webhooks/{webhook_id}/rotate-secret", {"keepOld": True})
+
+    assert response.status_code == 422, response.content
+    assert "keepOld" in response.json()["details"]["fields"]
 
 
 def test_patch_changes_the_fields_it_names(api):
