@@ -1,7 +1,5 @@
 """Admission gauges read from the database at scrape time: how many pending
-runs wait, by reason. One grouped count over the held runs (the partial
-index on pending runs' `not_before` does not cover it, but held runs are a
-small part of the table and the scrape is rare)."""
+runs wait, by reason (`selectors.held_counts`)."""
 
 from __future__ import annotations
 
@@ -9,13 +7,12 @@ import logging
 from collections.abc import Iterator
 
 from django.db import DatabaseError
-from django.db.models import Count
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from runs import selectors
 from runs.admission_display import REASONS
-from runs.models import HELD, Run
 
 logger = logging.getLogger("runs.metrics")
 
@@ -28,13 +25,7 @@ class WaitingCollector(Collector):
             labels=["reason"],
         )
         try:
-            counts = dict(
-                Run.objects.filter(HELD)
-                .values_list("waiting_for__reason")
-                .order_by()
-                .annotate(count=Count("id"))
-                .values_list("waiting_for__reason", "count")
-            )
+            counts = selectors.held_counts()
         except DatabaseError as exc:
             logger.warning(
                 "waiting runs not counted: database unreachable", extra={"reason": type(exc).__name__}

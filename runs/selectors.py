@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.lookups import Exact
 
@@ -194,3 +194,17 @@ def statuses_of(run_ids: list[str]) -> dict[str, tuple[str, int]]:
     """{run id: (status, attempt)} for these runs."""
     rows = Run.objects.filter(pk__in=run_ids).values_list("id", "status", "attempt")
     return {str(pk): (status, attempt) for pk, status, attempt in rows}
+
+
+def held_counts() -> dict[str, int]:
+    """How many pending runs an admission gate holds, by the gate's reason.
+    One grouped count over the held runs (the partial index on pending runs'
+    `not_before` does not cover it, but held runs are a small part of the
+    table, and the scrape that asks is rare)."""
+    return dict(
+        Run.objects.filter(HELD)
+        .values_list("waiting_for__reason")
+        .order_by()
+        .annotate(count=Count("id"))
+        .values_list("waiting_for__reason", "count")
+    )

@@ -138,15 +138,21 @@ class Scheduler:
         signal.signal(signal.SIGTERM, shut_down)
         signal.signal(signal.SIGINT, shut_down)
 
-    def run_pass(self) -> datetime | None:
-        """Do everything due now; return when the next thing is due (None: nothing is)."""
+    def run_pass(self, *, ahead: bool = True) -> datetime | None:
+        """Do everything due now, and with `ahead` make the runs of ticks due
+        soon (services.prepare_due); return when the next thing is due (None:
+        nothing is). A single pass (`--once`) makes nothing ahead: no pass
+        may follow to hand it over at its tick."""
         now = self.clock()
         # The hand-over of runs made ahead of their tick first: it is what is due now.
         admission.admit_due(now)
         admission.admit_free_slots(now)
         services.fire_due(now, clock=self.clock, should_stop=lambda: self.stopping)
-        services.prepare_due(now, clock=self.clock, should_stop=lambda: self.stopping)
-        moments = (services.next_due_at(), services.next_prepare_at(self.clock()), admission.next_due_at())
+        moments = []
+        if ahead:
+            services.prepare_due(now, clock=self.clock, should_stop=lambda: self.stopping)
+            moments.append(services.next_prepare_at(self.clock()))
+        moments += [services.next_due_at(), admission.next_due_at()]
         return min((moment for moment in moments if moment is not None), default=None)
 
     def sleep_seconds(self, next_due: datetime | None) -> float:

@@ -26,6 +26,7 @@ from django.utils import timezone
 from audit import services as audit
 from orchestrator import copy_rows
 from runs import bulk, notify, states
+from runs import selectors as run_selectors
 from runs import services as run_services
 from runs.exceptions import BackendUnavailable, InvalidTransition, SchemaViolation
 from runs.models import HELD, Run
@@ -622,7 +623,7 @@ def _record(
 def _previous_run_open(schedule: Schedule) -> Run | None:
     if schedule.last_run_id is None:
         return None
-    run = Run.objects.filter(pk=schedule.last_run_id).first()
+    run = run_selectors.get_run(schedule.last_run_id)
     return run if run is not None and not run.is_final else None
 
 

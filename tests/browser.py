@@ -7,7 +7,6 @@ import itertools
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 import httpx
 import websocket
+
+from tests.waiting import wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -75,29 +76,25 @@ class Browser:
 
     def wait_for(self, expression: str, *, timeout: float = 20.0, what: str = "") -> Any:
         """Poll a JS expression until it is truthy; its last value on timeout."""
-        deadline = time.monotonic() + timeout
-        value = None
-        while time.monotonic() < deadline:
+
+        def value() -> Any:
             try:
-                value = self.evaluate(expression)
+                return self.evaluate(expression)
             except RuntimeError:
-                value = None  # the page is between documents while it navigates
-            if value:
-                return value
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what or expression}; last value {value!r}")
+                return None  # the page is between documents while it navigates
+
+        return wait_for(value, timeout, what=what or expression, interval=0.05)
 
 
 def _devtools_port(profile: Path, proc: subprocess.Popen[bytes], timeout: float) -> int:
     marker = profile / "DevToolsActivePort"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def written() -> str:
         if proc.poll() is not None:
             raise RuntimeError("chromium exited at start")
-        if marker.exists() and marker.read_text().strip():
-            return int(marker.read_text().splitlines()[0])
-        time.sleep(0.05)
-    raise RuntimeError("chromium did not open its DevTools port")
+        return marker.read_text().strip() if marker.exists() else ""
+
+    return int(wait_for(written, timeout, what="chromium's DevTools port", interval=0.05).splitlines()[0])
 
 
 @contextmanager

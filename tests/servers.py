@@ -9,13 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 from django.conf import settings
+from django.db import connection
+
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,17 +81,18 @@ class ServerProcess:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
+                return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
             except httpx.TransportError:
-                # Not listening yet: a refused connect is the readiness poll's "not yet".
-                time.sleep(0.05)
-        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+                return False  # not listening yet: a refused connect is the poll's "not yet"
+
+        try:
+            wait_for(ready, timeout, what="the server's /health", interval=0.05)
+        except AssertionError:
+            raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}") from None
 
     def log(self, tail: int | None = 5000) -> str:
         """What the server wrote, the last `tail` characters of it (None: all of it)."""
@@ -98,6 +101,20 @@ class ServerProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
         return stop_process_group(self.proc, sig, timeout)
+
+
+def terminate_connections(application_name: str, *, listening_only: bool = False) -> int:
+    """What a PostgreSQL restart does to a process: every connection it holds
+    (those named `application_name` in the test database; only its LISTEN
+    connection with `listening_only`) is ended. How many were."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = %s"
+            " AND (NOT %s OR query LIKE 'LISTEN%%')",
+            [application_name, listening_only],
+        )
+        return cursor.fetchone()[0]
 
 
 def stop_process_group(

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from runs import services, tokens
 from runs.models import Run
+from tests.factories import new_run
 
 pytestmark = pytest.mark.django_db
 
@@ -29,18 +30,13 @@ def run_page(run: Run | str) -> str:
     return reverse("admin:runs_run_change", args=[getattr(run, "pk", run)])
 
 
-def new_run(mode: str = "redis", **metadata: object) -> Run:
-    run, _ = services.create_run(mode=mode, spec={"task": "sleep", "input": {}}, metadata=metadata)
-    return run
-
-
 def listed_ids(response) -> set[str]:
     assert response.status_code == 200, response.content[:500]
     return set(re.findall(r'href="/admin/runs/run/([0-9a-f-]{36})/change/', response.content.decode()))
 
 
 def test_the_run_list_shows_status_mode_age_duration_checkpoints_and_labels(admin_client):
-    run = new_run(labels={"team": "ml", "env": "prod"})
+    run = new_run(metadata={"labels": {"team": "ml", "env": "prod"}})
     services.set_run_status(run.id, "running")
     services.append_checkpoints(run.id, [{"type": "step", "data": 1}, {"type": "step", "data": 2}])
 
@@ -73,9 +69,9 @@ def test_the_run_list_filters_by_status_mode_and_created_date(admin_client):
 
 
 def test_the_run_list_searches_by_id_and_by_label(admin_client):
-    tagged_dict = new_run(labels={"team": "ml"})
-    tagged_list = new_run(labels=["nightly", "gpu"])
-    other = new_run(labels={"team": "web"})
+    tagged_dict = new_run(metadata={"labels": {"team": "ml"}})
+    tagged_list = new_run(metadata={"labels": ["nightly", "gpu"]})
+    other = new_run(metadata={"labels": {"team": "web"}})
 
     assert listed_ids(admin_client.get(CHANGELIST, {"q": str(other.id)})) == {str(other.id)}
     assert listed_ids(admin_client.get(CHANGELIST, {"q": "team=ml"})) == {str(tagged_dict.id)}

@@ -16,9 +16,10 @@ from django.urls import reverse
 from runs import services
 from runs.models import Run
 from runs.redis import fleet
+from tests.factories import new_run
 from tests.redis_workers import drop_keys, unique_prefix
 from tests.servers import ROOT, process_env
-from tests.test_admin import CHANGELIST, fast_password_hashing, listed_ids, new_run, run_page  # noqa: F401
+from tests.test_admin import CHANGELIST, fast_password_hashing, listed_ids, run_page  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -64,9 +65,9 @@ def test_a_waiting_run_says_what_it_waits_for_under_its_status(admin_client):
 
 
 def test_id_prefix_and_labels_are_searched(admin_client):
-    team = new_run(labels={"team": "ml"})
-    listed = new_run(labels=["nightly"])
-    new_run(labels={"team": "web"})
+    team = new_run(metadata={"labels": {"team": "ml"}})
+    listed = new_run(metadata={"labels": ["nightly"]})
+    new_run(metadata={"labels": {"team": "web"}})
     prefix = str(team.id)[:6]
 
     assert str(team.id) in listed_ids(admin_client.get(CHANGELIST, {"q": prefix}))

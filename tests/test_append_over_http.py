@@ -10,19 +10,15 @@ import httpx
 import pytest
 
 from tests.conftest import assert_wire
+from tests.factories import new_run
+from tests.servers import terminate_connections
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def new_run(http: httpx.Client) -> str:
-    created = http.post("/runs?mode=redis", json={"spec": {"task": "sleep"}})
-    assert created.status_code == 201, created.text
-    return created.json()["runId"]
-
-
 def test_single_and_batched_appends_answer_as_the_schema_says(asgi_server):
     with httpx.Client(base_url=asgi_server.url, timeout=10) as http:
-        run_id = new_run(http)
+        run_id = str(new_run().pk)
 
         single = http.post(f"/runs/{run_id}/checkpoints", json={"type": "progress", "data": {"pct": 5}})
         batch = http.post(
@@ -53,7 +49,7 @@ def test_single_and_batched_appends_answer_as_the_schema_says(asgi_server):
 )
 def test_bad_appends_get_the_one_error_shape(asgi_server, body, headers, status, code):
     with httpx.Client(base_url=asgi_server.url, timeout=10) as http:
-        run_id = new_run(http)
+        run_id = str(new_run().pk)
         response = http.post(f"/runs/{run_id}/checkpoints", content=body, headers=headers)
 
     assert response.status_code == status, response.text
@@ -64,7 +60,7 @@ def test_bad_appends_get_the_one_error_shape(asgi_server, body, headers, status,
 
 def test_a_checkpoint_without_a_type_names_the_field(asgi_server):
     with httpx.Client(base_url=asgi_server.url, timeout=10) as http:
-        run_id = new_run(http)
+        run_id = str(new_run().pk)
         response = http.post(f"/runs/{run_id}/checkpoints", json={"data": 1})
 
     assert response.status_code == 422
@@ -76,7 +72,7 @@ def test_unknown_and_finished_runs_refuse_appends(asgi_server):
         unknown = http.post(
             "/runs/00000000-0000-4000-8000-000000000000/checkpoints", json={"type": "log", "data": None}
         )
-        run_id = new_run(http)
+        run_id = str(new_run().pk)
         assert http.delete(f"/runs/{run_id}").status_code == 200
         finished = http.post(f"/runs/{run_id}/checkpoints", json={"type": "log"})
 
@@ -91,7 +87,7 @@ def test_a_batch_too_big_to_parse_on_the_event_loop_is_appended_whole(asgi_serve
     batch = [{"type": "line", "data": {"text": "x" * 400, "n": n}} for n in range(400)]
     assert len(json.dumps({"checkpoints": batch})) > INLINE_BODY_BYTES
     with httpx.Client(base_url=asgi_server.url, timeout=10) as http:
-        run_id = new_run(http)
+        run_id = str(new_run().pk)
         response = http.post(f"/runs/{run_id}/checkpoints", json={"checkpoints": batch})
 
     assert response.status_code == 201
@@ -108,7 +104,7 @@ def test_a_pool_smaller_than_the_append_threads_serves_appends_and_reads_togethe
         running_server(tmp_path, DB_POOL_MIN_SIZE="0", DB_POOL_MAX_SIZE="2", DB_POOL_TIMEOUT="3") as server,
         httpx.Client(base_url=server.url, timeout=30) as http,
     ):
-        run_id = new_run(http)
+        run_id = str(new_run().pk)
 
         def append(n: int) -> int:
             return http.post(f"/runs/{run_id}/checkpoints", json={"type": "n", "data": n}).status_code
@@ -127,18 +123,12 @@ def test_a_pool_smaller_than_the_append_threads_serves_appends_and_reads_togethe
 
 
 def test_a_database_restart_costs_at_most_one_503_on_the_append_path(asgi_server):
-    from django.db import connection
 
     with httpx.Client(base_url=asgi_server.url, timeout=10) as http:
-        run_id = new_run(http)
+        run_id = str(new_run().pk)
         for n in range(5):
             assert http.post(f"/runs/{run_id}/checkpoints", json={"type": "n", "data": n}).status_code == 201
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
-                [asgi_server.db_application_name],
-            )
-            assert cursor.fetchone()[0] >= 1
+        assert terminate_connections(asgi_server.db_application_name) >= 1
 
         statuses = [
             http.post(f"/runs/{run_id}/checkpoints", json={"type": "n", "data": n}).status_code

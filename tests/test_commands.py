@@ -16,6 +16,7 @@ from django.utils import timezone
 from runs import services
 from runs.models import Checkpoint, Run
 from runs.wire import format_ts
+from tests.factories import new_run
 from tests.servers import ROOT, process_env
 
 pytestmark = pytest.mark.django_db
@@ -29,14 +30,6 @@ def run_command(name: str, *args: str) -> tuple[str, str]:
     out, err = StringIO(), StringIO()
     call_command(name, *args, stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
-
-
-def new_run(mode: str = "redis", owner: str = "", **fields: object) -> Run:
-    run, _ = services.create_run(mode=mode, spec={"task": "sleep", "input": {}}, owner=owner)
-    if fields:
-        Run.objects.filter(pk=run.pk).update(**fields)
-        run.refresh_from_db()
-    return run
 
 
 def finished_run(status: str = "completed", *, days_ago: float, checkpoints: int = 0) -> Run:

@@ -17,8 +17,9 @@ from django.test import Client
 from runs import services
 from runs.models import Run
 from tests.browser import CHROMIUM, chromium
-from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix, wait_for
+from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix
 from tests.servers import ROOT, running_server
+from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -11,7 +11,8 @@ from django.test import override_settings
 from runs.models import Checkpoint, Run
 from tests import servers
 from tests.pg_cutter import CommitCutter
-from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix, wait_for
+from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,7 +12,8 @@ from django.core.management import call_command
 
 from runs import services
 from runs.models import Run
-from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix, wait_for
+from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,9 +12,10 @@ import pytest
 
 from runs import services
 from runs.models import Run
-from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix, wait_for
+from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix
 from tests.servers import ROOT, free_port
 from tests.test_metrics import scrape, value
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,8 +12,8 @@ from runs.backends import get_backend
 from runs.models import Run
 from runs.redis import queue as run_queue
 from runs.redis.worker import recovery
-from tests.redis_workers import wait_for
 from tests.servers import free_port
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

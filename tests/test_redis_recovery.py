@@ -22,9 +22,9 @@ from tests.redis_workers import (
     drop_keys,
     process_alive,
     unique_prefix,
-    wait_for,
 )
 from tests.servers import free_port
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,7 +12,8 @@ import redis
 from django.conf import settings
 from django.test import override_settings
 
-from tests.redis_workers import WorkerProcess, drop_keys, process_alive, unique_prefix, wait_for
+from tests.redis_workers import WorkerProcess, drop_keys, process_alive, unique_prefix
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

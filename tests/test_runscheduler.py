@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from runs import services
@@ -14,7 +13,7 @@ from runs.models import Run
 from schedules import services as services_schedules
 from schedules.models import ScheduleTick
 from tests.scheduler_processes import SchedulerProcess
-from tests.servers import free_port
+from tests.servers import free_port, terminate_connections
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,13 +99,7 @@ def test_the_scheduler_heals_after_its_database_connections_are_cut(scheduler):
     )
     wait_for(lambda: ScheduleTick.objects.filter(schedule=schedule).count() >= 2, timeout=15, what="ticks")
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name = %s",
-            [scheduler.db_application_name],
-        )
-        assert cursor.fetchone()[0] >= 1
+    assert terminate_connections(scheduler.db_application_name) >= 1
     handled = ScheduleTick.objects.filter(schedule=schedule).count()
 
     wait_for(

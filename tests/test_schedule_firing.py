@@ -503,3 +503,36 @@ def test_racing_schedulers_making_ticks_ahead_and_handing_them_over_make_one_run
         assert runs_of(schedule) == minutes(1, 2, 3)
         assert [outcome for _, _, outcome, _ in records(schedule)] == ["fired"] * 3
     assert not Run.objects.filter(waiting_for__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_made_ahead_are_handed_over_by_racing_threads_once_each(settings, queue):
+    from runs import admission
+
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    schedules = [every_minute(overlap="allow") for _ in range(20)]
+    prepare(TICK - timedelta(seconds=4))
+
+    # Several batches due: each scheduler hands them over with helper threads too.
+    counts: list[int] = []
+    race(lambda: counts.append(admission.admit_due(TICK, bulk_batch_size=3)), processes=2)
+
+    assert sum(counts) == 20
+    queued = [fields["runId"] for _, fields in queue.redis.xrange(queue.keys.stream)]
+    made = Run.objects.filter(schedule_id__in=[s.id for s in schedules], waiting_for__isnull=True)
+    assert sorted(queued) == sorted(str(run_id) for run_id in made.values_list("id", flat=True))
+    assert len(queued) == 20
+
+
+def test_a_single_scheduler_pass_makes_nothing_ahead_and_a_running_scheduler_does(settings):
+    from schedules.scheduler import Scheduler
+
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    schedule = every_minute(overlap="allow")
+    scheduler = Scheduler(clock=lambda: TICK - timedelta(seconds=4))
+
+    assert scheduler.run_pass(ahead=False) == TICK  # --once: no pass may follow to hand it over
+    assert runs_of(schedule) == []
+
+    assert scheduler.run_pass() == TICK  # made ahead; its hand-over is what is due next
+    assert runs_of(schedule) == [TICK]

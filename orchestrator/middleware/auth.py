@@ -17,10 +17,11 @@ import hmac
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.urls import Resolver404, ResolverMatch, resolve
+from django.urls import Resolver404, resolve
 
 from audit import context as audit_context
 from orchestrator import db_threads
@@ -60,25 +61,34 @@ METRICS_ROUTE = "metrics"
 SESSION_PREFIXES = (settings.ADMIN_PATH_PREFIX,)
 
 
-def _route(request: HttpRequest) -> ResolverMatch | None:
-    """The URL pattern this path resolves to (None: no route), resolved once per request."""
-    cached = request.__dict__.get("_auth_route", _UNRESOLVED)
-    if cached is _UNRESOLVED:
+class Route(NamedTuple):
+    """The endpoint a path resolves to: its URL name and the run it names."""
+
+    name: str | None
+    run_id: str | None
+
+
+NO_ROUTE = Route(None, None)
+
+
+def _route(request: HttpRequest) -> Route:
+    """The endpoint of this request's path, resolved once per request. Only
+    the name and run id are kept: an event stream's request lives as long
+    as the stream, and a whole ResolverMatch per subscriber adds up."""
+    cached = request.__dict__.get("_auth_route")
+    if cached is None:
         try:
-            cached = resolve(request.path_info)
+            match = resolve(request.path_info)
+            cached = Route(match.url_name, match.kwargs.get("run_id"))
         except Resolver404:
-            cached = None
+            cached = NO_ROUTE
         request.__dict__["_auth_route"] = cached
     return cached
 
 
-_UNRESOLVED = object()
-
-
 def route_name(request: HttpRequest) -> str | None:
     """The URL name of the endpoint this path resolves to; None when none does."""
-    match = _route(request)
-    return match.url_name if match is not None else None
+    return _route(request).name
 
 
 @dataclass(frozen=True)
@@ -212,10 +222,10 @@ def scope_refusal(request: HttpRequest) -> HttpResponse | None:
     principal = identify(request)
     if principal.kind != TENANT_KEY or principal.scopes is None:
         return None
-    match = _route(request)
-    if match is None:
+    route = _route(request)
+    if route is NO_ROUTE:
         return None  # the view answers 404
-    scope = rules.required_scope(match.url_name, request.method or "GET")
+    scope = rules.required_scope(route.name, request.method or "GET")
     if scope is rules.NO_RULE:
         # Fail closed: the URL-map test makes sure every endpoint's methods have rules.
         return error_response(405, "method not allowed", "method_not_allowed")
@@ -260,14 +270,12 @@ def _same_run(path_run_id: str, token_run_id: str) -> bool:
 
 def _token_scope_run(request: HttpRequest, kind: str) -> str | None:
     """The run id in the path when `kind` of token may call this method on this endpoint."""
-    match = _route(request)
-    if match is None:
-        return None
+    route = _route(request)
     if kind == STREAM_TOKEN:
-        opens = match.url_name == STREAM_ROUTE and request.method == "GET"
+        opens = route.name == STREAM_ROUTE and request.method == "GET"
     else:
-        opens = request.method in WORKER_SCOPES.get(match.url_name or "", ())
-    return match.kwargs.get("run_id") if opens else None
+        opens = request.method in WORKER_SCOPES.get(route.name or "", ())
+    return route.run_id if opens else None
 
 
 def refusal(request: HttpRequest) -> str | None:

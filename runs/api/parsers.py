@@ -8,7 +8,8 @@ from typing import Any
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from runs.validation import check_storable
+from runs.exceptions import SchemaViolation
+from runs.validation import MAX_DEPTH, check_storable
 
 
 def parse_json(raw: bytes) -> Any:
@@ -17,7 +18,11 @@ def parse_json(raw: bytes) -> Any:
         return {}
     try:
         data = json.loads(raw, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        # Valid JSON nested past what the parser follows (far past MAX_DEPTH):
+        # refused as any nesting over the limit is, a 422.
+        raise SchemaViolation({"(body)": [f"nested deeper than {MAX_DEPTH} levels"]}) from None
+    except ValueError as exc:
         raise ParseError(f"JSON parse error - {str(exc)[:200]}") from None
     check_storable(data)
     return data

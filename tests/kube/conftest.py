@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.kube.fake_apiserver import FakeKubeAPI
-from tests.waiting import wait_for
 
 NS = "runs"
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll `check` (which reads the database, so no event can be awaited) until truthy."""
-    return wait_for(check, timeout, what=getattr(check, "__name__", "condition"))
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import pytest
 
 from journal.models import Entry
 from runs.models import Run
-from tests.kube.conftest import NS, eventually
+from tests.kube.conftest import NS
 from tests.kube.fake_apiserver import FakeKubeAPI
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +27,7 @@ def test_the_next_job_is_created_when_the_running_one_completes(
     cluster.set_job_status(NS, f"run-{first}", COMPLETE)
 
     # The Job is created inside the completing transaction: the run is read once that commits.
-    eventually(lambda: Run.objects.get(pk=second["id"]).waiting_for is None)
+    wait_for(lambda: Run.objects.get(pk=second["id"]).waiting_for is None)
     assert cluster.get_job(NS, f"run-{second['id']}") is not None
 
 
@@ -40,7 +41,7 @@ def test_a_job_the_cluster_refuses_at_handover_fails_after_the_finish_that_freed
 
     cluster.set_job_status(NS, f"run-{first}", COMPLETE)
 
-    eventually(lambda: Run.objects.get(pk=refused).status == "failed")
+    wait_for(lambda: Run.objects.get(pk=refused).status == "failed")
     assert Run.objects.get(pk=refused).error["code"] == "dispatch_rejected"
     # Each in a commit of its own, in that order: the finish, then the refusal.
     order = list(
@@ -50,5 +51,5 @@ def test_a_job_the_cluster_refuses_at_handover_fails_after_the_finish_that_freed
     )
     assert order == ["run.completed", "run.failed"]
     # The slot the refused run would have had goes to the next in line.
-    eventually(lambda: Run.objects.get(pk=behind).waiting_for is None)
+    wait_for(lambda: Run.objects.get(pk=behind).waiting_for is None)
     assert cluster.get_job(NS, f"run-{behind}") is not None

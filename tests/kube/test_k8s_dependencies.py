@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from runs.models import Run
-from tests.kube.conftest import NS, eventually
+from tests.kube.conftest import NS
 from tests.kube.fake_apiserver import FakeKubeAPI
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +27,7 @@ def test_the_dependent_job_is_created_when_the_dependency_completes(
     cluster.set_job_status(NS, f"run-{first}", COMPLETE)
 
     # The Job is created inside the completing transaction: the run is read once that commits.
-    eventually(lambda: Run.objects.get(pk=second["id"]).waiting_for is None)
+    wait_for(lambda: Run.objects.get(pk=second["id"]).waiting_for is None)
     assert cluster.get_job(NS, f"run-{second['id']}") is not None
 
 
@@ -36,6 +37,6 @@ def test_a_failed_dependency_fails_the_dependent_without_a_job(api, cluster: Fak
 
     cluster.set_job_status(NS, f"run-{first}", FAILED)
 
-    failed = eventually(lambda: (run := Run.objects.get(pk=second)).is_final and run)
+    failed = wait_for(lambda: (run := Run.objects.get(pk=second)).is_final and run)
     assert failed.status == "failed" and failed.error["code"] == "dependency_failed"
     assert cluster.get_job(NS, f"run-{second}") is None

@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from runs.models import Run
-from tests.kube.conftest import NS, eventually
+from tests.kube.conftest import NS
 from tests.kube.fake_apiserver import FakeKubeAPI
 from tests.servers import ROOT, free_port, process_env
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,7 +40,7 @@ def test_the_reconcile_command_follows_jobs_and_stops_cleanly_on_sigterm(api, cl
         try:
             assert cluster.wait_for(lambda: cluster.open_watches == 2, timeout=20), log_path.read_text()
             cluster.set_job_status(NS, f"run-{run_id}", COMPLETE)
-            eventually(lambda: Run.objects.get(pk=run_id).status == "completed", timeout=10)
+            wait_for(lambda: Run.objects.get(pk=run_id).status == "completed", timeout=10)
 
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0, log_path.read_text()
@@ -84,12 +85,12 @@ def test_the_reconciler_serves_its_own_metrics_lag_included(api, cluster, tmp_pa
         try:
             assert cluster.wait_for(lambda: cluster.open_watches == 2, timeout=20), log_path.read_text()
             cluster.set_job_status(NS, f"run-{run_id}", COMPLETE)
-            eventually(lambda: Run.objects.get(pk=run_id).status == "completed", timeout=10)
+            wait_for(lambda: Run.objects.get(pk=run_id).status == "completed", timeout=10)
 
             # The Job was created moments ago (its timestamp in whole seconds):
             # the reconciler saw it within seconds, and says so once it has
             # applied the event (the lag is recorded just after).
-            seen = eventually(lag, timeout=10)
+            seen = wait_for(lag, timeout=10)
             assert 0 < seen < 30
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -8,8 +8,9 @@ from prometheus_client import REGISTRY
 from runs import services
 from runs.k8s.manifests import JobOptions, build_job
 from runs.models import Run
-from tests.kube.conftest import NS, eventually
+from tests.kube.conftest import NS
 from tests.kube.fake_apiserver import DeleteCall, FakeKubeAPI
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,7 +45,7 @@ def status_of(run_id: str) -> str:
 
 
 def run_becomes(run_id: str, status: str) -> Run:
-    return eventually(lambda: (run := Run.objects.get(pk=run_id)).status == status and run)
+    return wait_for(lambda: (run := Run.objects.get(pk=run_id)).status == status and run)
 
 
 def test_a_running_pod_makes_the_run_running(api, cluster: FakeKubeAPI, reconciler) -> None:
@@ -172,7 +173,7 @@ def test_the_watch_resumes_after_a_dropped_connection(api, cluster: FakeKubeAPI,
 def test_the_reconciler_lists_again_after_410_gone(api, cluster: FakeKubeAPI, reconciler) -> None:
     run_id, job = start_run(api)
     cluster.add_pod_for_job(NS, job, phase="Pending")
-    eventually(lambda: reconciler.resource_versions["pods"] not in (None, "0"))
+    wait_for(lambda: reconciler.resource_versions["pods"] not in (None, "0"))
     # A change the reconciler does not watch moves the cluster on past its resourceVersion...
     cluster.create_job(NS, {"metadata": {"name": "not-ours"}})
     # ...and compaction then leaves that resourceVersion too old to resume from.
@@ -181,7 +182,7 @@ def test_the_reconciler_lists_again_after_410_gone(api, cluster: FakeKubeAPI, re
     cluster.set_job_status(NS, job, COMPLETE)
 
     run_becomes(run_id, "completed")
-    eventually(lambda: reconciler.relists["jobs"] >= 2 and reconciler.relists["pods"] >= 2)
+    wait_for(lambda: reconciler.relists["jobs"] >= 2 and reconciler.relists["pods"] >= 2)
 
 
 def test_the_reconciler_rides_out_an_api_server_outage(api, cluster: FakeKubeAPI, reconciler) -> None:

@@ -9,7 +9,8 @@ import httpx
 from httpx_sse import ServerSentEvent, connect_sse
 
 from tests.servers import ServerProcess
-from tests.stream.support import TIMEOUT, stats, wait_for
+from tests.stream.support import TIMEOUT, stats
+from tests.waiting import wait_for
 
 
 def wait_live(server: ServerProcess, count: int = 1) -> None:

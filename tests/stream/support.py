@@ -13,7 +13,6 @@ from httpx_sse import ServerSentEvent, connect_sse
 
 from runs import services
 from tests.servers import ServerProcess, running_server
-from tests.waiting import wait_for  # noqa: F401 - the stream tests import it from here
 
 TIMEOUT = httpx.Timeout(15.0)
 
@@ -25,11 +24,6 @@ def stream_server(tmp_path: Path, **env: str) -> Iterator[ServerProcess]:
         tmp_path, app="tests.stream.probe_app:application", **{"SSE_KEEPALIVE_SECONDS": "1", **env}
     ) as server:
         yield server
-
-
-def new_run() -> str:
-    run, _ = services.create_run(mode="redis", spec={"task": "sleep", "input": {}})
-    return str(run.id)
 
 
 def append(run_id: str, count: int = 1, type_: str = "step") -> list[str]:

@@ -11,7 +11,9 @@ import pytest
 
 from runs import services
 from tests.browser import CHROMIUM, page_opener
-from tests.stream.support import append, new_run, stream_server, wait_for
+from tests.factories import new_run
+from tests.stream.support import append, stream_server
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,7 +34,7 @@ def open_page(tmp_path: Path) -> Iterator:
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package `chromium`)")
 def test_a_browser_event_source_resumes_after_a_drop_and_stops_after_end(browser_server, open_page):
     url = browser_server.url
-    run_id = new_run()
+    run_id = str(new_run().pk)
     services.set_run_status(run_id, "running")
     append(run_id, 3)
 

@@ -7,13 +7,14 @@ import pytest
 
 from runs import services
 from tests.conftest import assert_wire
-from tests.stream.support import append, checkpoint_seqs, new_run, read_events
+from tests.factories import new_run
+from tests.stream.support import append, checkpoint_seqs, read_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_stream_opens_with_retry_then_hello_without_an_id(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     with httpx.stream("GET", f"{stream_app.url}/runs/{run_id}/events", timeout=10) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -31,7 +32,7 @@ def test_a_stream_opens_with_retry_then_hello_without_an_id(stream_app):
 
 
 def test_replay_sends_the_last_ten_by_default_then_live_checkpoints_follow(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     append(run_id, 15)
 
     def on_event(event):
@@ -55,7 +56,7 @@ def test_replay_sends_the_last_ten_by_default_then_live_checkpoints_follow(strea
 
 @pytest.mark.parametrize(("replay", "first_seq"), [("0", None), ("3", 3), ("1000", 1)])
 def test_replay_parameter_picks_how_many_to_replay(stream_app, replay, first_seq):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     append(run_id, 5)
     services.set_run_status(run_id, "canceled")
 
@@ -68,14 +69,14 @@ def test_replay_parameter_picks_how_many_to_replay(stream_app, replay, first_seq
 
 @pytest.mark.parametrize("replay", ["-1", "1001", "ten"])
 def test_replay_out_of_range_is_a_400(stream_app, replay):
-    response = httpx.get(f"{stream_app.url}/runs/{new_run()}/events", params={"replay": replay})
+    response = httpx.get(f"{stream_app.url}/runs/{new_run().pk!s}/events", params={"replay": replay})
     assert response.status_code == 400
     assert response.json()["code"] == "bad_parameter"
     assert response.json()["details"] == {"parameter": "replay"}
 
 
 def test_resume_by_header_or_query_sends_exactly_what_came_after(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     stamps = append(run_id, 30)
     services.set_run_status(run_id, "running")
     services.set_run_status(run_id, "completed")
@@ -96,7 +97,7 @@ def test_resume_by_header_or_query_sends_exactly_what_came_after(stream_app):
     [("header", "yesterday"), ("query", "2026-13-01T00:00:00Z"), ("query", "1700000000")],
 )
 def test_a_malformed_resume_point_is_a_400_json_error(stream_app, where, value):
-    url = f"{stream_app.url}/runs/{new_run()}/events"
+    url = f"{stream_app.url}/runs/{new_run().pk!s}/events"
     if where == "header":
         response = httpx.get(url, headers={"Last-Event-ID": value})
     else:
@@ -117,14 +118,14 @@ def test_an_unknown_run_is_a_404_before_any_stream(stream_app, run_id):
 
 
 def test_other_methods_get_a_405_json_error(stream_app):
-    response = httpx.post(f"{stream_app.url}/runs/{new_run()}/events")
+    response = httpx.post(f"{stream_app.url}/runs/{new_run().pk!s}/events")
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
 
 
 @pytest.mark.parametrize("final", ["completed", "failed", "canceled"])
 def test_a_final_status_sends_status_then_end_after_every_checkpoint_and_closes(stream_app, final):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     services.set_run_status(run_id, "running")
     stamps = append(run_id, 4)
 
@@ -148,7 +149,7 @@ def test_a_final_status_sends_status_then_end_after_every_checkpoint_and_closes(
 
 
 def test_a_finished_run_without_checkpoints_ends_with_its_finished_at(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     services.cancel_run(run_id)
 
     events = read_events(stream_app, run_id)
@@ -160,7 +161,7 @@ def test_a_finished_run_without_checkpoints_ends_with_its_finished_at(stream_app
 
 
 def test_a_resume_of_a_finished_run_with_newer_checkpoints_streams_them_then_ends(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     stamps = append(run_id, 3)
     services.set_run_status(run_id, "failed")
 
@@ -174,7 +175,7 @@ RUNNING_THEN_COMPLETED = [("status", "running"), ("status", "completed"), ("end"
 
 
 def test_status_changes_from_another_process_arrive_as_status_events(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
 
     def on_event(event):
         if event.event == "hello":
@@ -190,7 +191,7 @@ def test_status_changes_from_another_process_arrive_as_status_events(stream_app)
 def test_a_run_that_starts_and_finishes_between_two_reads_still_reports_running(stream_app):
     from django.db import transaction
 
-    run_id = new_run()
+    run_id = str(new_run().pk)
 
     def on_event(event):
         if event.event == "hello":
@@ -207,7 +208,7 @@ def test_a_run_that_starts_and_finishes_between_two_reads_still_reports_running(
 
 
 def test_on_the_wire_only_checkpoints_and_end_carry_an_id(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     append(run_id, 2)
     services.set_run_status(run_id, "running")
     services.set_run_status(run_id, "completed")
@@ -222,7 +223,7 @@ def test_on_the_wire_only_checkpoints_and_end_carry_an_id(stream_app):
 
 
 def test_an_idle_stream_gets_keep_alive_comments(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     with httpx.stream("GET", f"{stream_app.url}/runs/{run_id}/events", timeout=10) as response:
         text = ""
         for chunk in response.iter_text():

@@ -15,21 +15,21 @@ from django.db import connection
 from httpx_sse import aconnect_sse
 
 from runs import services
-from tests.servers import running_server
+from tests.factories import new_run
+from tests.servers import running_server, terminate_connections
 from tests.stream.support import (
     append,
-    new_run,
     read_events,
     stats,
     stream_server,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_client_that_disconnects_frees_its_subscriber_at_once(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     wait_for(lambda: stats(stream_app)["subscribers"] == 0, what="no subscriber left from earlier tests")
     clients = [httpx.Client(timeout=10) for _ in range(5)]
     streams = [c.stream("GET", f"{stream_app.url}/runs/{run_id}/events") for c in clients]
@@ -53,7 +53,7 @@ def test_a_client_that_disconnects_frees_its_subscriber_at_once(stream_app):
 
 
 def test_resuming_after_forced_disconnects_mid_burst_delivers_each_checkpoint_once(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     total = 400
     rng = random.Random(7)
     done = threading.Event()
@@ -103,7 +103,7 @@ def test_resuming_after_forced_disconnects_mid_burst_delivers_each_checkpoint_on
 
 
 def test_many_writers_and_many_subscribers_see_every_seq_in_order(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     services.set_run_status(run_id, "running")
     writers, per_writer, subscribers = 20, 10, 50
     total = writers * per_writer
@@ -146,16 +146,6 @@ def test_many_writers_and_many_subscribers_see_every_seq_in_order(stream_app):
         assert seqs == list(range(1, total + 1))
 
 
-def _terminate_listeners(server) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query LIKE 'LISTEN%%' AND application_name = %s",
-            [server.db_application_name],
-        )
-        return cursor.fetchone()[0]
-
-
 def _listener_pids(server) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -167,7 +157,7 @@ def _listener_pids(server) -> set[int]:
 
 
 def test_the_listener_reconnects_after_postgres_drops_it_and_subscribers_catch_up(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     services.set_run_status(run_id, "running")
     received: list[int] = []
     phase = {"cut": False}
@@ -176,7 +166,7 @@ def test_the_listener_reconnects_after_postgres_drops_it_and_subscribers_catch_u
         if event.event == "hello":
             wait_for(lambda: stats(stream_app)["listening"], what="the listener to be up")
             old = _listener_pids(stream_app)
-            assert _terminate_listeners(stream_app) >= 1
+            assert terminate_connections(stream_app.db_application_name, listening_only=True) >= 1
             # Written while nobody listens: no wake-up reaches the server for these.
             append(run_id, 5)
             new = wait_for(lambda: _listener_pids(stream_app) - old, what="a new LISTEN connection")
@@ -200,7 +190,7 @@ def test_the_listener_reconnects_after_postgres_drops_it_and_subscribers_catch_u
 
 @pytest.mark.parametrize("serve", ["uvicorn", "gunicorn"])
 def test_a_server_shutdown_closes_open_streams_cleanly(tmp_path, serve):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     append(run_id, 2)
     servers = {
         "uvicorn": lambda: stream_server(tmp_path, SSE_KEEPALIVE_SECONDS="30"),
@@ -225,19 +215,8 @@ def test_a_server_shutdown_closes_open_streams_cleanly(tmp_path, serve):
     assert events == ["hello", "checkpoint", "checkpoint"]
 
 
-def _terminate_server_backends(server) -> int:
-    """What a PostgreSQL restart does to a server: every connection it has dies."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name = %s",
-            [server.db_application_name],
-        )
-        return cursor.fetchone()[0]
-
-
 def test_after_every_server_connection_is_dropped_streams_carry_on(stream_app):
-    run_id = new_run()
+    run_id = str(new_run().pk)
     services.set_run_status(run_id, "running")
     received: list[int] = []
 
@@ -245,7 +224,7 @@ def test_after_every_server_connection_is_dropped_streams_carry_on(stream_app):
         if event.event == "hello":
             wait_for(lambda: stats(stream_app)["listening"], what="the listener to be up")
             old = _listener_pids(stream_app)
-            assert _terminate_server_backends(stream_app) >= 1
+            assert terminate_connections(stream_app.db_application_name) >= 1
             append(run_id, 3)
             wait_for(lambda: _listener_pids(stream_app) - old, what="a new LISTEN connection")
         elif event.event == "checkpoint":

@@ -12,7 +12,8 @@ from journal.models import Entry
 from runs import services, states
 from tests.conftest import assert_wire
 from tests.stream.run_list import entries, read_list, wait_live
-from tests.stream.support import stats, wait_for
+from tests.stream.support import stats
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

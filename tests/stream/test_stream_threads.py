@@ -12,7 +12,9 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from tests.stream.support import new_run, stats, stream_server, wait_for
+from tests.factories import new_run
+from tests.stream.support import stats, stream_server
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,7 +27,7 @@ def thread_names(server) -> list[str]:
 
 def test_threads_stay_flat_as_streams_open(tmp_path) -> None:
     with stream_server(tmp_path, DEBUG="true") as server:
-        run_id = new_run()
+        run_id = str(new_run().pk)
         url = f"{server.url}/runs/{run_id}/events"
         with httpx.Client(timeout=15, limits=httpx.Limits(max_connections=STREAMS + 5)) as client:
             with ExitStack() as streams:

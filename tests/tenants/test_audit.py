@@ -190,7 +190,8 @@ def test_the_admin_shows_the_trail_read_only(admin_client, db):
 def test_a_redis_worker_is_the_actor_of_the_status_changes_it_makes(api, tmp_path):
     from django.test import override_settings
 
-    from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix, wait_for
+    from tests.redis_workers import WorkerProcess, drop_keys, unique_prefix
+    from tests.waiting import wait_for
 
     prefix = unique_prefix()
     with override_settings(REDIS_KEY_PREFIX=prefix):

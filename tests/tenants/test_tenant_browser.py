@@ -14,7 +14,8 @@ from runs import services
 from tenants import services as tenant_services
 from tests.browser import CHROMIUM, page_opener
 from tests.stream.run_list import wait_live
-from tests.stream.support import stream_server, wait_for
+from tests.stream.support import stream_server
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

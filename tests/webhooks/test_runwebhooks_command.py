@@ -8,9 +8,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection
 from standardwebhooks import Webhook as Verifier
 
+from tests.servers import terminate_connections
 from tests.waiting import wait_for
 from tests.webhooks.conftest import make_delivery, make_webhook
 from tests.webhooks.processes import DelivererProcess
@@ -99,12 +99,7 @@ def test_the_deliverer_heals_after_its_database_connections_are_cut(receiver, de
     make_delivery(webhook, journal_id=1)
     receiver.wait_for(1)
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
-            [process.application_name],
-        )
-        assert cursor.fetchone()[0] >= 1
+    assert terminate_connections(process.application_name) >= 1
     later = make_delivery(webhook, journal_id=2)
 
     receiver.wait_for(2, timeout=20)

@@ -41,7 +41,7 @@ class Command(AuditedCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         scheduler = Scheduler(max_sleep=options["max_sleep_seconds"])
         if options["once"]:
-            scheduler.run_pass()
+            scheduler.run_pass(ahead=False)
             return
         scheduler.install_signal_handlers()
         if options["metrics_port"]:
