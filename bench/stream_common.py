@@ -54,12 +54,14 @@ def create_runs(url: str, count: int) -> list[str]:
         return ids
 
 
-def pg_connections(db_name: str) -> int:
-    """Server connections to the benchmark database (this sampler's own excluded)."""
+def pg_connections(db_name: str, application_name: str | None = None) -> int:
+    """Server connections to the benchmark database (this sampler's own excluded);
+    only those of one server when it was started with PGAPPNAME=`application_name`."""
     with connect_retrying(PG_ADMIN_URL) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            [db_name],
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+            " AND (%s::text IS NULL OR application_name = %s::text)",
+            [db_name, application_name, application_name],
         ).fetchone()
         return int(row[0]) if row else 0
 
@@ -82,13 +84,14 @@ def connect_retrying(url: str, attempts: int = 40) -> Any:
 class ConnectionSampler:
     """Highest number of server connections to the database seen while running."""
 
-    def __init__(self, db_name: str, every: float = 0.25) -> None:
+    def __init__(self, db_name: str, every: float = 0.25, application_name: str | None = None) -> None:
         self.db_name, self.every, self.peak = db_name, every, 0
+        self.application_name = application_name
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         while True:
-            count = await asyncio.to_thread(pg_connections, self.db_name)
+            count = await asyncio.to_thread(pg_connections, self.db_name, self.application_name)
             self.peak = max(self.peak, count)
             await asyncio.sleep(self.every)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import httpx
@@ -222,3 +223,40 @@ def test_only_get(stream_app):
     response = httpx.post(f"{stream_app.url}/runs/events", timeout=10)
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET"
+
+
+def test_many_lists_each_get_exactly_what_their_filters_match(stream_app):
+    team_a, team_b = owner(), owner()
+    wanted = {
+        "a": ({"owner": team_a}, 6),
+        "a-again": ({"owner": team_a}, 6),
+        "a-final": ({"owner": team_a, "type": "run.completed,run.canceled"}, 2),
+        "b": ({"owner": team_b}, 3),
+        "everyone": ({}, 9),
+    }
+    got: dict[str, list[tuple[int, str, str]]] = {}
+
+    def follow(name: str) -> None:
+        params, count = wanted[name]
+        got[name] = entries(read_list(stream_app, params=params, until=lambda ev: len(entries(ev)) >= count))
+
+    readers = [threading.Thread(target=follow, args=(name,)) for name in wanted]
+    for reader in readers:
+        reader.start()
+    wait_live(stream_app, len(wanted))
+    # One more list of team A comes and goes while the others follow it.
+    assert read_list(stream_app, params={"owner": team_a}, until=lambda ev: True) == []
+    wait_for(lambda: stats(stream_app)["listSubscribers"] == len(wanted), what="the extra list to close")
+    a1, b1, a2 = lifecycle(team_a), lifecycle(team_b), lifecycle(team_a, cancel=True)
+    for reader in readers:
+        reader.join(30)
+
+    everything = [
+        (e.id, e.type, str(e.run_id)) for e in Entry.objects.filter(run_id__in=[a1, b1, a2]).order_by("id")
+    ]
+    assert got["everyone"] == everything
+    assert got["a"] == got["a-again"] == [e for e in everything if e[2] in (a1, a2)]
+    assert got["a-final"] == [
+        e for e in everything if e[1] in ("run.completed", "run.canceled") and e[2] != b1
+    ]
+    assert got["b"] == [e for e in everything if e[2] == b1]
