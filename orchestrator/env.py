@@ -71,3 +71,20 @@ def env_float(name: str, default: float) -> float:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
+def env_int_map(name: str, *, lowest: int, highest: int) -> dict[int, str]:
+    """`9=urgent,0=batch`: integers from `lowest` to `highest`, each to a name."""
+    mapping: dict[int, str] = {}
+    for part in env_list(name):
+        key, sep, value = part.partition("=")
+        try:
+            number = int(key)
+        except ValueError:
+            number = None
+        if not sep or number is None or not lowest <= number <= highest or not value.strip():
+            raise ImproperlyConfigured(
+                f"{name} must be pairs like 9=name,0=other with keys from {lowest} to {highest}, not {part!r}"
+            )
+        mapping[number] = value.strip()
+    return mapping

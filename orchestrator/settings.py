@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from orchestrator.env import env_bool, env_duration, env_float, env_int, env_list, env_str
+from orchestrator.env import env_bool, env_duration, env_float, env_int, env_int_map, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -245,6 +245,10 @@ K8S_REQUEST_TIMEOUT_SECONDS = env_float("K8S_REQUEST_TIMEOUT_SECONDS", 10.0)
 K8S_ORCHESTRATOR_URL = env_str("K8S_ORCHESTRATOR_URL", "http://orchestrator:7070")
 K8S_SERVICE_ACCOUNT = env_str("K8S_SERVICE_ACCOUNT")
 K8S_IMAGE_PULL_SECRETS = env_list("K8S_IMAGE_PULL_SECRETS")
+# A run's priority (0..9) to the PriorityClass its Job's pod gets, e.g.
+# "9=urgent,8=urgent,0=batch"; a priority not listed sets none (the cluster's
+# default). Unset: priority orders nothing in the cluster.
+K8S_PRIORITY_CLASSES = env_int_map("K8S_PRIORITY_CLASSES", lowest=0, highest=9)
 K8S_TTL_SECONDS_AFTER_FINISHED = env_int("K8S_TTL_SECONDS_AFTER_FINISHED", 3600, minimum=-1)
 K8S_POD_TEMPLATE_OVERLAY = env_str("K8S_POD_TEMPLATE_OVERLAY")  # JSON object
 K8S_POD_TEMPLATE_OVERLAY_FILE = env_str("K8S_POD_TEMPLATE_OVERLAY_FILE")  # JSON or YAML file
@@ -315,6 +319,10 @@ REDIS_DEFAULT_URL = "redis://127.0.0.1:6379/0"
 REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "orchestrator:")
 REDIS_RUN_STREAM = env_str("REDIS_RUN_STREAM", "runs")
 REDIS_CONSUMER_GROUP = env_str("REDIS_CONSUMER_GROUP", "workers")
+# Workers take the highest priority first, but every Nth run the fleet takes
+# is the one that has waited longest, whatever its priority, so that urgent
+# work never starves the rest for ever (runs.redis.queue). At least 2.
+REDIS_QUEUE_OLDEST_EVERY = env_int("REDIS_QUEUE_OLDEST_EVERY", 10, minimum=2)
 REDIS_SOCKET_TIMEOUT_SECONDS = env_float("REDIS_SOCKET_TIMEOUT_SECONDS", 2.0)
 # After a failed dispatch, later dispatches skip Redis for this long (the sweep
 # sends those runs), so an outage does not slow every POST /runs.

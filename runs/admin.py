@@ -114,7 +114,7 @@ class RunAdmin(admin.ModelAdmin):
         "checkpoint_count",
     )
     list_display_links = ("short_id",)
-    list_filter = ("status", WaitingForFilter, "mode", ("created_at", admin.DateFieldListFilter))
+    list_filter = ("status", WaitingForFilter, "mode", "priority", ("created_at", admin.DateFieldListFilter))
     search_fields = ("owner",)
     search_help_text = "A run id or its first characters, an owner, or a label: 'nightly' or 'team=ml'."
     list_per_page = 50
@@ -123,7 +123,7 @@ class RunAdmin(admin.ModelAdmin):
     actions = ("cancel_selected", "retry_selected")
     fieldsets = (
         (None, {"fields": ("id", "status", "waiting", "mode", "owner", "attempt", "retry_of", "labels")}),
-        ("Admission", {"fields": ("run_at", "retry_pretty")}),
+        ("Admission", {"fields": ("run_at", "priority", "retry_pretty")}),
         ("Times", {"fields": ("created_at", "started_at", "finished_at", "updated_at", "duration")}),
         ("Spec", {"fields": ("spec_pretty",)}),
         ("Metadata and error", {"fields": ("metadata_pretty", "error_pretty", "checkpoint_count")}),

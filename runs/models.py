@@ -62,6 +62,12 @@ class Run(models.Model):
     # (runs.concurrency); the limit in force is the key's (ConcurrencyKey).
     concurrency_key = models.CharField(max_length=200, null=True, blank=True)
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    # 0..9, higher first among handed-over runs waiting for a worker (the
+    # Redis queue reads one stream per priority; runs.redis.queue), mapped to
+    # a PriorityClass in k8s mode when the operator configured one.
+    # db_default too: rows inserted without it (a process of the previous
+    # release during a rolling deploy, bulk SQL) get the default as well.
+    priority = models.PositiveSmallIntegerField(default=5, db_default=5)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -29,6 +29,7 @@ from runs import (
     selectors,
     states,
 )
+from runs import priority as run_priority
 from runs.backends import get_backend
 from runs.exceptions import (
     AttemptSuperseded,
@@ -89,6 +90,7 @@ def create_run(
     depends_on: list[Any] | None = None,
     visible_to: str | None = None,
     concurrency_limit: dict[str, Any] | None = None,
+    priority: int | None = None,
     schedule_id: uuid.UUID | None = None,
     scheduled_for: datetime | None = None,
     with_run: Callable[[Run], None] | None = None,
@@ -101,7 +103,8 @@ def create_run(
     one waits for (`runs.dependencies`); a credential limited to an owner
     (`visible_to`) may name only that owner's runs. `concurrency_limit`
     (`{"key", "limit"}`) caps the runs of a key handed over at once
-    (`runs.concurrency`).
+    (`runs.concurrency`). `priority` (0..9, None: 5) orders the handed-over
+    runs waiting for a worker (`runs.priority`).
 
     `with_run` is called with the new run inside its creating transaction,
     before the journal entry, for records that belong with the run (its
@@ -114,12 +117,14 @@ def create_run(
     validate_spec(mode, spec)
     metadata = metadata or {}
     dependency_ids = dependencies.parse_ids(depends_on)
+    level = run_priority.parse(priority)
     requested = {
         name: value
         for name, value in (
             ("retry", retry),
             ("dependsOn", [str(i) for i in dependency_ids] or None),
             ("concurrency", concurrency_limit),
+            ("priority", priority),
         )
         if value is not None
     }
@@ -144,6 +149,7 @@ def create_run(
                 depends_on=[str(run_id) for run_id in dependency_ids] or None,
                 concurrency_key=(concurrency_limit or {}).get("key"),
                 concurrency_limit=(concurrency_limit or {}).get("limit"),
+                priority=level,
                 schedule_id=schedule_id,
                 scheduled_for=scheduled_for,
             )
@@ -197,9 +203,11 @@ def plan_run(
     depends_on: list[Any] | None = None,
     visible_to: str | None = None,
     concurrency_limit: dict[str, Any] | None = None,
+    priority: int | None = None,
 ) -> dict[str, Any]:
     """What creating this run would do, without creating or sending anything."""
     validate_spec(target, spec)
+    level = run_priority.parse(priority)
     dependency_ids = dependencies.parse_ids(depends_on)
     found = dependencies.statuses(dependency_ids, owner=visible_to, lock=False)
     now = timezone.now()
@@ -212,6 +220,7 @@ def plan_run(
         depends_on=[str(run_id) for run_id in dependency_ids] or None,
         concurrency_key=(concurrency_limit or {}).get("key"),
         concurrency_limit=(concurrency_limit or {}).get("limit"),
+        priority=level,
     )
     preview.created_at = preview.updated_at = now
     held = admission.hold_until(preview, run_at, now=now)
@@ -291,6 +300,7 @@ def retry_run(run_id: Any, *, owner: str | None = None) -> Run:
             if original.concurrency_key
             else None
         ),
+        priority=original.priority,
     )
     return run
 

@@ -69,6 +69,7 @@ def run_to_wire(run: Run) -> dict[str, Any]:
         "concurrency": (
             {"key": run.concurrency_key, "limit": run.concurrency_limit} if run.concurrency_key else None
         ),
+        "priority": run.priority,
     }
     if run.owner:
         body["owner"] = run.owner

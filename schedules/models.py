@@ -36,7 +36,7 @@ class Schedule(models.Model):
     spec = models.JSONField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     # The admission fields of each run it makes, in their wire form (retry,
-    # concurrency, dependsOn); empty: none.
+    # concurrency, dependsOn, priority); empty: none.
     admission = models.JSONField(default=dict, blank=True)
     overlap = models.CharField(max_length=16, choices=Overlap.choices, default=Overlap.SKIP)
     catchup = models.CharField(max_length=16, choices=Catchup.choices, default=Catchup.LATEST)

@@ -216,6 +216,7 @@ def _create_run(schedule: Schedule, tick: datetime) -> Run:
         retry=admission.get("retry"),
         depends_on=admission.get("dependsOn"),
         concurrency_limit=admission.get("concurrency"),
+        priority=admission.get("priority"),
     )
     return run
 

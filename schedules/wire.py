@@ -13,7 +13,7 @@ from schedules.models import Schedule, ScheduleTick
 NEXT_FIRE_TIMES = 5
 
 # The run template's admission fields, by their wire names (as on POST /runs).
-ADMISSION_FIELDS = ("retry", "concurrency", "dependsOn")
+ADMISSION_FIELDS = ("retry", "concurrency", "dependsOn", "priority")
 
 
 def next_fire_times(

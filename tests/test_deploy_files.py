@@ -25,7 +25,7 @@ LANDING_WITH = {
     "k8s_reconcile": "the Kubernetes reconciler",
 }
 _ENV_READ = re.compile(
-    r"""(?:env_(?:str|bool|int|float|list|duration)|os\.environ\.get|os\.getenv)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
+    r"""(?:env_(?:str|bool|int|int_map|float|list|duration)|os\.environ\.get|os\.getenv)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
 )
 
 

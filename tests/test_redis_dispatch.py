@@ -33,7 +33,8 @@ def test_creating_a_redis_run_puts_exactly_one_entry_on_the_stream(api, queue):
 
     run = response.json()["run"]
     [(entry_id, fields)] = entries(queue)
-    assert set(fields) == {"v", "runId", "task", "spec", "token", "createdAt"}
+    assert set(fields) == {"v", "runId", "task", "spec", "token", "createdAt", "priority"}
+    assert fields["priority"] == "5"
     assert fields["v"] == "1" and fields["runId"] == run["id"] and fields["task"] == "sleep"
     assert json.loads(fields["spec"]) == SPEC
     assert fields["createdAt"] == run["createdAt"]

@@ -138,6 +138,7 @@ class RunCollectionView(APIView):
                 depends_on=body.get("dependsOn"),
                 visible_to=restricted_owner(request),
                 concurrency_limit=body.get("concurrency"),
+                priority=body.get("priority"),
             )
             return Response({"mode": "plan", "plan": plan})
         run, created = webhook_services.create_run(
@@ -152,6 +153,7 @@ class RunCollectionView(APIView):
             depends_on=body.get("dependsOn"),
             visible_to=restricted_owner(request),
             concurrency_limit=body.get("concurrency"),
+            priority=body.get("priority"),
         )
         return Response(
             {"runId": str(run.id), "run": run_to_wire(run)},

@@ -84,7 +84,7 @@ class KubernetesBackend(Backend):
         return job_deleted_error(job_name(run.id, run.attempt))
 
     def describe(self, run: Run) -> dict[str, Any] | None:
-        return build_job(run.id, run.spec or {}, k8s.job_options(), run.attempt)
+        return build_job(run.id, run.spec or {}, k8s.job_options(), run.attempt, run.priority)
 
     def plan_steps(self, run: Run) -> list[str]:
         ns = k8s.namespace()
@@ -93,6 +93,7 @@ class KubernetesBackend(Backend):
             f"create Secret {secret_name(run.id, run.attempt)} holding the run's worker token,"
             " owned by the Job",
             "follow the Job and its pods with the reconciler (manage.py k8s_reconcile)",
+            _priority_step(run.priority),
         ]
 
     def _create(self, run: Run) -> None:
@@ -105,7 +106,7 @@ class KubernetesBackend(Backend):
         try:
             job = batch.create_namespaced_job(
                 options.namespace,
-                build_job(run_id, run.spec or {}, options, attempt),
+                build_job(run_id, run.spec or {}, options, attempt, run.priority),
                 _request_timeout=k8s.request_timeout(),
             )
             uid = job.metadata.uid
@@ -151,3 +152,14 @@ def _undo_job(run_id: str, attempt: int) -> None:
         delete_run_objects(run_id, attempt)
     except Exception:
         logger.warning("could not remove the Job of a failed dispatch", extra={"runId": run_id})
+
+
+def _priority_step(level: int) -> str:
+    priority_class = settings.K8S_PRIORITY_CLASSES.get(level)
+    if priority_class:
+        mapped = f"priorityClassName {priority_class!r} (K8S_PRIORITY_CLASSES)"
+        return f"priority {level}: the Job's pod gets {mapped}"
+    return (
+        f"priority {level}: no PriorityClass is mapped to it (K8S_PRIORITY_CLASSES), so the cluster "
+        "schedules the pod as any other; priority orders nothing in k8s mode"
+    )

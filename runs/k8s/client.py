@@ -91,6 +91,7 @@ def job_options() -> JobOptions:
         pod_template_overlay=pod_template_overlay(
             settings.K8S_POD_TEMPLATE_OVERLAY, settings.K8S_POD_TEMPLATE_OVERLAY_FILE
         ),
+        priority_classes=dict(settings.K8S_PRIORITY_CLASSES),
     )
 
 

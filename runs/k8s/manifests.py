@@ -37,6 +37,8 @@ class JobOptions:
     image_pull_secrets: tuple[str, ...] = ()
     ttl_seconds_after_finished: int | None = 3600
     pod_template_overlay: dict[str, Any] = field(default_factory=dict)
+    # A run's priority to its pod's PriorityClass (K8S_PRIORITY_CLASSES).
+    priority_classes: dict[int, str] = field(default_factory=dict)
 
 
 def job_name(run_id: object, attempt: int = 1) -> str:
@@ -81,10 +83,13 @@ def selector(instance: str) -> str:
     return f"{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={instance},{RUN_ID_LABEL}"
 
 
-def build_job(run_id: object, spec: dict[str, Any], options: JobOptions, attempt: int = 1) -> dict[str, Any]:
+def build_job(
+    run_id: object, spec: dict[str, Any], options: JobOptions, attempt: int = 1, priority: int = 5
+) -> dict[str, Any]:
     """The batch/v1 Job that runs attempt `attempt` of `spec`. The pod finds
     its worker token in the attempt's Secret (see `build_token_secret`),
-    never in the Job itself."""
+    never in the Job itself. A run's `priority` names the pod's
+    PriorityClass when the options map it to one."""
     name = job_name(run_id, attempt)
     labels = labels_for(run_id, options.instance, attempt)
     annotations = {RUN_ID_ANNOTATION: str(run_id)}
@@ -112,6 +117,9 @@ def build_job(run_id: object, spec: dict[str, Any], options: JobOptions, attempt
         template = merge_overlay(template, options.pod_template_overlay)
         # The overlay may add labels, never take away the ones the reconciler selects on.
         template.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
+    priority_class = options.priority_classes.get(priority)
+    if priority_class:  # the run's own choice, over the overlay's
+        template["spec"]["priorityClassName"] = priority_class
     job_spec: dict[str, Any] = {
         # Never Kubernetes' own retries: each attempt is a Job of its own,
         # made after the run's backoff (runs.retries), with its own events.

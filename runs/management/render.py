@@ -7,14 +7,17 @@ from typing import Any
 
 from runs.admission_display import waiting_text
 
-LIST_HEADER = f"{'ID':36}  {'STATUS':9}  {'WAITING':12}  {'MODE':5}  {'CREATED':27}  {'CKPTS':>6}  OWNER"
+LIST_HEADER = (
+    f"{'ID':36}  {'STATUS':9}  {'WAITING':12}  {'PRI':>3}  {'MODE':5}  {'CREATED':27}  {'CKPTS':>6}  OWNER"
+)
 
 
 def run_row(run: dict[str, Any]) -> str:
     """One line of `runs_list`, from a run's wire form."""
     waiting = (run.get("waitingFor") or {}).get("reason") or "-"
     return (
-        f"{run['id']:36}  {run['status']:9}  {waiting:12}  {run['mode']:5}  {run['createdAt']:27}  "
+        f"{run['id']:36}  {run['status']:9}  {waiting:12}  {run.get('priority', 5):>3}  {run['mode']:5}  "
+        f"{run['createdAt']:27}  "
         f"{run['checkpointCount']:>6}  {run.get('owner', '')}"
     )
 
@@ -28,6 +31,7 @@ def run_details(run: dict[str, Any]) -> list[str]:
         f"mode:         {run['mode']}",
         f"owner:        {run.get('owner', '')}",
         f"attempt:      {run['attempt']}",
+        f"priority:     {run.get('priority', 5)}",
         f"created:      {run['createdAt']}",
         f"started:      {run['startedAt'] or '-'}",
         f"finished:     {run['finishedAt'] or '-'}",

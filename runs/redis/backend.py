@@ -186,7 +186,7 @@ class RedisBackend(Backend):
         return {
             "backend": self.name,
             "command": "XADD",
-            "stream": keys.stream,
+            "stream": keys.stream_for(run.priority),
             "consumerGroup": keys.group,
             "entry": run_queue.entry_fields(run, token=run_queue.TOKEN_PLACEHOLDER),
         }
@@ -197,6 +197,9 @@ class RedisBackend(Backend):
         keys = run_queue.queue_keys()
         task = (run.spec or {}).get("task", "")
         return [
-            f"after commit, add the run to the Redis stream {keys.stream} (consumer group {keys.group})",
-            f"a worker takes it, runs the task {task!r} and reports checkpoints and status",
+            f"after commit, add the run to the Redis stream {keys.stream_for(run.priority)} of its priority, "
+            f"{run.priority} (consumer group {keys.group})",
+            f"a worker takes it, higher priorities first (but every {settings.REDIS_QUEUE_OLDEST_EVERY}th "
+            f"run taken is the one that waited longest), runs the task {task!r} and reports checkpoints "
+            "and status",
         ]

@@ -40,6 +40,14 @@ class QueueCollector(Collector):
         yield GaugeMetricFamily(
             "orchestrator_queue_depth", "Runs waiting in the Redis queue for a worker", value=stats.depth
         )
+        by_priority = GaugeMetricFamily(
+            "orchestrator_queue_depth_by_priority",
+            "Runs waiting in the Redis queue for a worker, by priority",
+            labels=["priority"],
+        )
+        for level, depth in sorted(stats.depth_by_priority.items(), reverse=True):
+            by_priority.add_metric([str(level)], depth)
+        yield by_priority
         yield GaugeMetricFamily(
             "orchestrator_queue_pending",
             "Queue entries delivered to a worker and not finished",

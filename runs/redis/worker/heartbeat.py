@@ -70,7 +70,7 @@ class Heartbeat:
                 close_old_connections()
 
     def renew(self, slots: list[Slot]) -> None:
-        held = [(slot.ctx.run_id, slot.entry.entry_id) for slot in slots]
+        held = [(slot.ctx.run_id, slot.entry.entry_id, slot.entry.stream) for slot in slots]
         renewed = self.queue.renew_leases(held, self.worker_id, self.lease_ms)
         for slot, kept in zip(slots, renewed, strict=True):
             if not kept:

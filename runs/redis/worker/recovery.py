@@ -22,43 +22,57 @@ FORGET_CONSUMER_AFTER_LEASES = 10
 # entry is gone (Redis lost both). A live worker re-takes a vanished lease at
 # its next heartbeat, so the run is only re-sent once it has been seen
 # without a lease for a whole lease period, by Redis' own clock.
+# KEYS: guard, lease, orphan mark, then every priority's stream.
 _ORPHAN_CHECK = """
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DEL', KEYS[4]) return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DEL', KEYS[3]) return 0 end
 local gid = redis.call('GET', KEYS[1])
-if gid and #redis.call('XRANGE', KEYS[2], gid, gid) > 0 then redis.call('DEL', KEYS[4]) return 0 end
+if gid then
+  for i = 4, #KEYS do
+    if #redis.call('XRANGE', KEYS[i], gid, gid) > 0 then redis.call('DEL', KEYS[3]) return 0 end
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local seen = redis.call('GET', KEYS[4])
-if not seen then redis.call('SET', KEYS[4], now, 'PX', tonumber(ARGV[1]) * 10) return 0 end
-if now - tonumber(seen) >= tonumber(ARGV[1]) then redis.call('DEL', KEYS[4]) return 1 end
+local seen = redis.call('GET', KEYS[3])
+if not seen then redis.call('SET', KEYS[3], now, 'PX', tonumber(ARGV[1]) * 10) return 0 end
+if now - tonumber(seen) >= tonumber(ARGV[1]) then redis.call('DEL', KEYS[3]) return 1 end
 return 0
 """
 
 
 class Reclaimer:
-    """Takes over entries that sat unacknowledged, with no heartbeat, for a lease period."""
+    """Takes over entries that sat unacknowledged, with no heartbeat, for a
+    lease period: from every priority's stream, highest first."""
 
     def __init__(self, queue: RunQueue, consumer: str, lease_ms: int) -> None:
         self.queue = queue
         self.consumer = consumer
         self.lease_ms = lease_ms
-        self._cursor = "0-0"
+        self._cursors = dict.fromkeys(queue.keys.streams, "0-0")
 
     def reclaim(self, count: int) -> list[Entry]:
         keys = self.queue.keys
-        next_cursor, claimed, *_deleted = self.queue.redis.xautoclaim(
-            keys.stream, keys.group, self.consumer, self.lease_ms, start_id=self._cursor, count=count
-        )
-        self._cursor = next_cursor
-        entries = []
-        for entry_id, fields in claimed:
-            if not fields:
-                continue
-            try:
-                entries.append(Entry.parse(entry_id, fields))
-            except ValueError:
-                logger.warning("unreadable queue entry dropped", extra={"entryId": entry_id})
-                self.queue.redis.xack(keys.stream, keys.group, entry_id)
+        entries: list[Entry] = []
+        for stream in keys.streams:
+            if len(entries) >= count:
+                break
+            next_cursor, claimed, *_deleted = self.queue.redis.xautoclaim(
+                stream,
+                keys.group,
+                self.consumer,
+                self.lease_ms,
+                start_id=self._cursors[stream],
+                count=count - len(entries),
+            )
+            self._cursors[stream] = next_cursor
+            for entry_id, fields in claimed:
+                if not fields:
+                    continue
+                try:
+                    entries.append(Entry.parse(entry_id, fields, stream))
+                except ValueError:
+                    logger.warning("unreadable queue entry dropped", extra={"entryId": entry_id})
+                    self.queue.redis.xack(stream, keys.group, entry_id)
         if entries:
             metrics.WORKER_RUNS_RECLAIMED.inc(len(entries))
             logger.info(
@@ -112,7 +126,7 @@ def _resend_orphans(queue: RunQueue, lease_ms: int) -> int:
             run_id = str(run.id)
             keys = queue.keys
             check(
-                keys=[keys.guard(run_id), keys.stream, keys.lease(run_id), keys.orphan(run_id)],
+                keys=[keys.guard(run_id), keys.lease(run_id), keys.orphan(run_id), *keys.streams],
                 args=[lease_ms],
                 client=pipe,
             )

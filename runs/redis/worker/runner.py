@@ -147,7 +147,6 @@ class Worker:
     # ---- fetching ---------------------------------------------------------
 
     def _fetch_loop(self) -> None:
-        keys = self.queue.keys
         next_reclaim = next_sweep = 0.0
         while not self._stopping.is_set():
             self._slot_freed.clear()  # before counting, so a slot freed meanwhile is not missed
@@ -167,9 +166,13 @@ class Worker:
                     self._sweep(force=False)
                 if free <= 0:
                     continue
-                response = self.queue.redis.xreadgroup(
-                    keys.group, self.id, {keys.stream: ">"}, count=free, block=READ_BLOCK_MS
+                entries, last_ids = self.queue.take(
+                    self.id, free, oldest_every=settings.REDIS_QUEUE_OLDEST_EVERY
                 )
+                if not entries:
+                    # Nothing waits: until something is added after what the take saw.
+                    self.queue.wait(last_ids, READ_BLOCK_MS)
+                    continue
             except redis.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -181,13 +184,8 @@ class Worker:
                 logger.warning("redis unreachable", extra={"reason": exc.__class__.__name__})
                 self._stopping.wait(1.0)
                 continue
-            for _stream, messages in response or []:
-                for entry_id, fields in messages:
-                    try:
-                        self._submit(Entry.parse(entry_id, fields))
-                    except ValueError:
-                        logger.warning("unreadable queue entry dropped", extra={"entryId": entry_id})
-                        self.queue.redis.xack(keys.stream, keys.group, entry_id)
+            for entry in entries:
+                self._submit(entry)
 
     def _sweep(self, *, force: bool) -> None:
         try:
@@ -379,7 +377,13 @@ class Worker:
         keys = self.queue.keys
         try:
             self.queue.redis.xclaim(
-                keys.stream, keys.group, self.id, 0, [entry.entry_id], idle=HAND_BACK_IDLE_MS, justid=True
+                entry.stream or keys.stream,
+                keys.group,
+                self.id,
+                0,
+                [entry.entry_id],
+                idle=HAND_BACK_IDLE_MS,
+                justid=True,
             )
         finally:
             self._release(entry.run_id)
