@@ -12,14 +12,14 @@ that finds no slot waits `pending` with `waitingFor` `{"reason":
 
 Freeing a slot (a final status, or a retry's way back to `pending`) needs
 no wait for the key: a count taken before that commit sees the slot still
-held, which admits fewer, never more. The finishing transaction hands the
-slot to the oldest waiting run of the key itself if the key's row is free
-(`SKIP LOCKED`: it never waits for it), before its journal entry; if another
-transaction holds the row, the handover happens right after the commit, in
-a transaction of its own (`admission.admit_waiting`). A finish thus never
-queues on its key's row, and the finishes of a key's runs do not wait on
-each other; should a process die between a commit and its handover, the
-scheduler's next pass finds the key (`keys_with_free_slots`).
+held, which admits fewer, never more. At the very end of its transaction
+(after its journal entry) the change that frees a slot of a Redis run hands
+it to the oldest waiting run of the key itself, if the key's row is free
+(`SKIP LOCKED`: it never waits for it); otherwise the handover happens right
+after the commit, in a transaction of its own (`admission.admit_waiting`).
+A finish thus never queues on its key's row, and holds it, when it takes
+it, only for its commit. Should a process die between a commit and its
+handover, the scheduler's next pass finds the key (`keys_with_free_slots`).
 
 The limit in force is the key's: the latest run created with the key sets
 it (a lower limit admits no one until enough runs of the key end; nothing
@@ -27,9 +27,12 @@ running is stopped).
 
 Lock order, so that no two of these wait on each other: a run's row, then
 its key's row, then (SKIP LOCKED, never waiting) the runs waiting for the
-key; and all of them before the journal's clock (journal.services). A
-handover writes no journal entry; a run the backend refuses at its
-handover is failed after the commit, in a transaction of its own.
+key; and all of them before the journal's clock (journal.services). The
+one thing after the clock is the handover at the end of a finish, whose
+locks (the key's row, the waiting runs) are only tried, never waited for:
+a lock nobody waits on closes no circle. A handover writes no journal
+entry; a run the backend refuses at its handover is failed after the
+commit, in a transaction of its own.
 """
 
 from __future__ import annotations
