@@ -37,13 +37,15 @@ commit, in a transaction of its own.
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
-from runs import states
+from runs import notify, states
 from runs.models import HELD, ConcurrencyKey, Run
 
 CONCURRENCY = "concurrency"
@@ -103,8 +105,8 @@ def holds_slot(run: Run) -> bool:
 # The runs waiting for a slot of the key, oldest first (the waiting index's
 # order), as many as its free slots (its limit less the runs counted from
 # the slot index), skipping any another transaction holds (a cancel).
-_WAITING_SQL = """
-SELECT * FROM runs_run
+_WAITING_FROM = """
+  FROM runs_run
  WHERE concurrency_key = %(key)s AND status = 'pending' AND waiting_for IS NOT NULL
    AND waiting_for ->> 'reason' = %(reason)s
  ORDER BY created_at
@@ -114,6 +116,21 @@ SELECT * FROM runs_run
         AND (status = 'running' OR (status = 'pending' AND waiting_for IS NULL))))
    FOR UPDATE SKIP LOCKED
 """
+_WAITING_SQL = "SELECT *" + _WAITING_FROM
+
+# The same runs, handed over in the same statement when they are of `mode`
+# (their gate cleared, their followers woken): how many were picked, and the
+# ids of those handed over.
+_HAND_OVER_SQL = (
+    "WITH picked AS (SELECT id, mode"  # noqa: S608 - constant text; every value is a parameter
+    + _WAITING_FROM
+    + """), handed AS (
+    UPDATE runs_run AS r SET waiting_for = NULL, not_before = NULL, updated_at = %(now)s
+      FROM picked WHERE r.id = picked.id AND picked.mode = %(mode)s RETURNING r.id
+), notified AS (SELECT pg_notify(%(channel)s, id::text) FROM handed)
+SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM notified), ARRAY(SELECT id FROM handed)
+"""
+)
 
 
 def try_lock_key(key: str) -> bool:
@@ -124,6 +141,18 @@ def try_lock_key(key: str) -> bool:
     else:
         queryset = queryset.select_for_update()
     return queryset.exists()
+
+
+def hand_over_waiting(key: str, mode: str, now: datetime) -> tuple[int, list[uuid.UUID]]:
+    """With the key's row locked (PostgreSQL): pick the runs of
+    `waiting_for_free_slots` and, in the same statement, hand over those of
+    `mode` (a backend that sends after the commit). (how many were picked,
+    the ids handed over, oldest first); the others stay locked."""
+    params = {"key": key, "reason": CONCURRENCY, "mode": mode, "now": now, "channel": notify.CHANNEL}
+    with connection.cursor() as cursor:
+        cursor.execute(_HAND_OVER_SQL, params)
+        picked, _, ids = cursor.fetchone()
+    return int(picked), list(ids)
 
 
 def lock_waiting(key: str) -> list[Run]:
