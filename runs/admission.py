@@ -258,16 +258,15 @@ def hand_over_freed(run: Run, now: datetime) -> None:
     if connection.vendor == "postgresql" and backend.sends_after_commit and concurrency.try_lock_key(key):
         # Two statements in all: the rest (reading the runs, their queue
         # entries, the metrics) waits for the commit, out of the clock.
-        picked, ids = concurrency.hand_over_waiting(key, run.mode, now)
-        if ids:
-            transaction.on_commit(lambda: _sent_after_handover(backend, ids, now), robust=True)
-        if picked == len(ids):
+        picked, handed = concurrency.hand_over_waiting(key, run.mode, now)
+        if handed:
+            transaction.on_commit(lambda: _sent_after_handover(backend, handed, now), robust=True)
+        if picked == len(handed):
             return  # else runs of another backend were next: theirs after the commit
     transaction.on_commit(lambda: admit_waiting(key), robust=True)
 
 
-def _sent_after_handover(backend: Any, ids: list[Any], now: datetime) -> None:
-    runs = list(Run.objects.filter(pk__in=ids).order_by("created_at"))
+def _sent_after_handover(backend: Any, runs: list[Run], now: datetime) -> None:
     backend.send_handed_over(runs)
     done = timezone.now()
     for _ in runs:

@@ -37,6 +37,7 @@ commit, in a transaction of its own.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -119,16 +120,18 @@ _WAITING_FROM = """
 _WAITING_SQL = "SELECT *" + _WAITING_FROM
 
 # The same runs, handed over in the same statement when they are of `mode`
-# (their gate cleared, their followers woken): how many were picked, and the
-# ids of those handed over.
+# (their gate cleared, their followers woken): how many were picked, and
+# what the queue entries of those handed over are made of.
 _HAND_OVER_SQL = (
     "WITH picked AS (SELECT id, mode"  # noqa: S608 - constant text; every value is a parameter
     + _WAITING_FROM
     + """), handed AS (
     UPDATE runs_run AS r SET waiting_for = NULL, not_before = NULL, updated_at = %(now)s
-      FROM picked WHERE r.id = picked.id AND picked.mode = %(mode)s RETURNING r.id
+      FROM picked WHERE r.id = picked.id AND picked.mode = %(mode)s
+    RETURNING r.id, r.spec, r.created_at, r.priority
 ), notified AS (SELECT pg_notify(%(channel)s, id::text) FROM handed)
-SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM notified), ARRAY(SELECT id FROM handed)
+SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM notified),
+       (SELECT json_agg(json_build_array(id, spec, created_at, priority) ORDER BY created_at) FROM handed)
 """
 )
 
@@ -143,16 +146,29 @@ def try_lock_key(key: str) -> bool:
     return queryset.exists()
 
 
-def hand_over_waiting(key: str, mode: str, now: datetime) -> tuple[int, list[uuid.UUID]]:
+def hand_over_waiting(key: str, mode: str, now: datetime) -> tuple[int, list[Run]]:
     """With the key's row locked (PostgreSQL): pick the runs of
     `waiting_for_free_slots` and, in the same statement, hand over those of
-    `mode` (a backend that sends after the commit). (how many were picked,
-    the ids handed over, oldest first); the others stay locked."""
+    `mode` (a backend that sends after the commit). How many were picked,
+    and the runs handed over, oldest first, with what their queue entries
+    need (id, spec, createdAt, priority); the others stay locked."""
     params = {"key": key, "reason": CONCURRENCY, "mode": mode, "now": now, "channel": notify.CHANNEL}
     with connection.cursor() as cursor:
         cursor.execute(_HAND_OVER_SQL, params)
-        picked, _, ids = cursor.fetchone()
-    return int(picked), list(ids)
+        picked, _, rows = cursor.fetchone()
+    rows = json.loads(rows) if isinstance(rows, str) else rows or []
+    handed = [
+        Run(
+            id=uuid.UUID(run_id),
+            mode=mode,
+            spec=spec,
+            created_at=datetime.fromisoformat(created_at),
+            priority=level,
+            concurrency_key=key,
+        )
+        for run_id, spec, created_at, level in rows
+    ]
+    return int(picked), handed
 
 
 def lock_waiting(key: str) -> list[Run]:
