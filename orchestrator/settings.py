@@ -414,7 +414,7 @@ SCHEDULE_GRACE_SECONDS = env_float("SCHEDULE_GRACE_SECONDS", 30.0)
 # How far ahead of its tick the run of an `overlap: allow` schedule (Redis,
 # no admission fields) is made, held by its runAt until the tick, so that
 # ticks that fall together only need their hand-over at the tick; 0: never.
-SCHEDULE_PREPARE_SECONDS = env_float("SCHEDULE_PREPARE_SECONDS", 5.0)
+SCHEDULE_PREPARE_SECONDS = env_float("SCHEDULE_PREPARE_SECONDS", 10.0)
 # Most missed ticks one schedule makes runs for under `catchup: all`.
 SCHEDULE_MAX_CATCHUP = env_int("SCHEDULE_MAX_CATCHUP", 100, minimum=1)
 # A due delayed run whose backend cannot take it (Kubernetes down) is tried again this much later.

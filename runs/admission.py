@@ -165,7 +165,7 @@ def _open_time_gates(now: datetime, limit: int) -> list[Run]:
     instant its gate opened."""
     due = (
         Run.objects.filter(BULK_HELD, not_before__lte=now)
-        .order_by("not_before", "id")
+        .order_by("not_before")  # the pending runs' not_before index, read in its order
         .values("id", "not_before")
         .select_for_update(skip_locked=True)[:limit]
     )

@@ -1,4 +1,8 @@
-"""Runs made for tests the way every writer makes them: through the service layer."""
+"""Runs made for tests the way every writer makes them: through the service layer.
+
+Tests of the API itself make theirs with the `make_run` fixture
+(tests/conftest.py), which goes through `POST /runs` and returns the wire form.
+"""
 
 from __future__ import annotations
 

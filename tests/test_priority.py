@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SPEC = {"task": "sleep", "input": {"seconds": 0}}
 
 
-def create(priority: int | None = None, spec: dict | None = None) -> Run:  # type: ignore[type-arg]
+def create(priority: int | None = None, spec: dict | None = None) -> Run:
     run, _ = services.create_run(mode="redis", spec=spec or SPEC, priority=priority)
     return run
 

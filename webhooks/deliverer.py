@@ -17,26 +17,21 @@ import logging
 import signal
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from types import FrameType
-from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Min, Q
-from django.db.models.functions import Now
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from journal.wakeups import JournalWakeups
-from webhooks import fanout, metrics, retries, secrets, signing, transport
-from webhooks.models import Delivery, RunWebhook, Webhook
+from webhooks import fanout, metrics, secrets, selectors, services, signing, transport
+from webhooks.models import Delivery
 
 logger = logging.getLogger("webhooks.deliverer")
 
-GONE_REASON = "the receiver answered 410 Gone"
 _DB_ERRORS = (OperationalError, InterfaceError)
 _GAUGE_INTERVAL_SECONDS = 5.0
 _MAX_BACKOFF_SECONDS = 5.0
@@ -61,11 +56,6 @@ def signing_secrets(delivery: Delivery, now: datetime) -> list[str]:
     return signing
 
 
-def claim_seconds() -> float:
-    """How long a claim lasts: well past the longest an attempt may take."""
-    return max(settings.WEBHOOK_CLAIM_SECONDS, 4 * settings.WEBHOOK_TIMEOUT_SECONDS)
-
-
 def release_connection() -> None:
     """Give this thread's database connection back to the pool."""
     connection.close()
@@ -81,85 +71,6 @@ def heal_database() -> None:
             pool.check()
     except Exception:  # the database may still be down; the next try heals
         logger.debug("pool check failed", exc_info=True)
-
-
-def claim(limit: int) -> list[Delivery]:
-    """Up to `limit` due deliveries of active targets, claimed for this deliverer."""
-    if limit <= 0:
-        return []
-    token = uuid.uuid4()
-    with transaction.atomic():
-        due = (
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=Delivery.Status.PENDING, next_attempt_at__lte=Now())
-            .filter(Q(webhook__isnull=True) | Q(webhook__active=True))
-            .filter(Q(run_webhook__isnull=True) | Q(run_webhook__active=True))
-            .order_by("next_attempt_at")
-            .values_list("pk", flat=True)[:limit]
-        )
-        ids = list(due)
-        if not ids:
-            return []
-        Delivery.objects.filter(pk__in=ids).update(
-            claim=token,
-            attempts=F("attempts") + 1,
-            last_attempt_at=Now(),
-            next_attempt_at=Now() + timedelta(seconds=claim_seconds()),
-        )
-    return list(Delivery.objects.filter(pk__in=ids).select_related("webhook", "run_webhook"))
-
-
-def record_successes(attempts: list[tuple[Delivery, transport.Outcome]]) -> int:
-    """Record succeeded attempts where the claim still holds: one statement
-    per claim and status, so a batch costs a statement or two."""
-    groups: dict[tuple[uuid.UUID | None, int | None], list[uuid.UUID]] = {}
-    for delivery, outcome in attempts:
-        groups.setdefault((delivery.claim, outcome.status), []).append(delivery.pk)
-    recorded = 0
-    for (token, status), ids in groups.items():
-        recorded += Delivery.objects.filter(pk__in=ids, claim=token).update(
-            status=Delivery.Status.SUCCEEDED,
-            claim=None,
-            next_attempt_at=None,
-            delivered_at=Now(),
-            last_response_status=status,
-            last_error="",
-        )
-    return recorded
-
-
-def record(delivery: Delivery, outcome: transport.Outcome) -> bool:
-    """Write what the attempt came to, if this deliverer still holds the claim.
-    False when it does not (redelivered, or taken over after the claim expired)."""
-    mine = Delivery.objects.filter(pk=delivery.pk, claim=delivery.claim)
-    common: dict[str, Any] = {
-        "claim": None,
-        "last_response_status": outcome.status,
-        "last_error": outcome.error,
-    }
-    if outcome.succeeded:
-        return bool(
-            mine.update(status=Delivery.Status.SUCCEEDED, next_attempt_at=None, delivered_at=Now(), **common)
-        )
-    delay = None
-    if outcome.kind != "gone":
-        delay = retries.delay_after(
-            delivery.attempts - delivery.series_start,
-            retries.schedule(),
-            jitter=settings.WEBHOOK_RETRY_JITTER,
-        )
-    if delay is not None:
-        return bool(mine.update(next_attempt_at=Now() + timedelta(seconds=delay), **common))
-    with transaction.atomic():
-        updated = mine.update(status=Delivery.Status.FAILED, next_attempt_at=None, **common)
-        if updated and outcome.kind == "gone":
-            target = Webhook if delivery.webhook_id else RunWebhook
-            target.objects.filter(pk=delivery.webhook_id or delivery.run_webhook_id).update(
-                active=False, inactive_reason=GONE_REASON
-            )
-    if updated:
-        metrics.DELIVERIES_FAILED.inc()
-    return bool(updated)
 
 
 class Deliverer:
@@ -269,7 +180,7 @@ class Deliverer:
     def _record_what_is_left(self) -> None:
         """At shutdown: record the last outcomes, riding out a database outage
         while their claims last (after that they are sent again anyway)."""
-        deadline = time.monotonic() + claim_seconds()
+        deadline = time.monotonic() + services.claim_seconds()
         backoff = 0.1
         while self._finished and time.monotonic() < deadline:
             try:
@@ -292,9 +203,9 @@ class Deliverer:
         if self.journal_woke.is_set() or now - self._fan_out_at >= self.poll_seconds:
             self.journal_woke.clear()
             self._fan_out_at = now
-            fanned = fanout.fan_out()
+            fanned = services.fan_out()
         free = self._free_slots()
-        claimed = claim(free)
+        claimed = services.claim_deliveries(free)
         for delivery in claimed:
             self._start(delivery)
         self._update_gauges()
@@ -358,14 +269,15 @@ class Deliverer:
             batch, self._finished = self._finished, []
         if not batch:
             return
-        expired_before = time.monotonic() - claim_seconds()
+        expired_before = time.monotonic() - services.claim_seconds()
         batch = [item for item in batch if item[0] > expired_before]
         try:
             successes = [(delivery, outcome) for _, delivery, outcome in batch if outcome.succeeded]
             if successes:
-                self._note_successes([delivery for delivery, _ in successes], record_successes(successes))
+                recorded = services.record_successes(successes)
+                self._note_successes([delivery for delivery, _ in successes], recorded)
             for _, delivery, outcome in batch:
-                if not outcome.succeeded and not record(delivery, outcome):
+                if not outcome.succeeded and not services.record_attempt(delivery, outcome):
                     logger.info(
                         "claim lost before the outcome was recorded", extra={"deliveryId": str(delivery.id)}
                     )
@@ -386,7 +298,6 @@ class Deliverer:
         if now - self._gauges_at < _GAUGE_INTERVAL_SECONDS:
             return
         self._gauges_at = now
-        pending = Delivery.objects.filter(status=Delivery.Status.PENDING)
-        metrics.BACKLOG.set(pending.filter(next_attempt_at__lte=Now()).count())
-        oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
+        due, oldest = selectors.backlog()
+        metrics.BACKLOG.set(due)
         metrics.OLDEST_PENDING_SECONDS.set((timezone.now() - oldest).total_seconds() if oldest else 0.0)

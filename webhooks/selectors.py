@@ -1,19 +1,22 @@
-"""Reads of webhooks and deliveries that the API and the admin share."""
+"""Reads of webhooks and deliveries: what the API and the admin share, and
+what the fan-out and the deliverer read."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Min, Q, QuerySet
+from django.db.models.functions import Now
 
 from runs.exceptions import BadParameter
 from runs.wire import format_ts, parse_ts
 from webhooks.exceptions import DeliveryNotFound, WebhookNotFound
-from webhooks.models import Delivery, Webhook
+from webhooks.models import Delivery, RunWebhook, Webhook
 
 
 def _uuid_or_none(value: Any) -> uuid.UUID | None:
@@ -85,3 +88,20 @@ def list_deliveries(
     if status is not None:
         queryset = queryset.filter(status=status)
     return _newest_first_page(queryset, limit, cursor)
+
+
+def active_webhooks() -> list[Webhook]:
+    """Every active subscription, with what the fan-out matches entries on."""
+    return list(Webhook.objects.filter(active=True).only("id", "events", "owner", "created_at"))
+
+
+def active_run_webhooks(run_ids: Iterable[Any]) -> dict[Any, RunWebhook]:
+    """The active per-run webhook of each of these runs that has one, by run id."""
+    return {hook.run_id: hook for hook in RunWebhook.objects.filter(run_id__in=set(run_ids), active=True)}
+
+
+def backlog() -> tuple[int, datetime | None]:
+    """How many pending deliveries are due now, and when the oldest pending one was made."""
+    pending = Delivery.objects.filter(status=Delivery.Status.PENDING)
+    due = pending.filter(next_attempt_at__lte=Now()).count()
+    return due, pending.aggregate(oldest=Min("created_at"))["oldest"]

@@ -1,26 +1,31 @@
 """Every write to webhooks: subscriptions, their secrets, per-run webhooks
-and redeliveries. Sending lives in `webhooks.deliverer`, and making
-deliveries from the journal in `webhooks.fanout`."""
+and redeliveries; the deliveries fanned out from the journal; and the
+deliverer's claims and what its attempts came to. Sending lives in
+`webhooks.deliverer`, and which deliveries an entry makes in
+`webhooks.fanout`."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from audit import services as audit
+from journal.selectors import entries_after
 from runs import services as run_services
 from runs.exceptions import SchemaViolation
 from runs.models import Run
 from runs.validation import validate
-from webhooks import secrets, urlguard
-from webhooks.models import DEFAULT_EVENTS, Delivery, RunWebhook, Webhook
+from webhooks import fanout, metrics, retries, secrets, transport, urlguard
+from webhooks.models import DEFAULT_EVENTS, Delivery, FanoutCursor, RunWebhook, Webhook
 from webhooks.selectors import get_delivery, get_webhook
 
 logger = logging.getLogger("webhooks.services")
@@ -204,3 +209,116 @@ def create_run(*, webhook: RunWebhookRequest | None, **run_fields: Any) -> tuple
         RunWebhook.objects.create(run=run, url=webhook.url, events=list(webhook.events))
 
     return run_services.create_run(with_run=attach, **run_fields)
+
+
+GONE_REASON = "the receiver answered 410 Gone"
+
+
+def claim_seconds() -> float:
+    """How long a claim lasts: well past the longest an attempt may take."""
+    return max(settings.WEBHOOK_CLAIM_SECONDS, 4 * settings.WEBHOOK_TIMEOUT_SECONDS)
+
+
+def claim_deliveries(limit: int) -> list[Delivery]:
+    """Up to `limit` due deliveries of active targets, claimed for the calling
+    deliverer (see `webhooks.deliverer` for how claims keep one attempt to one
+    deliverer)."""
+    if limit <= 0:
+        return []
+    token = uuid.uuid4()
+    with transaction.atomic():
+        due = (
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=Delivery.Status.PENDING, next_attempt_at__lte=Now())
+            .filter(Q(webhook__isnull=True) | Q(webhook__active=True))
+            .filter(Q(run_webhook__isnull=True) | Q(run_webhook__active=True))
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        ids = list(due)
+        if not ids:
+            return []
+        Delivery.objects.filter(pk__in=ids).update(
+            claim=token,
+            attempts=F("attempts") + 1,
+            last_attempt_at=Now(),
+            next_attempt_at=Now() + timedelta(seconds=claim_seconds()),
+        )
+    return list(Delivery.objects.filter(pk__in=ids).select_related("webhook", "run_webhook"))
+
+
+def record_successes(attempts: list[tuple[Delivery, transport.Outcome]]) -> int:
+    """Record succeeded attempts where the claim still holds: one statement
+    per claim and status, so a batch costs a statement or two."""
+    groups: dict[tuple[uuid.UUID | None, int | None], list[uuid.UUID]] = {}
+    for delivery, outcome in attempts:
+        groups.setdefault((delivery.claim, outcome.status), []).append(delivery.pk)
+    recorded = 0
+    for (token, status), ids in groups.items():
+        recorded += Delivery.objects.filter(pk__in=ids, claim=token).update(
+            status=Delivery.Status.SUCCEEDED,
+            claim=None,
+            next_attempt_at=None,
+            delivered_at=Now(),
+            last_response_status=status,
+            last_error="",
+        )
+    return recorded
+
+
+def record_attempt(delivery: Delivery, outcome: transport.Outcome) -> bool:
+    """Write what the attempt came to, if this deliverer still holds the claim.
+    False when it does not (redelivered, or taken over after the claim expired)."""
+    mine = Delivery.objects.filter(pk=delivery.pk, claim=delivery.claim)
+    common: dict[str, Any] = {
+        "claim": None,
+        "last_response_status": outcome.status,
+        "last_error": outcome.error,
+    }
+    if outcome.succeeded:
+        return bool(
+            mine.update(status=Delivery.Status.SUCCEEDED, next_attempt_at=None, delivered_at=Now(), **common)
+        )
+    delay = None
+    if outcome.kind != "gone":
+        delay = retries.delay_after(
+            delivery.attempts - delivery.series_start,
+            retries.schedule(),
+            jitter=settings.WEBHOOK_RETRY_JITTER,
+        )
+    if delay is not None:
+        return bool(mine.update(next_attempt_at=Now() + timedelta(seconds=delay), **common))
+    with transaction.atomic():
+        updated = mine.update(status=Delivery.Status.FAILED, next_attempt_at=None, **common)
+        if updated and outcome.kind == "gone":
+            target = Webhook if delivery.webhook_id else RunWebhook
+            target.objects.filter(pk=delivery.webhook_id or delivery.run_webhook_id).update(
+                active=False, inactive_reason=GONE_REASON
+            )
+    if updated:
+        metrics.DELIVERIES_FAILED.inc()
+    return bool(updated)
+
+
+def fan_out(limit: int = fanout.BATCH) -> int:
+    """One fan-out step (see `webhooks.fanout`): the entries after the
+    cursor (at most `limit`) become deliveries. Returns how many entries it
+    read: 0 when there were none, or when another deliverer holds the
+    cursor (it is fanning out)."""
+    FanoutCursor.objects.get_or_create(name=fanout.CURSOR)
+    with transaction.atomic():
+        cursor = FanoutCursor.objects.select_for_update(skip_locked=True).filter(name=fanout.CURSOR).first()
+        if cursor is None:
+            return 0
+        entries = entries_after(cursor.position, limit=limit)
+        if not entries:
+            return 0
+        made = fanout.deliveries_for(entries)
+        Delivery.objects.bulk_create(made, ignore_conflicts=True)
+        cursor.position = entries[-1].id
+        cursor.save(update_fields=["position", "updated_at"])
+    if made:
+        logger.info(
+            "deliveries made", extra={"entries": len(entries), "deliveries": len(made), "event": "fanout"}
+        )
+    return len(entries)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 SPEC = {"image": "busybox"}
 
 
-def pod_spec(cluster: FakeKubeAPI, run_id: str) -> dict:  # type: ignore[type-arg]
+def pod_spec(cluster: FakeKubeAPI, run_id: str) -> dict:
     job = cluster.get_job(NS, f"run-{run_id}")
     assert job is not None
     return job["spec"]["template"]["spec"]

@@ -156,9 +156,9 @@ def test_410_deactivates_the_subscription(receiver, running):
 
     webhook.refresh_from_db()
     assert (done.status, done.last_response_status) == ("failed", 410)
-    assert (webhook.active, webhook.inactive_reason) == (False, deliverer.GONE_REASON)
+    assert (webhook.active, webhook.inactive_reason) == (False, services.GONE_REASON)
     # Nothing more is sent to a receiver that is gone, until it is reactivated.
-    assert deliverer.claim(10) == []
+    assert services.claim_deliveries(10) == []
     Webhook.objects.filter(pk=webhook.pk).update(active=True)
     wait_for(lambda: _settled(second), what="the second delivery settled")
     assert len(receiver.requests) == 2
@@ -198,7 +198,7 @@ def test_claims_of_concurrent_deliverers_never_overlap():
 
     def take(mine: list[str]) -> None:
         start.wait()
-        while batch := deliverer.claim(4):
+        while batch := services.claim_deliveries(4):
             mine.extend(str(d.id) for d in batch)
         deliverer.release_connection()
 
@@ -218,14 +218,14 @@ def test_a_stuck_claim_is_taken_over_and_the_old_claimant_fenced(settings):
     webhook, _ = make_webhook("http://127.0.0.1:9/never-sent")
     make_delivery(webhook)
 
-    (stuck,) = deliverer.claim(1)
-    assert deliverer.claim(1) == []  # held while the claim lasts
-    (taken,) = wait_for(lambda: deliverer.claim(1), timeout=5, what="the claim to expire")
+    (stuck,) = services.claim_deliveries(1)
+    assert services.claim_deliveries(1) == []  # held while the claim lasts
+    (taken,) = wait_for(lambda: services.claim_deliveries(1), timeout=5, what="the claim to expire")
 
     assert taken.id == stuck.id and taken.attempts == 2 and taken.claim != stuck.claim
     from webhooks.transport import Outcome
 
-    assert deliverer.record(stuck, Outcome(204, "", "succeeded", 0.01)) is False
+    assert services.record_attempt(stuck, Outcome(204, "", "succeeded", 0.01)) is False
     assert Delivery.objects.get().status == "pending"
-    assert deliverer.record(taken, Outcome(204, "", "succeeded", 0.01)) is True
+    assert services.record_attempt(taken, Outcome(204, "", "succeeded", 0.01)) is True
     assert Delivery.objects.get().status == "succeeded"

@@ -14,7 +14,7 @@ from journal.models import Entry
 from runs import services as run_services
 from tests.waiting import wait_for
 from tests.webhooks.conftest import make_webhook
-from webhooks import fanout
+from webhooks import services
 from webhooks.deliverer import Deliverer
 from webhooks.models import Delivery, FanoutCursor
 
@@ -81,7 +81,7 @@ def test_owner_filters_and_creation_time(receiver, private_networks):
     run_services.cancel_run(ours.id)
     run_services.cancel_run(theirs.id)
 
-    while fanout.fan_out(limit=2):
+    while services.fan_out(limit=2):
         pass
 
     made = {(d.webhook_id, d.event_type, d.run_id) for d in Delivery.objects.all()}
@@ -99,7 +99,7 @@ def test_an_inactive_subscription_gets_nothing(receiver, private_networks):
     make_webhook(receiver.url, events=["run.created"], active=False)
     _run()
 
-    fanout.fan_out()
+    services.fan_out()
 
     assert not Delivery.objects.exists()
 
@@ -129,10 +129,10 @@ def test_a_per_run_webhook_gets_its_run_only_signed_with_the_server_secret(
 def test_fan_out_makes_nothing_twice_and_skips_a_cursor_held_elsewhere(receiver, private_networks):
     make_webhook(receiver.url, events=["run.created"])
     _run()
-    fanout.fan_out()
+    services.fan_out()
     FanoutCursor.objects.update(position=0)  # as if the cursor's commit had been lost
 
-    fanout.fan_out()
+    services.fan_out()
     assert Delivery.objects.count() == 1
 
     _run()
@@ -150,9 +150,9 @@ def test_fan_out_makes_nothing_twice_and_skips_a_cursor_held_elsewhere(receiver,
     holder.start()
     held.wait(10)
     try:
-        assert fanout.fan_out() == 0  # another deliverer is fanning out: carry on sending
+        assert services.fan_out() == 0  # another deliverer is fanning out: carry on sending
     finally:
         done.set()
         holder.join(10)
-    assert fanout.fan_out() == 1
+    assert services.fan_out() == 1
     assert Delivery.objects.count() == 2
