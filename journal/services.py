@@ -13,7 +13,9 @@ round trip and the commit), and because the NOTIFY every run change already
 sends serialises commits the same way (PostgreSQL queues notifications in
 commit order under one lock). A transaction that records changes of several
 runs must lock all of them before its first `record`: a run lock taken while
-holding the clock could deadlock with a writer waiting for the clock.
+holding the clock could deadlock with a writer waiting for the clock. (A
+lock that is only tried, SKIP LOCKED, waits for nobody and may come after:
+runs.concurrency.)
 """
 
 from __future__ import annotations

@@ -236,22 +236,44 @@ def admit_waiting(key: str, now: datetime | None = None) -> int:
         return _hand_over_waiting(concurrency.lock_waiting(key), now)
 
 
-def hand_over_freed(key: str, now: datetime) -> None:
-    """A run of `key` gives its slot up in this transaction (before its
-    journal entry): hand the slot to the next in line, here if the key's row
-    is free, else right after the commit.
+def hand_over_freed(run: Run, now: datetime) -> None:
+    """`run` gave its key's slot up in this transaction, which has written
+    its journal entry: hand the slot to the next in line.
 
-    Never waiting for the key's row here is the point: a finish that did
-    would hold the key through the rest of its transaction (its journal
-    entry and commit), and every other finish of the key would queue behind
-    it. Whoever holds the row is handing over or creating a run of the key;
-    once this commits, the handover after the commit counts the slot freed.
-    Should the process die before that, the scheduler's pass
-    (admit_free_slots) finds the key."""
-    if concurrency.try_lock_key(key):
-        _hand_over_waiting(concurrency.waiting_for_free_slots(key), now)
-    else:
-        transaction.on_commit(lambda: admit_waiting(key), robust=True)
+    A finish never waits for its key's row: one that did would hold the key
+    through its journal entry and commit, and every other finish of the key
+    would queue behind it. So here, at the very end of the transaction, the
+    row and the waiting runs are only tried (SKIP LOCKED), which nothing
+    waits on while the journal's clock is held, and they are held for no
+    longer than the commit; this when the backend sends after the commit
+    (Redis), so that nothing slow happens under the clock. Otherwise (the
+    row is taken, a Kubernetes run) the handover happens right after the
+    commit, in a transaction of its own that may wait for the row. Should
+    the process die before that, the scheduler's pass (admit_free_slots)
+    finds the key."""
+    key = run.concurrency_key
+    if not key:
+        return
+    backend = get_backend(run.mode)
+    if connection.vendor == "postgresql" and backend.sends_after_commit and concurrency.try_lock_key(key):
+        # Two statements in all: the rest (reading the runs, their queue
+        # entries, the metrics) waits for the commit, out of the clock.
+        picked, handed = concurrency.hand_over_waiting(key, run.mode, now)
+        if handed:
+            transaction.on_commit(lambda: _sent_after_handover(backend, handed, now), robust=True)
+        if picked == len(handed):
+            return  # else runs of another backend were next: theirs after the commit
+    transaction.on_commit(lambda: admit_waiting(key), robust=True)
+
+
+def _sent_after_handover(backend: Any, runs: list[Run], now: datetime) -> None:
+    backend.send_handed_over(runs)
+    done = timezone.now()
+    for _ in runs:
+        metrics.RUNS_ADMITTED.labels(reason=concurrency.CONCURRENCY).inc()
+        metrics.ADMISSION_LATENCY_SECONDS.labels(reason=concurrency.CONCURRENCY).observe(
+            max(0.0, (done - now).total_seconds())
+        )
 
 
 def _hand_over_waiting(waiting: list[Run], now: datetime) -> int:
@@ -288,7 +310,7 @@ def _hand_over_together(runs: list[Run], now: datetime) -> bool:
     for run in runs:
         clear_gates(run)
         run.updated_at = now
-    backend.send_after_commit(runs)
+    transaction.on_commit(lambda: backend.send_handed_over(runs), robust=True)
     with connection.cursor() as cursor:
         params = {"now": now, "ids": [run.pk for run in runs], "channel": notify.CHANNEL}
         cursor.execute(_HAND_OVER_SQL, params)

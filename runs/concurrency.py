@@ -12,14 +12,14 @@ that finds no slot waits `pending` with `waitingFor` `{"reason":
 
 Freeing a slot (a final status, or a retry's way back to `pending`) needs
 no wait for the key: a count taken before that commit sees the slot still
-held, which admits fewer, never more. The finishing transaction hands the
-slot to the oldest waiting run of the key itself if the key's row is free
-(`SKIP LOCKED`: it never waits for it), before its journal entry; if another
-transaction holds the row, the handover happens right after the commit, in
-a transaction of its own (`admission.admit_waiting`). A finish thus never
-queues on its key's row, and the finishes of a key's runs do not wait on
-each other; should a process die between a commit and its handover, the
-scheduler's next pass finds the key (`keys_with_free_slots`).
+held, which admits fewer, never more. At the very end of its transaction
+(after its journal entry) the change that frees a slot of a Redis run hands
+it to the oldest waiting run of the key itself, if the key's row is free
+(`SKIP LOCKED`: it never waits for it); otherwise the handover happens right
+after the commit, in a transaction of its own (`admission.admit_waiting`).
+A finish thus never queues on its key's row, and holds it, when it takes
+it, only for its commit. Should a process die between a commit and its
+handover, the scheduler's next pass finds the key (`keys_with_free_slots`).
 
 The limit in force is the key's: the latest run created with the key sets
 it (a lower limit admits no one until enough runs of the key end; nothing
@@ -27,20 +27,26 @@ running is stopped).
 
 Lock order, so that no two of these wait on each other: a run's row, then
 its key's row, then (SKIP LOCKED, never waiting) the runs waiting for the
-key; and all of them before the journal's clock (journal.services). A
-handover writes no journal entry; a run the backend refuses at its
-handover is failed after the commit, in a transaction of its own.
+key; and all of them before the journal's clock (journal.services). The
+one thing after the clock is the handover at the end of a finish, whose
+locks (the key's row, the waiting runs) are only tried, never waited for:
+a lock nobody waits on closes no circle. A handover writes no journal
+entry; a run the backend refuses at its handover is failed after the
+commit, in a transaction of its own.
 """
 
 from __future__ import annotations
 
+import json
+import uuid
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
-from runs import states
+from runs import notify, states
 from runs.models import HELD, ConcurrencyKey, Run
 
 CONCURRENCY = "concurrency"
@@ -100,8 +106,8 @@ def holds_slot(run: Run) -> bool:
 # The runs waiting for a slot of the key, oldest first (the waiting index's
 # order), as many as its free slots (its limit less the runs counted from
 # the slot index), skipping any another transaction holds (a cancel).
-_WAITING_SQL = """
-SELECT * FROM runs_run
+_WAITING_FROM = """
+  FROM runs_run
  WHERE concurrency_key = %(key)s AND status = 'pending' AND waiting_for IS NOT NULL
    AND waiting_for ->> 'reason' = %(reason)s
  ORDER BY created_at
@@ -111,6 +117,23 @@ SELECT * FROM runs_run
         AND (status = 'running' OR (status = 'pending' AND waiting_for IS NULL))))
    FOR UPDATE SKIP LOCKED
 """
+_WAITING_SQL = "SELECT *" + _WAITING_FROM
+
+# The same runs, handed over in the same statement when they are of `mode`
+# (their gate cleared, their followers woken): how many were picked, and
+# what the queue entries of those handed over are made of.
+_HAND_OVER_SQL = (
+    "WITH picked AS (SELECT id, mode"  # noqa: S608 - constant text; every value is a parameter
+    + _WAITING_FROM
+    + """), handed AS (
+    UPDATE runs_run AS r SET waiting_for = NULL, not_before = NULL, updated_at = %(now)s
+      FROM picked WHERE r.id = picked.id AND picked.mode = %(mode)s
+    RETURNING r.id, r.spec, r.created_at, r.priority
+), notified AS (SELECT pg_notify(%(channel)s, id::text) FROM handed)
+SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM notified),
+       (SELECT json_agg(json_build_array(id, spec, created_at, priority) ORDER BY created_at) FROM handed)
+"""
+)
 
 
 def try_lock_key(key: str) -> bool:
@@ -121,6 +144,31 @@ def try_lock_key(key: str) -> bool:
     else:
         queryset = queryset.select_for_update()
     return queryset.exists()
+
+
+def hand_over_waiting(key: str, mode: str, now: datetime) -> tuple[int, list[Run]]:
+    """With the key's row locked (PostgreSQL): pick the runs of
+    `waiting_for_free_slots` and, in the same statement, hand over those of
+    `mode` (a backend that sends after the commit). How many were picked,
+    and the runs handed over, oldest first, with what their queue entries
+    need (id, spec, createdAt, priority); the others stay locked."""
+    params = {"key": key, "reason": CONCURRENCY, "mode": mode, "now": now, "channel": notify.CHANNEL}
+    with connection.cursor() as cursor:
+        cursor.execute(_HAND_OVER_SQL, params)
+        picked, _, rows = cursor.fetchone()
+    rows = json.loads(rows) if isinstance(rows, str) else rows or []
+    handed = [
+        Run(
+            id=uuid.UUID(run_id),
+            mode=mode,
+            spec=spec,
+            created_at=datetime.fromisoformat(created_at),
+            priority=level,
+            concurrency_key=key,
+        )
+        for run_id, spec, created_at, level in rows
+    ]
+    return int(picked), handed
 
 
 def lock_waiting(key: str) -> list[Run]:

@@ -351,11 +351,12 @@ def _apply_status(run: Run, new: str, *, error: dict[str, Any] | None = None) ->
     notify.run_changed(str(run.id))
     if was_held:
         admission.wake_scheduler()
-    if frees_slot:  # before the journal entry: a handover writes none of its own
-        admission.hand_over_freed(run.concurrency_key, now)
     # The callers commit right after this: the journal's clock is taken last
-    # (but for the runs waiting for this one, all locked above).
+    # (but for the runs waiting for this one, all locked above, and the next
+    # run of the key, whose locks are only tried: runs.concurrency).
     journal.record(run, journal.status_type(new), at=now)
+    if frees_slot:
+        admission.hand_over_freed(run, now)
     if followers:
         dependencies.release_followers(
             run,
@@ -387,10 +388,10 @@ def _retry(run: Run, error: dict[str, Any] | None, *, backoff: bool = True) -> N
     notify.run_changed(str(run.id))
     if backoff:
         admission.wake_scheduler()
+    journal.record(run, journal.RETRYING, at=now)
     # Waiting for its backoff, the run gives its key's slot to the next in line.
     if frees_slot:
-        admission.hand_over_freed(run.concurrency_key, now)
-    journal.record(run, journal.RETRYING, at=now)
+        admission.hand_over_freed(run, now)
     transaction.on_commit(lambda: metrics.RUN_RETRIES.labels(mode=run.mode).inc())
     logger.info(
         "run attempt failed: retrying",

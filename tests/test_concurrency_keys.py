@@ -3,6 +3,7 @@ running at once; the others wait pending and are admitted oldest first."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from runs import admission, concurrency, services
 from runs.models import ConcurrencyKey, Run
+from runs.wire import run_to_wire
 from schedules.scheduler import Scheduler
 from tests.conftest import assert_wire
 from tests.redis_workers import WorkerProcess
@@ -56,6 +58,10 @@ def test_runs_beyond_the_limit_wait_and_are_admitted_oldest_first_as_slots_free(
 
     assert fresh(third).waiting_for is None and fresh(fourth).waiting_for is not None
     assert queued_ids(queue)[-1] == str(third.pk)
+    _, entry = queue.redis.xrange(queue.keys.stream)[-1]
+    wire = run_to_wire(fresh(third))
+    assert (entry["createdAt"], entry["priority"]) == (wire["createdAt"], "5")
+    assert json.loads(entry["spec"]) == SPEC
     services.cancel_run(second.pk)  # a cancel frees a slot too
     assert fresh(fourth).waiting_for is None
 

@@ -23,7 +23,7 @@ class Backend:
 
     name = "base"
     # True when the backend sends after the commit and finds what it failed
-    # to send on its own (`send_after_commit`): runs waiting for a gate may
+    # to send on its own (`send_handed_over`): runs waiting for a gate may
     # then be handed over many in one statement (runs.admission).
     sends_after_commit = False
 
@@ -39,9 +39,9 @@ class Backend:
         for run in runs:
             self.dispatch(run)
 
-    def send_after_commit(self, runs: list[Run]) -> None:
-        """For backends with `sends_after_commit`: send these runs, handed
-        over in the current transaction, once it commits; never raises."""
+    def send_handed_over(self, runs: list[Run]) -> None:
+        """For backends with `sends_after_commit`: send these runs, whose
+        handover has just committed; never raises."""
         raise NotImplementedError
 
     def cancel(self, run: Run) -> None:

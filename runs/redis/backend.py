@@ -60,13 +60,13 @@ class RedisBackend(Backend):
         self._check_reachable(queued[0])
         transaction.on_commit(lambda: self._send_many(queued), robust=True)
 
-    def send_after_commit(self, runs: list[Run]) -> None:
-        """A handover of runs that waited for a gate: no reachability check
+    def send_handed_over(self, runs: list[Run]) -> None:
+        """Runs that waited for a gate, handed over: no reachability check
         (unlike a create, nothing is refused); what does not reach Redis
         stays pending for the workers' sweep."""
         queued = [run for run in runs if run.spec is not None]
         if queued:
-            transaction.on_commit(lambda: self._send_many(queued), robust=True)
+            self._send_many(queued)
 
     def _send_many(self, runs: list[Run]) -> None:
         if time.monotonic() < self._down_until:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from journal.models import Entry
+from runs import services
 from runs.models import Run
 from tests.kube.conftest import NS
 from tests.kube.fake_apiserver import FakeKubeAPI
@@ -53,3 +54,21 @@ def test_a_job_the_cluster_refuses_at_handover_fails_after_the_finish_that_freed
     # The slot the refused run would have had goes to the next in line.
     wait_for(lambda: Run.objects.get(pk=behind).waiting_for is None)
     assert cluster.get_job(NS, f"run-{behind}") is not None
+
+
+def test_a_key_shared_by_both_modes_hands_a_freed_redis_slot_to_an_older_k8s_run(
+    api, cluster: FakeKubeAPI, queue
+) -> None:
+    body = {"concurrency": {"key": "tenant-b", "limit": 1}}
+    redis_run = api.post("/runs?mode=redis", {**body, "spec": {"task": "sleep"}}).json()["runId"]
+    k8s_run = api.post("/runs?mode=k8s", {**body, "spec": {"image": "busybox"}}).json()["run"]
+    later = api.post("/runs?mode=redis", {**body, "spec": {"task": "sleep"}}).json()["runId"]
+    assert k8s_run["waitingFor"]["reason"] == "concurrency"
+
+    services.set_run_status(redis_run, "running")
+    services.set_run_status(redis_run, "completed")
+
+    # The oldest waiting run gets the slot, though of another backend than the finish's.
+    assert Run.objects.get(pk=k8s_run["id"]).waiting_for is None
+    assert cluster.get_job(NS, f"run-{k8s_run['id']}") is not None
+    assert Run.objects.get(pk=later).waiting_for["reason"] == "concurrency"
