@@ -5,9 +5,11 @@ waited longest, so a low priority is never starved for ever."""
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from runs import services
 from runs.models import Run
@@ -208,3 +210,30 @@ def test_the_api_serves_the_queue_depth_per_priority(queue, client) -> None:
     assert value(text, "orchestrator_queue_depth_by_priority", priority="0") == 1
     assert value(text, "orchestrator_queue_depth_by_priority", priority="5") == 0
     assert value(text, "orchestrator_queue_depth") == 2
+
+
+def test_a_batch_lands_each_run_in_its_priority_stream_once(queue) -> None:
+    # Runs not yet handed over (a create would have queued them already).
+    runs = [
+        Run(id=uuid.uuid4(), mode="redis", spec=SPEC, priority=level, created_at=timezone.now())
+        for level in (9, 5, 0)
+        for _ in range(2)
+    ]
+    batch = [(str(run.id), run_queue.entry_fields(run)) for run in runs]
+    queue.enqueue(*batch[0])  # already queued: not again
+
+    added = queue.enqueue_many(batch + batch[-1:])  # the last run twice in one batch
+
+    assert added == len(runs) - 1
+    assert queued(queue, 9) == [str(run.id) for run in runs[:2]]
+    assert queued(queue, 5) == [str(run.id) for run in runs[2:4]]
+    assert queued(queue, 0) == [str(run.id) for run in runs[4:]]
+    assert queue.enqueue_many(batch) == 0
+
+
+def test_a_batch_larger_than_one_script_call_is_queued_whole(queue) -> None:
+    items = [(str(uuid.uuid4()), {"v": "x", "runId": str(n), "priority": "3"}) for n in range(1201)]
+
+    assert queue.enqueue_many(items) == 1201
+    assert queue.redis.xlen(queue.keys.stream_for(3)) == 1201
+    assert queue.enqueue_many(items) == 0
