@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from runs import admission, services
@@ -121,6 +122,29 @@ def test_admit_due_hands_over_a_run_once_its_time_has_come(queue):
     assert run.run_at == run_at
     assert admission.next_due_at() is None
     assert admission.admit_due(now=run_at + timedelta(hours=1)) == 0
+
+
+def test_a_bulk_hand_over_reads_no_run_again_however_many_are_due(queue):
+    def statements_to_hand_over(count: int, run_at: datetime) -> int:
+        for _ in range(count):
+            services.create_run(mode="redis", spec=SPEC, run_at=run_at, priority=7)
+        with CaptureQueriesContext(connection) as queries:
+            assert admission.admit_due(now=run_at) == count
+        return len(queries)
+
+    first = in_an_hour()
+    few = statements_to_hand_over(3, first)
+    many = statements_to_hand_over(40, first + timedelta(minutes=1))
+
+    assert many == few
+    entries = [fields for _, fields in queue.redis.xrange(queue.keys.stream_for(7))]
+    assert len(entries) == 43
+    stored = {str(run.id): run for run in Run.objects.all()}
+    for fields in entries:
+        run = stored[fields["runId"]]
+        assert fields["createdAt"] == format_ts(run.created_at)
+        assert fields["spec"] == '{"input":{"seconds":1},"task":"sleep"}'
+        assert fields["priority"] == "7"
 
 
 def test_racing_admitters_hand_each_due_run_over_exactly_once(queue):
