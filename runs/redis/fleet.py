@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 
-from runs.redis.queue import RunQueue
+from runs.redis.queue import RunQueue, flat_fields
 from runs.wire import format_ts
 
 ALIVE = "alive"
@@ -116,8 +116,7 @@ def publish(
         "startedAt": str(_ms(started_at)),
         "stopped": "1" if stopped else "0",
     }
-    flat = [part for pair in fields.items() for part in pair]
-    queue.redis.eval(_BEAT, 2, *_keys(queue, name), keep_ms(), name, *flat)
+    queue.redis.eval(_BEAT, 2, *_keys(queue, name), keep_ms(), name, *flat_fields(fields))
 
 
 def _redis_now_ms(queue: RunQueue) -> int:

@@ -166,6 +166,11 @@ class Entry:
         return cls(entry_id, fields["runId"], fields.get("task", ""), spec, created_at, trace, stream)
 
 
+def flat_fields(fields: dict[str, str]) -> list[str]:
+    """An entry's fields as XADD takes them: name, value, name, value…"""
+    return [part for pair in fields.items() for part in pair]
+
+
 def entry_priority(fields: dict[str, str]) -> int:
     """The priority an entry's fields give (entries written before priorities: the default)."""
     try:
@@ -199,26 +204,18 @@ redis.call('SET', KEYS[1], id)
 return id
 """
 
-# enqueue() for many runs in one call. KEYS: every stream, then one guard per
-# run; ARGV: the number of streams, then per run the index (in KEYS) of its
-# priority's stream, its field count and its fields. One script call per
-# chunk instead of one per run: packing a command per run, with every
+# enqueue() for many runs in one call. KEYS: one guard per run, then every
+# stream; ARGV: the number of runs, then per run the place of its priority's
+# stream among the streams, its field count and its fields. One script call
+# per chunk instead of one per run: packing a command per run, with every
 # stream's key in each, was most of a large hand-over's Redis cost.
-_ENQUEUE_MANY = """
-local streams = tonumber(ARGV[1])
-local function find(gid)
-  if not gid then return nil end
-  for i = 1, streams do
-    if #redis.call('XRANGE', KEYS[i], gid, gid) > 0 then return KEYS[i] end
-  end
-  return nil
-end
-local added, a = 0, 2
-for g = streams + 1, #KEYS do
-  local stream, count = KEYS[tonumber(ARGV[a])], tonumber(ARGV[a + 1])
+_ENQUEUE_MANY = _FIND + """
+local runs, a, added = tonumber(ARGV[1]), 2, 0
+for g = 1, runs do
+  local stream, count = KEYS[runs + tonumber(ARGV[a])], tonumber(ARGV[a + 1])
   local first = a + 2
   a = first + count
-  if not find(redis.call('GET', KEYS[g])) then
+  if not find(redis.call('GET', KEYS[g]), runs + 1) then
     redis.call('SET', KEYS[g], redis.call('XADD', stream, '*', unpack(ARGV, first, a - 1)))
     added = added + 1
   end
@@ -396,23 +393,22 @@ class RunQueue:
     def enqueue(self, run_id: str, fields: dict[str, str]) -> str | None:
         """XADD the run to its priority's stream (`fields["priority"]`) unless
         its entry is already in one. The new entry id, or None."""
-        flat = [part for pair in fields.items() for part in pair]
-        result = self._enqueue(keys=self._enqueue_keys(run_id, fields), args=flat)
+        result = self._enqueue(keys=self._enqueue_keys(run_id, fields), args=flat_fields(fields))
         return result or None
 
     def enqueue_many(self, items: list[tuple[str, dict[str, str]]]) -> int:
         """enqueue() for many runs in one round trip; how many were added."""
         streams = self.keys.streams
-        position = {stream: index for index, stream in enumerate(streams, start=1)}
+        place = {stream: index for index, stream in enumerate(streams, start=1)}
         pipe = self.redis.pipeline(transaction=False)
         for start in range(0, len(items), _ENQUEUE_CHUNK):
-            keys: list[str] = list(streams)
-            args: list[str | int] = [len(streams)]
-            for run_id, fields in items[start : start + _ENQUEUE_CHUNK]:
-                keys.append(self.keys.guard(run_id))
-                args += [position[self.keys.stream_for(entry_priority(fields))], 2 * len(fields)]
-                args += [part for pair in fields.items() for part in pair]
-            self._enqueue_many(keys=keys, args=args, client=pipe)
+            chunk = items[start : start + _ENQUEUE_CHUNK]
+            args: list[str | int] = [len(chunk)]
+            for _, fields in chunk:
+                flat = flat_fields(fields)
+                args += [place[self.keys.stream_for(entry_priority(fields))], len(flat), *flat]
+            guards = [self.keys.guard(run_id) for run_id, _ in chunk]
+            self._enqueue_many(keys=[*guards, *streams], args=args, client=pipe)
         return sum(int(added) for added in pipe.execute())
 
     def take(self, consumer: str, count: int, *, oldest_every: int) -> tuple[list[Entry], list[str]]:
