@@ -6,7 +6,9 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +18,7 @@ from redis import Redis
 from orchestrator.middleware import ratelimit
 from orchestrator.middleware.auth import fingerprint
 from runs import tokens
+from tests.servers import ServerProcess, running_server
 
 pytestmark = pytest.mark.django_db
 
@@ -172,20 +175,26 @@ def test_an_unreachable_cache_lets_requests_through_and_says_so(settings, client
     assert caplog.text.count("rate limit cache unavailable") == 1
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_limit_holds_across_two_server_processes(tmp_path, key):
-    from tests.servers import running_server
+@contextmanager
+def two_limited_servers(
+    tmp_path: Path, key: str, *, limit: int
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two server processes sharing one limit of `limit` requests a minute,
+    under a cache prefix of their own."""
 
     env = {
         "ORCHESTRATOR_API_KEY": key,
-        "RATE_LIMIT_MAX": "6",
+        "RATE_LIMIT_MAX": str(limit),
         "RATE_LIMIT_WINDOW_MS": "60000",
         "CACHE_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
     }
-    with (
-        running_server(tmp_path, **env) as first,
-        running_server(tmp_path, **env) as second,
-    ):
+    with running_server(tmp_path, **env) as first, running_server(tmp_path, **env) as second:
+        yield first, second
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_limit_holds_across_two_server_processes(tmp_path, key):
+    with two_limited_servers(tmp_path, key, limit=6) as (first, second):
         servers = [first, second] * 4
         answers = [
             httpx.get(f"{server.url}/runs", headers={"Authorization": f"Bearer {key}"}) for server in servers
@@ -198,8 +207,6 @@ def test_the_limit_holds_across_two_server_processes(tmp_path, key):
 
 @pytest.mark.django_db(transaction=True)
 def test_an_open_event_stream_counts_once(tmp_path, key):
-    from tests.servers import running_server
-
     env = {
         "ORCHESTRATOR_API_KEY": key,
         "RATE_LIMIT_MAX": "3",
@@ -234,24 +241,12 @@ def test_concurrent_requests_over_two_processes_are_counted_exactly(tmp_path, ke
     """Requests racing in two processes at once: exactly the limit passes, none more, none fewer."""
     import asyncio
 
-    from tests.servers import running_server
-
-    env = {
-        "ORCHESTRATOR_API_KEY": key,
-        "RATE_LIMIT_MAX": "25",
-        "RATE_LIMIT_WINDOW_MS": "60000",
-        "CACHE_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
-    }
-
     async def burst(urls: list[str]) -> list[int]:
         async with httpx.AsyncClient(headers={"X-API-Key": key}, timeout=10) as http:
             answers = await asyncio.gather(*(http.get(f"{url}/runs?limit=1") for url in urls))
         return [answer.status_code for answer in answers]
 
-    with (
-        running_server(tmp_path, **env) as first,
-        running_server(tmp_path, **env) as second,
-    ):
+    with two_limited_servers(tmp_path, key, limit=25) as (first, second):
         statuses = asyncio.run(burst([first.url, second.url] * 30))
 
     assert sorted(statuses) == [200] * 25 + [429] * 35
