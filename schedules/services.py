@@ -383,12 +383,10 @@ def _write_batch(batch: list[Schedule], now: datetime, clock: Clock) -> None:
             if previous_open and schedule.overlap == Schedule.Overlap.SKIP:
                 ticks.append(_skip(schedule, tick, ScheduleTick.Reason.OVERLAP))
                 continue
-            run_id = uuid.uuid4()
-            ticks.append(
-                ScheduleTick(schedule=schedule, tick=tick, last_tick=tick, outcome=outcome, run_id=run_id)
-            )
-            drafts.append(_draft(schedule, tick, run_id))
-            changed.last_run_id, changed.last_fired_at, previous_open = run_id, tick, True
+            record, draft = _fired(schedule, tick, outcome)
+            ticks.append(record)
+            drafts.append(draft)
+            changed.last_run_id, changed.last_fired_at, previous_open = record.run_id, tick, True
             if outcome == ScheduleTick.Outcome.FIRED:
                 fired.append(tick)
         assert handled_up_to is not None
@@ -411,10 +409,13 @@ def _write_batch(batch: list[Schedule], now: datetime, clock: Clock) -> None:
     transaction.on_commit(observe)
 
 
-def _draft(
-    schedule: Schedule, tick: datetime, run_id: uuid.UUID, *, run_at: datetime | None = None
-) -> bulk.Draft:
-    return bulk.Draft(id=run_id, run_at=run_at, **_template(schedule, tick))
+def _fired(
+    schedule: Schedule, tick: datetime, outcome: str, *, run_at: datetime | None = None
+) -> tuple[ScheduleTick, bulk.Draft]:
+    """A tick that makes a run: its record and the run's draft, which share the run's id."""
+    run_id = uuid.uuid4()
+    record = ScheduleTick(schedule=schedule, tick=tick, last_tick=tick, outcome=outcome, run_id=run_id)
+    return record, bulk.Draft(id=run_id, run_at=run_at, **_template(schedule, tick))
 
 
 # --- Runs made ahead of their tick ---
@@ -481,30 +482,22 @@ def prepare_due(
 
 
 def _prepare_batch(batch: list[Schedule], now: datetime) -> None:
+    if not batch:
+        return
     ticks: list[ScheduleTick] = []
     drafts: list[bulk.Draft] = []
     updated: list[Schedule] = []
     for schedule in batch:
         tick = schedule.next_fire_at
         assert tick is not None
-        run_id = uuid.uuid4()
-        ticks.append(
-            ScheduleTick(
-                schedule=schedule,
-                tick=tick,
-                last_tick=tick,
-                outcome=ScheduleTick.Outcome.FIRED,
-                run_id=run_id,
-            )
-        )
-        drafts.append(_draft(schedule, tick, run_id, run_at=tick))
+        record, draft = _fired(schedule, tick, ScheduleTick.Outcome.FIRED, run_at=tick)
+        ticks.append(record)
+        drafts.append(draft)
         changed = copy.copy(schedule)
-        changed.last_run_id, changed.last_fired_at = run_id, tick
+        changed.last_run_id, changed.last_fired_at = record.run_id, tick
         changed.next_fire_at = schedule.timing.next_after(tick)
         changed.updated_at = timezone.now()
         updated.append(changed)
-    if not batch:
-        return
     copy_rows.insert_rows(ticks)
     _save_fired(updated)
     bulk.create_runs(drafts, now=now)
