@@ -106,6 +106,23 @@ class Server:
             used[pid] = (int(fields[11]) + int(fields[12])) / ticks
         return used
 
+    def worker_sockets(self) -> dict[int, int]:
+        """Open sockets of each worker (client connections, plus a few of its own)."""
+        counts = {}
+        for pid in self.worker_pids():
+            try:
+                fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            except FileNotFoundError:
+                continue
+            total = 0
+            for fd in fds:
+                try:
+                    total += os.readlink(fd).startswith("socket:")
+                except OSError:
+                    continue
+            counts[pid] = total
+        return counts
+
     def worker_threads(self) -> int:
         return self._status_total("Threads")
 
