@@ -6,6 +6,11 @@ subscriber of that run, so a burst of wake-ups for a popular run costs one
 query, not one per subscriber, and an idle subscriber holds no database
 connection: the tail borrows a pooled one for the read and gives it back.
 
+A stream opening on a run whose tail is current (no wake-up since its last
+read began) starts from the run that read found, without a query: every
+commit after that read's start wakes the tail again, and the new subscriber
+takes part in that read.
+
 Its wake-ups come from `runs.stream.listener`; its reads are `runs.stream.reads`.
 """
 
@@ -112,6 +117,23 @@ class RunTail:
         self.subscribers: set[Subscriber] = set()
         self.dirty = False
         self.task: asyncio.Task[None] | None = None
+        # The hub's wake count at this run's last change wake-up (a commit's
+        # NOTIFY, or a listener reconnect), and the run as the last complete
+        # read found it with the wake count when that read began. The
+        # snapshot is current while no change wake-up came after that.
+        self.notified = hub.wakes
+        self.snapshot: Run | None = None
+        self.snapshot_wakes = -1
+
+    def current_snapshot(self) -> tuple[Run, int] | None:
+        if self.snapshot is None or self.notified > self.snapshot_wakes:
+            return None
+        return self.snapshot, self.snapshot_wakes
+
+    def changed(self) -> None:
+        """The run or its checkpoints changed (or may have): read again."""
+        self.notified = self.hub.count_wake()
+        self.wake()
 
     def wake(self) -> None:
         self.dirty = True
@@ -129,6 +151,7 @@ class RunTail:
                 if not subscribers:
                     break
                 since = None if any(s.pos is None for s in subscribers) else min(s.pos for s in subscribers)
+                wakes = self.hub.wakes
                 try:
                     read = await self.hub.db(read_tail, self.run_id, since, self.hub.batch_size)
                 except Exception:
@@ -146,6 +169,8 @@ class RunTail:
                     continue
                 if not read.complete:
                     self.dirty = True
+                elif read.run is not None:
+                    self.snapshot, self.snapshot_wakes = read.run, wakes
                 for subscriber in subscribers:
                     subscriber.deliver(read, self.hub.max_buffered)
         finally:
@@ -166,7 +191,9 @@ class Hub:
     listening: bool = False
     closing: bool = False
     background: list[asyncio.Task[None]] = field(default_factory=list)
-    run_loads: dict[uuid.UUID, asyncio.Task[Run | None]] = field(default_factory=dict)
+    run_loads: dict[uuid.UUID, tuple[asyncio.Task[Run | None], int]] = field(default_factory=dict)
+    # Change wake-ups so far (see RunTail.notified).
+    wakes: int = 0
     # The run list streams (GET /runs/events) of this process.
     journal: JournalTail = field(init=False)
 
@@ -193,32 +220,51 @@ class Hub:
             logger.warning("database unreachable for event streams", exc_info=True)
         await asyncio.sleep(min(0.05 * 2**failures, 5.0))
 
-    async def run_snapshot(self, run_id: uuid.UUID) -> Run | None:
-        """The run as one read in flight finds it, shared by every stream
-        opening on it meanwhile (a reconnect storm costs one query per run).
+    def count_wake(self) -> int:
+        self.wakes += 1
+        return self.wakes
 
-        Sharing a read that began before the caller arrived is safe: a final
-        status never changes, and anything newer than the snapshot reaches
-        the stream through its tail's reads.
+    async def run_snapshot(self, run_id: uuid.UUID) -> tuple[Run | None, int]:
+        """The run, and the wake count it is current at (see `subscribe`).
+
+        From the run's tail when that is current, without a query; otherwise
+        as one read in flight finds it, shared by every stream opening on it
+        meanwhile (a reconnect storm costs one query per run). Sharing a read
+        that began before the caller arrived is safe: a final status never
+        changes, and anything newer than the snapshot reaches the stream
+        through its tail's reads.
         """
+        tail = self.tails.get(run_id)
+        found = tail.current_snapshot() if tail is not None else None
+        if found is not None:
+            return found
         pending = self.run_loads.get(run_id)
         if pending is None:
             # A task of its own: a caller that goes away must not cancel the
             # read the others are waiting for.
-            pending = self.run_loads[run_id] = self.spawn(self.db(load_run, run_id))
-            pending.add_done_callback(lambda _: self.run_loads.pop(run_id, None))
-        return await asyncio.shield(pending)
+            task = self.spawn(self.db(load_run, run_id))
+            pending = self.run_loads[run_id] = (task, self.wakes)
+            task.add_done_callback(lambda _: self.run_loads.pop(run_id, None))
+        task, wakes = pending
+        return await asyncio.shield(task), wakes
 
     # --- subscribers -------------------------------------------------------
-    def subscribe(self, subscriber: Subscriber) -> None:
+    def subscribe(self, subscriber: Subscriber, current_at: int | None = None) -> None:
+        """Follow the subscriber's run. `current_at`: the subscriber holds
+        everything committed before the wake count was `current_at` (its
+        snapshot's); unless the run changed since, its tail need not read
+        for it, as the next change wakes the tail with the subscriber in it."""
         if self.closing:
             subscriber.close()
             return
         tail = self.tails.get(subscriber.run_id)
         if tail is None:
+            # A run nobody followed here: its wake-ups were not counted.
             tail = self.tails[subscriber.run_id] = RunTail(self, subscriber.run_id)
+            current_at = None
         tail.subscribers.add(subscriber)
-        tail.wake()
+        if current_at is None or tail.notified > current_at:
+            tail.wake()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         tail = self.tails.get(subscriber.run_id)
@@ -243,11 +289,11 @@ class Hub:
             return
         tail = self.tails.get(key)
         if tail is not None:
-            tail.wake()
+            tail.changed()
 
     def wake_all(self) -> None:
         for tail in list(self.tails.values()):
-            tail.wake()
+            tail.changed()
         self.journal.wake()
 
     def wake_journal(self, _entry_id: str = "") -> None:

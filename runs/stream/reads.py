@@ -36,6 +36,9 @@ class TailRead:
     # A retry is a new attempt: pending again (after a backoff) or, for a
     # lost worker, running again at once; either way a status event.
     attempt: int | None = None
+    # The run as this read found it: a stream opening on the run meanwhile
+    # may start from it instead of reading the run again.
+    run: Run | None = None
 
 
 def status_payload(run: Run) -> dict[str, Any]:
@@ -102,6 +105,7 @@ def read_tail(run_id: uuid.UUID, since: datetime | None, limit: int) -> TailRead
         checkpoints=[(row.ts, checkpoint_frame(row)) for row in rows[:limit]],
         was_running_frame=sse.event("status", was_running_payload(run)) if was_running else None,
         attempt=run.attempt,
+        run=run,
     )
 
 

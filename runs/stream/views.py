@@ -37,6 +37,9 @@ class StreamStart:
     pos: datetime | None
     hello: bytes
     attempt: int | None = None
+    # The hub's wake count up to which `pos` holds everything committed
+    # (None: the run's tail must read for this stream once it subscribes).
+    current_at: int | None = None
 
 
 def _resume_point(request: HttpRequest) -> datetime | None:
@@ -69,29 +72,48 @@ async def open_stream(
         pk = uuid.UUID(run_id)
     except ValueError:
         raise RunNotFound() from None
-    run = await hub.run_snapshot(pk)
+    run, wakes = await hub.run_snapshot(pk)
     if run is None:
         # A shared read may have begun before this run was created; a 404 must not.
+        wakes = hub.wakes
         run = await hub.db(load_run, pk)
     if run is None or (owner is not None and run.owner != owner):
         raise RunNotFound()
+    last = run.last_checkpoint_ts
     if resume is not None:
-        if run.is_final and (run.last_checkpoint_ts is None or run.last_checkpoint_ts <= resume):
+        if run.is_final and (last is None or last <= resume):
             return None
         pos: datetime | None = resume
+    elif replay == 0:
+        # The run row carries its newest checkpoint's ts, written with it.
+        pos = last
+    elif run.checkpoint_count <= replay:
+        pos = None
     else:
         pos = await hub.db(replay_start, pk, replay)
+    # Holding everything up to the snapshot's newest checkpoint, a stream of
+    # a run still going needs no read of its own until the run changes.
+    current = not run.is_final and (last is None or (pos is not None and pos >= last))
     hello = sse.event("hello", {"runId": str(run.id), "run": run_to_wire(run)})
-    return StreamStart(run_id=pk, status=run.status, pos=pos, hello=hello, attempt=run.attempt)
+    return StreamStart(
+        run_id=pk,
+        status=run.status,
+        pos=pos,
+        hello=hello,
+        attempt=run.attempt,
+        current_at=wakes if current else None,
+    )
 
 
-async def _events(hub: Hub, subscriber: Subscriber, head: bytes) -> AsyncIterator[bytes]:
+async def _events(
+    hub: Hub, subscriber: Subscriber, head: bytes, current_at: int | None
+) -> AsyncIterator[bytes]:
     keepalive = settings.SSE_KEEPALIVE_SECONDS
     connected_at = time.time()
     metrics.EVENT_STREAMS_OPEN.inc()
     try:
         yield head
-        hub.subscribe(subscriber)
+        hub.subscribe(subscriber, current_at)
         while True:
             if not subscriber.frames and not subscriber.done:
                 subscriber.ready.clear()
@@ -137,7 +159,7 @@ async def run_events(request: HttpRequest, run_id: str) -> HttpResponse:
     subscriber = Subscriber(start.run_id, start.pos, start.status, start.attempt)
     head = sse.retry(settings.SSE_RETRY_MS) + start.hello
     return StreamingHttpResponse(
-        _events(hub, subscriber, head),
+        _events(hub, subscriber, head, start.current_at),
         content_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
