@@ -50,6 +50,11 @@ async def run(func: Callable[..., T], *args: Any) -> T:
     """`func(*args)` on a thread that may use the database."""
     if not served_by_asgi_server.get():
         return await sync_to_async(func)(*args)
+    return await on_threads(func, *args)
+
+
+async def on_threads(func: Callable[..., T], *args: Any) -> T:
+    """`func(*args)` on one of the dedicated threads, wherever the caller runs."""
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, func, *args)  # keeps the request id for logs
     return await loop.run_in_executor(_threads(), _call_and_release, call)

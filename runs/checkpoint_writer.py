@@ -16,6 +16,14 @@ keys take the path above unchanged. With keys, a batch is first reduced to
 the keys the run does not hold yet (one indexed read), and only those are
 appended; a key that arrives twice at once meets the partial unique index,
 and the loser reads again and answers what the winner stored.
+
+`append_together` stores the appends of many requests, to many runs, in
+one statement (group commit): each run's row is locked once, in id order
+(two groups locking the same runs cannot deadlock), and each request's
+checkpoints take the next seqs of their run in the order the requests
+came. A request is stored whole or not at all, and one the statement
+leaves out (its run missing or final, or a key its run already holds) is
+for the caller to append on its own.
 """
 
 from __future__ import annotations
@@ -54,6 +62,65 @@ SELECT run.id,
   FROM run, jsonb_array_elements(%(items)s::jsonb) WITH ORDINALITY AS item(e, k)
 RETURNING id, seq, ts
 """  # noqa: S608 - the only interpolation is the fixed list of final statuses
+
+
+_GROUP_SQL = f"""
+WITH item AS (
+    SELECT (x ->> 'r')::uuid AS run_id, (x ->> 'q')::int AS q, x -> 'e' AS e, k
+      FROM jsonb_array_elements(%(items)s::jsonb) WITH ORDINALITY AS t(x, k)
+),
+fresh AS (
+    SELECT item.*, row_number() OVER (PARTITION BY item.run_id ORDER BY item.k) AS i
+      FROM item
+     WHERE {{held}}
+),
+counts AS (
+    SELECT run_id, count(*) AS n FROM fresh GROUP BY run_id
+),
+locked AS (
+    SELECT r.id, counts.n
+      FROM runs_run r JOIN counts ON counts.run_id = r.id
+     WHERE r.status NOT IN ({", ".join(f"'{s}'" for s in _FINAL)})
+     ORDER BY r.id
+       FOR UPDATE OF r
+),
+run AS (
+    UPDATE runs_run r
+       SET checkpoint_count = r.checkpoint_count + locked.n,
+           last_checkpoint_ts = GREATEST(clock_timestamp(), r.last_checkpoint_ts + interval '1 microsecond')
+                                + (locked.n - 1) * interval '1 microsecond',
+           updated_at = clock_timestamp()
+      FROM locked
+     WHERE r.id = locked.id AND r.status NOT IN ({", ".join(f"'{s}'" for s in _FINAL)})
+ RETURNING r.id, r.checkpoint_count - locked.n AS base, r.last_checkpoint_ts, locked.n,
+           pg_notify(%(channel)s, r.id::text)
+),
+stored AS (
+    INSERT INTO runs_checkpoint (run_id, seq, ts, type, data, key)
+    SELECT run.id,
+           run.base + fresh.i,
+           run.last_checkpoint_ts - (run.n - fresh.i) * interval '1 microsecond',
+           fresh.e ->> 'type',
+           NULLIF(fresh.e -> 'data', 'null'::jsonb),
+           fresh.e ->> 'key'
+      FROM run JOIN fresh ON fresh.run_id = run.id
+ RETURNING id, run_id, seq, ts
+)
+SELECT fresh.k, stored.id, stored.seq, stored.ts
+  FROM stored
+  JOIN run ON run.id = stored.run_id
+  JOIN fresh ON fresh.run_id = stored.run_id AND fresh.i = stored.seq - run.base
+"""  # noqa: S608 - interpolated: the fixed list of final statuses, and one of the two filters below
+# A request any of whose keys its run holds is left out whole (it is a replay,
+# or a conflict, for the one-request path to answer).
+_GROUP_ALL = _GROUP_SQL.replace("{held}", "true")
+_GROUP_UNHELD = _GROUP_SQL.replace(
+    "{held}",
+    """item.q NOT IN (
+           SELECT held.q FROM item held JOIN runs_checkpoint c
+               ON c.run_id = held.run_id AND c.key = held.e ->> 'key'
+       )""",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +251,53 @@ def _append_postgresql(run_id: Any, items: list[dict[str, Any]]) -> list[Appende
     return [
         Appended(pk, run_id, seq, ts, item["type"], item.get("data"), item.get("key"))
         for (pk, seq, ts), item in zip(rows, items, strict=True)
+    ]
+
+
+def append_together(requests: list[tuple[Any, list[dict[str, Any]]]]) -> list[list[Appended] | None]:
+    """Each request (a run's primary key and its items) stored in one
+    statement, in one transaction; None for a request left out (see above).
+
+    The caller keeps a key from appearing in two requests of one run, or
+    twice in one request: the unique index would refuse the whole statement.
+    Elsewhere than on PostgreSQL every request is left out.
+    """
+    if connection.vendor != "postgresql":
+        return [None] * len(requests)
+    if connection.in_atomic_block:
+        with transaction.atomic():  # a savepoint: a refused statement leaves the caller's transaction usable
+            return _append_together(requests)
+    return _append_together(requests)  # one statement, its own transaction
+
+
+def _append_together(requests: list[tuple[Any, list[dict[str, Any]]]]) -> list[list[Appended] | None]:
+    rows: list[dict[str, Any]] = []
+    origin: list[tuple[int, int]] = []
+    keyed = False
+    for q, (run_id, items) in enumerate(requests):
+        text = str(run_id)
+        for position, item in enumerate(items):
+            payload = _payload(item)
+            keyed = keyed or "key" in payload
+            rows.append({"r": text, "q": q, "e": payload})
+            origin.append((q, position))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _GROUP_UNHELD if keyed else _GROUP_ALL,
+            {"channel": notify.CHANNEL, "items": json.dumps(rows, separators=(",", ":"))},
+        )
+        stored = cursor.fetchall()
+    by_request: dict[int, dict[int, Appended]] = {}
+    for k, pk, seq, ts in stored:
+        q, position = origin[k - 1]
+        run_id, items = requests[q]
+        item = items[position]
+        by_request.setdefault(q, {})[position] = Appended(
+            pk, run_id, seq, ts, item["type"], item.get("data"), item.get("key")
+        )
+    return [
+        [got[position] for position in range(len(items))] if (got := by_request.get(q)) else None
+        for q, (_, items) in enumerate(requests)
     ]
 
 

@@ -31,6 +31,14 @@ RUN_DURATION_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 12 * 3600),
 )
 CHECKPOINTS_APPENDED = Counter("orchestrator_checkpoints_appended_total", "Checkpoints appended")
+CHECKPOINT_APPENDS_WAITING = Gauge(
+    "orchestrator_checkpoint_appends_waiting",
+    "Append requests waiting for the group before them to commit (group commit)",
+    multiprocess_mode="livesum",
+)
+CHECKPOINT_GROUPS = Counter(
+    "orchestrator_checkpoint_groups_total", "Groups of append requests sent to the database together"
+)
 EVENT_STREAMS_OPEN = Gauge(
     "orchestrator_event_streams_open", "Event streams open now", multiprocess_mode="livesum"
 )

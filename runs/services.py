@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -504,11 +504,20 @@ def _trimmed_types(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[checkpoint_writer.Appended]:
     """Append checkpoints in order; see `runs.checkpoint_writer` for the guarantees."""
+    return _append_checked(*checked_append(run_id, items))
+
+
+def checked_append(run_id: Any, items: list[dict[str, Any]]) -> tuple[uuid.UUID, list[dict[str, Any]]]:
+    """What an append is held to before anything is stored: the run's primary
+    key and the items as they will be stored, or the error that refuses them."""
     _check_batch_size(items)
     _check_data_size(items)
-    items = _trimmed_types(items)
+    return _run_pk(run_id), _trimmed_types(items)
+
+
+def _append_checked(run_pk: uuid.UUID, items: list[dict[str, Any]]) -> list[checkpoint_writer.Appended]:
     try:
-        rows = checkpoint_writer.append(_run_pk(run_id), items)
+        rows = checkpoint_writer.append(run_pk, items)
     except checkpoint_writer.AppendRefused as refused:
         if refused.status is None:
             raise RunNotFound() from None
@@ -519,6 +528,66 @@ def append_checkpoints(run_id: Any, items: list[dict[str, Any]]) -> list[checkpo
     appended = sum(1 for row in rows if not row.replayed)
     transaction.on_commit(lambda: metrics.CHECKPOINTS_APPENDED.inc(appended))
     return rows
+
+
+# SQLSTATE classes of a statement the server refused and rolled back: data (22),
+# integrity (23), transaction rollback (40, a deadlock). After any other failure,
+# a lost connection above all, the commit may have happened: nothing is tried again.
+_ROLLED_BACK_CLASSES = ("22", "23", "40")
+
+
+def append_checkpoints_together(
+    requests: list[tuple[uuid.UUID, list[dict[str, Any]]]],
+) -> list[list[checkpoint_writer.Appended] | Exception]:
+    """The appends of many requests, each already `checked_append`, stored in
+    one statement where they can be (group commit); each answered with its
+    own checkpoints, or with the error it would have met alone.
+
+    A request the statement leaves out (a missing or final run, a key its run
+    holds, a key an earlier request of the group carries) is appended alone
+    afterwards, and so is every request when the server refused the whole
+    statement (one bad request must not fail the rest). A failure after which
+    the group may have been stored is raised, for every request to answer.
+    """
+    outcomes: list[list[checkpoint_writer.Appended] | Exception | None] = [None] * len(requests)
+    together, alone = _groupable(requests)
+    if together:
+        try:
+            stored = checkpoint_writer.append_together([requests[i] for i in together])
+        except DatabaseError as exc:
+            if not str(getattr(exc.__cause__, "sqlstate", None) or "").startswith(_ROLLED_BACK_CLASSES):
+                raise
+            stored = [None] * len(together)
+        appended = 0
+        for index, rows in zip(together, stored, strict=True):
+            if rows is None:
+                alone.append(index)
+            else:
+                outcomes[index] = rows
+                appended += len(rows)
+        transaction.on_commit(lambda: metrics.CHECKPOINTS_APPENDED.inc(appended))
+    for index in sorted(alone):
+        try:
+            outcomes[index] = _append_checked(*requests[index])
+        except Exception as exc:  # this request's own answer; the others go on
+            outcomes[index] = exc
+    return outcomes  # type: ignore[return-value] - every request has its outcome now
+
+
+def _groupable(requests: list[tuple[uuid.UUID, list[dict[str, Any]]]]) -> tuple[list[int], list[int]]:
+    """The requests one statement can store, and those to append alone: a
+    request repeating a key, or carrying a key an earlier one of the same run does."""
+    together: list[int] = []
+    alone: list[int] = []
+    taken: set[tuple[uuid.UUID, str]] = set()
+    for index, (run_pk, items) in enumerate(requests):
+        keys = [(run_pk, item["key"]) for item in items if item.get("key") is not None]
+        if len(set(keys)) != len(keys) or not taken.isdisjoint(keys):
+            alone.append(index)
+        else:
+            taken.update(keys)
+            together.append(index)
+    return together, alone
 
 
 def requeue_stale_runs(*, older_than: timedelta, dry_run: bool = False) -> list[Run]:

@@ -3,9 +3,11 @@
 Workers call it once per checkpoint, so it is the busiest request the
 service serves. A sync DRF view costs a thread hop and DRF's request
 wrapping on every call; this view parses, checks and answers on the event
-loop and leaves it only for the one-statement append. What it accepts and
-answers is what `CheckpointCollectionView.post` declares for OpenAPI, and
-its errors go through the same handler as every DRF view's.
+loop and leaves it only for the append, stored in one statement with the
+appends other requests make at the same moment (`runs.api.group_commit`).
+What it accepts and answers is what `CheckpointCollectionView.post`
+declares for OpenAPI, and its errors go through the same handler as every
+DRF view's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from rest_framework.renderers import JSONRenderer
 from orchestrator import db_threads
 from orchestrator.errors import exception_handler
 from orchestrator.middleware.auth import restricted_owner
-from runs import selectors, services
+from runs import selectors
+from runs.api import group_commit
 from runs.api.params import require_json_content
 from runs.api.parsers import parse_json
 from runs.api.views import CheckpointCollectionView
@@ -94,7 +97,7 @@ async def append_checkpoints(request: HttpRequest, run_id: str) -> HttpResponse:
         if owner is not None:
             # A tenant's key (workers' run tokens are never limited): one more read.
             await db_threads.run(_check_owner, run_id, owner)
-        created = await db_threads.run(services.append_checkpoints, run_id, items)
+        created = await group_commit.append(run_id, items)
     except Exception as exc:  # every failure becomes the one JSON error shape
         # Off the loop: a database error makes the handler check the pool.
         return await sync_to_async(exception_handler)(exc, {})
