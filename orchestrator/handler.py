@@ -12,6 +12,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.db import close_old_connections, reset_queries
 
 from orchestrator import db_threads
+from orchestrator.streaming import DirectStreamingResponse, response_headers
 
 MAX_IDLE_EXECUTORS = 64
 
@@ -52,6 +53,17 @@ class PooledThreadASGIHandler(ASGIHandler):
                 self._idle.append(executor)
             else:
                 executor.shutdown(wait=False)
+
+    async def send_response(self, response: Any, send: Any) -> None:
+        """A `DirectStreamingResponse` writes its own body to the server;
+        every other response goes out as Django sends it."""
+        if not (isinstance(response, DirectStreamingResponse) and response.direct):
+            await super().send_response(response, send)
+            return
+        headers = response_headers(response)
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        await response.write_body(send)
+        await send({"type": "http.response.body"})
 
 
 def _skip_request_started_hop() -> None:

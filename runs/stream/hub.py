@@ -9,7 +9,8 @@ connection: the tail borrows a pooled one for the read and gives it back.
 A stream opening on a run whose tail is current (no wake-up since its last
 read began) starts from the run that read found, without a query: every
 commit after that read's start wakes the tail again, and the new subscriber
-takes part in that read.
+takes part in that read. Heartbeats come from one timer per hub, not one per
+stream.
 
 Its wake-ups come from `runs.stream.listener`; its reads are `runs.stream.reads`.
 """
@@ -21,6 +22,7 @@ import contextvars
 import logging
 import signal
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,9 +34,9 @@ from django.db import connection
 
 from runs import notify, states
 from runs.models import Run
-from runs.stream import listener
+from runs.stream import listener, sse
 from runs.stream.journal_tail import JournalTail
-from runs.stream.reads import TailRead, drop_broken_connections, load_run, read_tail
+from runs.stream.reads import TailRead, drop_broken_connections, load_run, observe_delivery, read_tail
 
 logger = logging.getLogger("runs.stream")
 
@@ -42,7 +44,7 @@ logger = logging.getLogger("runs.stream")
 class Subscriber:
     """One open stream: where it stands and the frames waiting to be written."""
 
-    __slots__ = ("attempt", "done", "frames", "pos", "ready", "run_id", "status")
+    __slots__ = ("attempt", "done", "frames", "heartbeat", "pos", "quiet", "ready", "run_id", "status")
 
     def __init__(
         self, run_id: uuid.UUID, pos: datetime | None, status: str, attempt: int | None = None
@@ -58,6 +60,10 @@ class Subscriber:
         self.ready = asyncio.Event()
         # No more frames will come: write what is queued, then close.
         self.done = False
+        # Nothing written since the hub's last heartbeat tick; `heartbeat`:
+        # a whole tick passed so, and the stream owes its client a comment.
+        self.quiet = False
+        self.heartbeat = False
 
     def deliver(self, read: TailRead, max_buffered: int) -> None:
         if self.done:
@@ -107,6 +113,18 @@ class Subscriber:
         self.done = True
         self.ready.set()
 
+    def take(self) -> bytes:
+        """What to write now (frames, or a heartbeat when nothing else waits)."""
+        frames, self.frames = self.frames, []
+        self.quiet = False
+        if frames:
+            self.heartbeat = False
+            return frames[0][0] if len(frames) == 1 else b"".join(frame for frame, _ in frames)
+        if self.heartbeat:
+            self.heartbeat = False
+            return sse.KEEP_ALIVE
+        return b""
+
 
 class RunTail:
     """Reads one run for all its subscribers in this process; wake-ups coalesce."""
@@ -124,6 +142,9 @@ class RunTail:
         self.notified = hub.wakes
         self.snapshot: Run | None = None
         self.snapshot_wakes = -1
+        # Delivery latency is observed once per checkpoint and process, for
+        # those newer than this (live ones, not a late subscriber's replay).
+        self.observed_after = time.time()
 
     def current_snapshot(self) -> tuple[Run, int] | None:
         if self.snapshot is None or self.notified > self.snapshot_wakes:
@@ -173,10 +194,22 @@ class RunTail:
                     self.snapshot, self.snapshot_wakes = read.run, wakes
                 for subscriber in subscribers:
                     subscriber.deliver(read, self.hub.max_buffered)
+                self._observe(read)
         finally:
             self.task = None
             if not self.subscribers:
                 self.hub.forget(self)
+
+    def _observe(self, read: TailRead) -> None:
+        """Once per fan-out, not once per subscriber: the frames were handed to
+        every stream of the run in this process together."""
+        after = self.observed_after
+        for ts, _ in read.checkpoints:
+            seconds = ts.timestamp()
+            if seconds > after:
+                observe_delivery(ts)
+                after = seconds
+        self.observed_after = after
 
 
 @dataclass
@@ -184,6 +217,7 @@ class Hub:
     """The process's event-stream state, bound to its event loop."""
 
     loop: asyncio.AbstractEventLoop
+    keepalive: float = 15.0
     batch_size: int = 500
     max_buffered: int = 5000
     db_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
@@ -194,6 +228,7 @@ class Hub:
     run_loads: dict[uuid.UUID, tuple[asyncio.Task[Run | None], int]] = field(default_factory=dict)
     # Change wake-ups so far (see RunTail.notified).
     wakes: int = 0
+    heartbeats: asyncio.Task[None] | None = None
     # The run list streams (GET /runs/events) of this process.
     journal: JournalTail = field(init=False)
 
@@ -257,6 +292,9 @@ class Hub:
         if self.closing:
             subscriber.close()
             return
+        if self.heartbeats is None:
+            self.heartbeats = self.spawn(self._heartbeats())
+            self.background.append(self.heartbeats)
         tail = self.tails.get(subscriber.run_id)
         if tail is None:
             # A run nobody followed here: its wake-ups were not counted.
@@ -265,6 +303,20 @@ class Hub:
         tail.subscribers.add(subscriber)
         if current_at is None or tail.notified > current_at:
             tail.wake()
+
+    async def _heartbeats(self) -> None:
+        """Every half keep-alive interval, a comment to each stream that wrote
+        nothing for a whole such interval: so no stream is silent for longer
+        than the interval, with one timer for all of them."""
+        period = self.keepalive / 2
+        while True:
+            await asyncio.sleep(period)
+            for tail in self.tails.values():
+                for subscriber in tail.subscribers:
+                    if subscriber.quiet:
+                        subscriber.heartbeat = True
+                        subscriber.ready.set()
+                    subscriber.quiet = True
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         tail = self.tails.get(subscriber.run_id)
@@ -357,6 +409,7 @@ def get_hub() -> Hub:
             return _hub
         hub = Hub(
             loop=loop,
+            keepalive=settings.SSE_KEEPALIVE_SECONDS,
             batch_size=settings.SSE_BATCH_SIZE,
             max_buffered=settings.SSE_MAX_BUFFERED_EVENTS,
             db_slots=asyncio.Semaphore(settings.SSE_DB_CONCURRENCY),

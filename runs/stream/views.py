@@ -1,31 +1,33 @@
 """`GET /runs/{id}/events`: an async view streaming Server-Sent Events.
 
 Everything that can fail (bad parameters, unknown run) is checked before
-the first byte, so those answers are ordinary JSON errors.
+the first byte, so those answers are ordinary JSON errors. The stream itself
+is written straight to the server (`orchestrator.streaming`), one `send` per
+batch of frames, with no timer of its own: the hub's heartbeats wake it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from orchestrator.errors import database_unavailable, error_response
 from orchestrator.middleware.auth import restricted_owner
+from orchestrator.streaming import DirectStreamingResponse, Send
 from runs import metrics, selectors
 from runs.exceptions import BadParameter, OrchestratorError, RunNotFound
 from runs.stream import params, sse
 from runs.stream.hub import Hub, Subscriber, get_hub
-from runs.stream.reads import load_run, observe_delivery, release_connection
+from runs.stream.reads import load_run, release_connection
 from runs.wire import parse_ts, run_to_wire
 
 
@@ -105,37 +107,48 @@ async def open_stream(
     )
 
 
-async def _events(
-    hub: Hub, subscriber: Subscriber, head: bytes, current_at: int | None
-) -> AsyncIterator[bytes]:
-    keepalive = settings.SSE_KEEPALIVE_SECONDS
-    connected_at = time.time()
-    metrics.EVENT_STREAMS_OPEN.inc()
-    try:
-        yield head
-        hub.subscribe(subscriber, current_at)
-        while True:
-            if not subscriber.frames and not subscriber.done:
-                subscriber.ready.clear()
-                try:
-                    # A timer, not wait_for's extra task per wait: thousands of these idle.
-                    async with asyncio.timeout(keepalive):
-                        await subscriber.ready.wait()
-                except TimeoutError:
-                    yield sse.KEEP_ALIVE
-                    continue
-            frames, subscriber.frames = subscriber.frames, []
-            if frames:
-                yield b"".join(frame for frame, _ in frames)
-                for _, ts in frames:
-                    # Replayed history would drown the live delivery latency.
-                    if ts is not None and ts.timestamp() >= connected_at:
-                        observe_delivery(ts)
-            if subscriber.done and not subscriber.frames:
-                return
-    finally:
-        hub.unsubscribe(subscriber)
-        metrics.EVENT_STREAMS_OPEN.dec()
+async def next_write(subscriber: Subscriber) -> bytes | None:
+    """The next bytes for the client (frames, or a heartbeat); None once the stream is over."""
+    while not (subscriber.frames or subscriber.heartbeat):
+        if subscriber.done:
+            return None
+        subscriber.ready.clear()
+        await subscriber.ready.wait()
+    return subscriber.take()
+
+
+class EventStream(DirectStreamingResponse):
+    """One subscriber's stream: the head (retry and hello), then what its run's tail hands it."""
+
+    def __init__(self, hub: Hub, subscriber: Subscriber, head: bytes, current_at: int | None) -> None:
+        super().__init__(
+            content_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.hub, self.subscriber, self.head, self.current_at = hub, subscriber, head, current_at
+
+    @contextmanager
+    def _following(self) -> Iterator[None]:
+        metrics.EVENT_STREAMS_OPEN.inc()
+        try:
+            self.hub.subscribe(self.subscriber, self.current_at)
+            yield
+        finally:
+            self.hub.unsubscribe(self.subscriber)
+            metrics.EVENT_STREAMS_OPEN.dec()
+
+    async def write_body(self, send: Send) -> None:
+        await send({"type": "http.response.body", "body": self.head, "more_body": True})
+        with self._following():
+            subscriber = self.subscriber
+            while (body := await next_write(subscriber)) is not None:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def iterate(self) -> AsyncIterator[bytes]:
+        yield self.head
+        with self._following():
+            while (body := await next_write(self.subscriber)) is not None:
+                yield body
 
 
 @csrf_exempt
@@ -158,8 +171,4 @@ async def run_events(request: HttpRequest, run_id: str) -> HttpResponse:
         return done
     subscriber = Subscriber(start.run_id, start.pos, start.status, start.attempt)
     head = sse.retry(settings.SSE_RETRY_MS) + start.hello
-    return StreamingHttpResponse(
-        _events(hub, subscriber, head, start.current_at),
-        content_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStream(hub, subscriber, head, start.current_at)
