@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 from django.db import close_old_connections, reset_queries
+from django.http.response import ResponseHeaders
 
 from orchestrator import db_threads
 from orchestrator.streaming import DirectStreamingResponse, response_headers
@@ -60,8 +61,17 @@ class PooledThreadASGIHandler(ASGIHandler):
         if not (isinstance(response, DirectStreamingResponse) and response.direct):
             await super().send_response(response, send)
             return
-        headers = response_headers(response)
-        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        # The headers in no local of this frame, which lasts as long as the
+        # stream; and, once sent, not in the response either (every middleware
+        # has seen them, and a stream may last hours).
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response_headers(response),
+            }
+        )
+        response.headers = ResponseHeaders({})
         await response.write_body(send)
         await send({"type": "http.response.body"})
 

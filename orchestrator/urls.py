@@ -4,8 +4,12 @@ from drf_spectacular.views import SpectacularJSONAPIView
 
 from orchestrator import health, prometheus
 from runs.admin_dashboard import dashboard_view
+from runs.stream.views import run_events
 
 urlpatterns = [
+    # First: a request keeps its URL match, with every pattern tried before
+    # it, for as long as it lasts, and thousands of event streams last hours.
+    path("runs/<str:run_id>/events", run_events, name="run-events"),
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
     path("metrics", prometheus.metrics, name="metrics"),

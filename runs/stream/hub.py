@@ -44,7 +44,7 @@ logger = logging.getLogger("runs.stream")
 class Subscriber:
     """One open stream: where it stands and the frames waiting to be written."""
 
-    __slots__ = ("attempt", "done", "frames", "heartbeat", "pos", "quiet", "ready", "run_id", "status")
+    __slots__ = ("attempt", "done", "frames", "heartbeat", "pos", "quiet", "run_id", "status", "waiter")
 
     def __init__(
         self, run_id: uuid.UUID, pos: datetime | None, status: str, attempt: int | None = None
@@ -57,7 +57,10 @@ class Subscriber:
         self.attempt = attempt
         # (frame, checkpoint ts or None) in write order.
         self.frames: list[tuple[bytes, datetime | None]] = []
-        self.ready = asyncio.Event()
+        # Set while the stream waits for something to write: a bare future,
+        # not an asyncio.Event (which holds a deque for its whole life), as
+        # thousands of streams idle at once.
+        self.waiter: asyncio.Future[None] | None = None
         # No more frames will come: write what is queued, then close.
         self.done = False
         # Nothing written since the hub's last heartbeat tick; `heartbeat`:
@@ -107,11 +110,24 @@ class Subscriber:
             self.frames.clear()
             self.done = True
         if self.frames or self.done:
-            self.ready.set()
+            self.wake()
 
     def close(self) -> None:
         self.done = True
-        self.ready.set()
+        self.wake()
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until there is something to write (or the stream is over)."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
 
     def take(self) -> bytes:
         """What to write now (frames, or a heartbeat when nothing else waits)."""
@@ -315,7 +331,7 @@ class Hub:
                 for subscriber in tail.subscribers:
                     if subscriber.quiet:
                         subscriber.heartbeat = True
-                        subscriber.ready.set()
+                        subscriber.wake()
                     subscriber.quiet = True
 
     def unsubscribe(self, subscriber: Subscriber) -> None:

@@ -112,8 +112,7 @@ async def next_write(subscriber: Subscriber) -> bytes | None:
     while not (subscriber.frames or subscriber.heartbeat):
         if subscriber.done:
             return None
-        subscriber.ready.clear()
-        await subscriber.ready.wait()
+        await subscriber.wait()
     return subscriber.take()
 
 
@@ -138,14 +137,19 @@ class EventStream(DirectStreamingResponse):
             metrics.EVENT_STREAMS_OPEN.dec()
 
     async def write_body(self, send: Send) -> None:
-        await send({"type": "http.response.body", "body": self.head, "more_body": True})
+        # Not kept for the stream's life once written.
+        head, self.head = self.head, b""
+        await send({"type": "http.response.body", "body": head, "more_body": True})
+        del head
         with self._following():
             subscriber = self.subscriber
             while (body := await next_write(subscriber)) is not None:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
 
     async def iterate(self) -> AsyncIterator[bytes]:
-        yield self.head
+        head, self.head = self.head, b""
+        yield head
+        del head
         with self._following():
             while (body := await next_write(self.subscriber)) is not None:
                 yield body
