@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -99,11 +100,19 @@ BULK_HELD = Q(
 )
 
 
-# What a bulk hand-over reads of each run: its queue entry (runs.redis) and
-# its lag metrics. Only these come back from the UPDATE; building all of a
-# row's columns, eight timestamps and six JSON documents, for thousands of
-# runs due at once was most of the hand-over's Python time.
-HAND_OVER_FIELDS = ("id", "mode", "spec", "created_at", "priority", "run_at", "schedule_id")
+class Opened(NamedTuple):
+    """A run whose time gate a bulk hand-over cleared: what the hand-over
+    reads of it. The backend finds the rest (Backend.dispatch_opened),
+    usually built ahead of the gate (Backend.prepare_dispatch); building
+    Run instances, and their queue entries, for thousands of runs due at
+    once was most of the hand-over's Python time. Instants in epoch seconds."""
+
+    id: str
+    mode: str
+    opened_at: float
+    run_at: float | None
+    of_schedule: bool
+
 
 # Threads handing over at once when more than a batch is due: while one
 # waits for PostgreSQL (its UPDATE, its commit), another builds its queue
@@ -166,10 +175,9 @@ def _lock_due(due: Q, limit: int) -> list[Run]:
     return list(runs[:limit])
 
 
-def _open_time_gates(now: datetime, limit: int) -> list[Run]:
+def _open_time_gates(now: datetime, limit: int) -> list[Opened]:
     """Clear the gates of up to `limit` due BULK_HELD runs (locked, others'
-    skipped) in one statement; the runs with HAND_OVER_FIELDS as saved (the
-    others deferred), each with `opened_at`, the instant its gate opened."""
+    skipped) in one statement; what the hand-over reads of them."""
     due = (
         Run.objects.filter(BULK_HELD, not_before__lte=now)
         .order_by("not_before")  # the pending runs' not_before index, read in its order
@@ -177,38 +185,50 @@ def _open_time_gates(now: datetime, limit: int) -> list[Run]:
         .select_for_update(skip_locked=True)[:limit]
     )
     select, params = due.query.get_compiler(connection=connection).as_sql()
-    fields = [Run._meta.get_field(name) for name in HAND_OVER_FIELDS]
-    columns = ", ".join(f"r.{connection.ops.quote_name(field.column)}" for field in fields)
-    # Names from the model and the compiled query; every value is a parameter.
+    # Text and epoch seconds: the driver's UUID and timestamp loaders, run
+    # for every row, cost more than the rest of the row together.
     update = (
         f"UPDATE {Run._meta.db_table} AS r SET not_before = NULL, waiting_for = NULL, updated_at = %s"  # noqa: S608
-        f" FROM ({select}) AS due WHERE r.id = due.id RETURNING {columns}, due.not_before AS opened_at"
-    )
-    return list(Run.objects.raw(update, [timezone.now(), *params]))
+        f" FROM ({select}) AS due WHERE r.id = due.id"
+        " RETURNING r.id::text, r.mode, extract(epoch FROM due.not_before)::float8,"
+        " extract(epoch FROM r.run_at)::float8, r.schedule_id IS NOT NULL"
+    )  # names from the model and the compiled query; every value is a parameter
+    with connection.cursor() as cursor:
+        cursor.execute(update, [timezone.now(), *params])
+        return [Opened._make(row) for row in cursor.fetchall()]
 
 
-def _hand_over_batch(runs: list[Run]) -> None:
-    opened = [(run.opened_at, run.run_at, run.schedule_id is not None) for run in runs]
-    by_mode: dict[str, list[Run]] = {}
+def _hand_over_batch(runs: list[Opened]) -> None:
+    by_mode: dict[str, list[str]] = {}
     for run in runs:
-        by_mode.setdefault(run.mode, []).append(run)
+        by_mode.setdefault(run.mode, []).append(run.id)
     for mode, of_mode in by_mode.items():
-        get_backend(mode).dispatch_many(of_mode)
-    notify.runs_changed([str(run.id) for run in runs])
+        get_backend(mode).dispatch_opened(of_mode)
+    notify.runs_changed([run.id for run in runs])
 
     def observe() -> None:
-        handed_over = timezone.now()
-        metrics.RUNS_ADMITTED.labels(reason=RUN_AT).inc(len(opened))
-        for opened_at, run_at, of_schedule in opened:
-            metrics.ADMISSION_LATENCY_SECONDS.labels(reason=RUN_AT).observe(
-                max(0.0, (handed_over - opened_at).total_seconds())
-            )
-            if run_at is not None:
-                lag = max(0.0, (handed_over - run_at).total_seconds())
-                metrics.SCHEDULER_LAG_SECONDS.labels(kind=_lag_kind(of_schedule)).observe(lag)
+        handed_over = time.time()
+        metrics.RUNS_ADMITTED.labels(reason=RUN_AT).inc(len(runs))
+        latency = metrics.ADMISSION_LATENCY_SECONDS.labels(reason=RUN_AT)
+        for run in runs:
+            latency.observe(max(0.0, handed_over - run.opened_at))
+            if run.run_at is not None:
+                lag = max(0.0, handed_over - run.run_at)
+                metrics.SCHEDULER_LAG_SECONDS.labels(kind=_lag_kind(run.of_schedule)).observe(lag)
 
     transaction.on_commit(observe)
     logger.info("runs admitted", extra={"runs": len(runs), "event": "runs_admitted"})
+
+
+def prepare_hand_over(runs: list[Run]) -> None:
+    """These runs, just made and held by their runAt, are handed over in
+    bulk when it comes: let their backends build now what they can of it."""
+    by_mode: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.is_held:
+            by_mode.setdefault(run.mode, []).append(run)
+    for mode, of_mode in by_mode.items():
+        get_backend(mode).prepare_dispatch(of_mode)
 
 
 def _lag_kind(of_schedule: bool) -> str:

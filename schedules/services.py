@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from audit import services as audit
 from orchestrator import copy_rows
-from runs import bulk, notify, states
+from runs import admission, bulk, notify, states
 from runs import selectors as run_selectors
 from runs import services as run_services
 from runs.exceptions import BackendUnavailable, InvalidTransition, SchemaViolation
@@ -500,7 +500,7 @@ def _prepare_batch(batch: list[Schedule], now: datetime) -> None:
         updated.append(changed)
     copy_rows.insert_rows(ticks)
     _save_fired(updated)
-    bulk.create_runs(drafts, now=now)
+    runs = bulk.create_runs(drafts, now=now)
     labels = [str(schedule.id) for schedule in batch]
 
     def observe() -> None:
@@ -509,6 +509,9 @@ def _prepare_batch(batch: list[Schedule], now: datetime) -> None:
             metrics.TICKS.labels(schedule=label, outcome=ScheduleTick.Outcome.FIRED).inc()
 
     transaction.on_commit(observe)
+    # After the commit, out of the schedules' locks: what is built is only
+    # used should the runs exist, and its failure only means building it at the tick.
+    transaction.on_commit(lambda: admission.prepare_hand_over(runs), robust=True)
 
 
 def next_prepare_at(now: datetime) -> datetime | None:

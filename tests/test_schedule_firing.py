@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from runs import services as run_services
 from runs.models import Run
@@ -536,3 +537,84 @@ def test_a_single_scheduler_pass_makes_nothing_ahead_and_a_running_scheduler_doe
 
     assert scheduler.run_pass() == TICK  # made ahead; its hand-over is what is due next
     assert runs_of(schedule) == [TICK]
+
+
+def hand_over_reading(at: datetime, callbacks) -> list[str]:
+    """admit_due(at), its commit hooks run; the statements it issued."""
+    from django.test.utils import CaptureQueriesContext
+
+    from runs import admission
+
+    with CaptureQueriesContext(connection) as statements, callbacks(execute=True):
+        assert admission.admit_due(at) == 3
+    return [statement["sql"] for statement in statements.captured_queries]
+
+
+def entries_of(queue, runs: list[Run]) -> list[dict[str, str]]:
+    entries = {fields["runId"]: fields for _, fields in queue.redis.xrange(queue.keys.stream)}
+    assert sorted(entries) == sorted(str(run.id) for run in runs)
+    return [entries[str(run.id)] for run in runs]
+
+
+def reads_runs_again(statements: list[str]) -> bool:
+    """Whether the hand-over read runs it handed over, by id, to build their queue entries."""
+    return any(
+        sql.startswith("SELECT") and '"runs_run"."spec"' in sql and '"runs_run"."id" IN' in sql
+        for sql in statements
+    )
+
+
+def test_a_tick_made_ahead_is_handed_over_with_the_queue_entries_built_ahead(
+    settings, queue, django_capture_on_commit_callbacks
+):
+    from runs import tokens
+    from runs.wire import format_ts
+
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    tick = (timezone.now() + timedelta(minutes=2)).replace(microsecond=0)
+    schedules = [
+        services.create_schedule(
+            name="soon",
+            interval_seconds=60,
+            mode="redis",
+            spec=SPEC,
+            overlap="allow",
+            now=tick - timedelta(minutes=1),
+        )
+        for _ in range(3)
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert prepare(tick - timedelta(seconds=4)) == 3
+
+    statements = hand_over_reading(tick, django_capture_on_commit_callbacks)
+
+    assert not reads_runs_again(statements)
+    runs = list(Run.objects.filter(schedule_id__in=[s.id for s in schedules]))
+    for run, fields in zip(runs, entries_of(queue, runs), strict=True):
+        assert fields["spec"] == '{"input":{"seconds":1},"task":"sleep"}' and fields["task"] == "sleep"
+        assert fields["createdAt"] == format_ts(run.created_at) and fields["priority"] == "5"
+        token = tokens.read(fields["token"])
+        assert (token.kind, token.run_id) == (tokens.WORKER, str(run.id))
+        # Minted ahead, it expires when one minted at the tick would.
+        assert token.expires_at >= tick + timedelta(seconds=settings.WORKER_TOKEN_TTL_SECONDS - 1)
+
+
+def test_a_run_made_ahead_but_handed_over_long_after_its_tick_gets_an_entry_built_then(
+    settings, queue, django_capture_on_commit_callbacks
+):
+    from runs import tokens
+
+    settings.SCHEDULE_PREPARE_SECONDS = 5
+    schedules = [every_minute(overlap="allow") for _ in range(3)]  # TICK is long past
+    with django_capture_on_commit_callbacks(execute=True):
+        assert prepare(TICK - timedelta(seconds=4)) == 3
+    handed_over = timezone.now()
+
+    statements = hand_over_reading(TICK, django_capture_on_commit_callbacks)
+
+    assert reads_runs_again(statements)
+    runs = list(Run.objects.filter(schedule_id__in=[s.id for s in schedules]))
+    for run, fields in zip(runs, entries_of(queue, runs), strict=True):
+        token = tokens.read(fields["token"])
+        assert token.run_id == str(run.id)
+        assert token.expires_at >= handed_over + timedelta(seconds=settings.WORKER_TOKEN_TTL_SECONDS - 1)

@@ -39,6 +39,17 @@ class Backend:
         for run in runs:
             self.dispatch(run)
 
+    def prepare_dispatch(self, runs: list[Run]) -> None:
+        """Build now, where the backend can, what dispatching these held runs
+        will send, for `dispatch_opened` to find at the instant their time
+        gate opens (a schedule's runs, made ahead of their tick). Keeping
+        nothing is correct: `dispatch_opened` then builds it."""
+
+    def dispatch_opened(self, run_ids: list[str]) -> None:
+        """`dispatch_many` for runs, given by id, whose time gate this
+        transaction has just cleared (runs.admission)."""
+        self.dispatch_many(list(Run.objects.filter(pk__in=run_ids)))
+
     def send_handed_over(self, runs: list[Run]) -> None:
         """For backends with `sends_after_commit`: send these runs, whose
         handover has just committed; never raises."""

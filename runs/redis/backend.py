@@ -19,6 +19,8 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -26,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 
 from orchestrator import tracing
-from runs import metrics
+from runs import metrics, tokens
 from runs.backends.base import Backend, NullBackend
 from runs.exceptions import BackendUnavailable
 from runs.models import Run
@@ -34,6 +36,27 @@ from runs.redis import fleet
 from runs.redis import queue as run_queue
 
 logger = logging.getLogger("runs.backends.redis")
+
+
+# The columns a run's queue entry is built from.
+ENTRY_FIELDS = ("id", "spec", "created_at", "priority")
+
+# How long after its run's time gate opens a queue entry built ahead is
+# still sent as built. Its worker token was minted to expire when one minted
+# at the gate would; a hand-over this late (a stalled scheduler) mints anew.
+PREPARED_SLACK_SECONDS = 5.0
+
+# An entry's run id, priority and flat fields, as RunQueue.enqueue_flat takes them.
+FlatEntry = tuple[str, int, list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A queue entry built ahead of its run's time gate, untraced."""
+
+    level: int
+    flat: list[str]
+    use_by: float  # epoch seconds
 
 
 class RedisBackend(Backend):
@@ -44,11 +67,13 @@ class RedisBackend(Backend):
         super().__init__(mode)
         self._down_until = 0.0
         self._lock = threading.Lock()
+        # Run id -> its entry, built by prepare_dispatch; taken by dispatch_opened.
+        self._prepared: dict[str, _Prepared] = {}
 
     def dispatch(self, run: Run) -> None:
         if run.spec is None:
             return
-        self._check_reachable(run)
+        self._check_reachable()
         # robust: whatever goes wrong here is logged and the run stays pending for the
         # sweep; the request that created the run still succeeds.
         transaction.on_commit(lambda: self._send(run, after_failure_skip=True), robust=True)
@@ -57,8 +82,55 @@ class RedisBackend(Backend):
         queued = [run for run in runs if run.spec is not None]
         if not queued:
             return
-        self._check_reachable(queued[0])
+        self._check_reachable()
         transaction.on_commit(lambda: self._send_many(queued), robust=True)
+
+    def prepare_dispatch(self, runs: list[Run]) -> None:
+        """Build the queue entries of held runs, worker tokens and all, so that
+        when their gate opens only the UPDATE that opens it and the XADD are
+        left: 10,000 schedules' runs handed over at one tick spent most of
+        their Python time minting tokens and building entries. Kept in this
+        process; a run that another process hands over is built there."""
+        now = time.time()
+        built: dict[str, _Prepared] = {}
+        for run in runs:
+            if run.spec is None or run.not_before is None:
+                continue
+            due = run.not_before.timestamp()
+            # Expires when a token minted at the gate would.
+            ttl = settings.WORKER_TOKEN_TTL_SECONDS + max(0, math.ceil(due - now))
+            token, _ = tokens.mint(tokens.WORKER, str(run.id), ttl_seconds=ttl)
+            fields = run_queue.entry_fields(run, token=token, traced=False)
+            level = run_queue.entry_priority(fields)
+            built[str(run.id)] = _Prepared(level, run_queue.flat_fields(fields), due + PREPARED_SLACK_SECONDS)
+        with self._lock:
+            # Entries never sent (their run canceled, or handed over elsewhere) go once stale.
+            for run_id in [run_id for run_id, entry in self._prepared.items() if entry.use_by < now]:
+                del self._prepared[run_id]
+            self._prepared.update(built)
+
+    def dispatch_opened(self, run_ids: list[str]) -> None:
+        """Send, after the commit, the entries prepare_dispatch built for these
+        runs, and build the others' from their rows."""
+        now = time.time()
+        ready: list[FlatEntry] = []
+        missing: list[str] = []
+        with self._lock:
+            for run_id in run_ids:
+                entry = self._prepared.pop(run_id, None)
+                if entry is not None and entry.use_by >= now:
+                    ready.append((run_id, entry.level, entry.flat))
+                else:
+                    missing.append(run_id)
+        runs = []
+        if missing:
+            runs = [
+                run for run in Run.objects.filter(pk__in=missing).only(*ENTRY_FIELDS) if run.spec is not None
+            ]
+        if not ready and not runs:
+            return
+        self._check_reachable()
+        transaction.on_commit(lambda: self._send_many(runs, ready), robust=True)
 
     def send_handed_over(self, runs: list[Run]) -> None:
         """Runs that waited for a gate, handed over: no reachability check
@@ -68,28 +140,31 @@ class RedisBackend(Backend):
         if queued:
             self._send_many(queued)
 
-    def _send_many(self, runs: list[Run]) -> None:
+    def _send_many(self, runs: list[Run], built: Sequence[FlatEntry] = ()) -> None:
+        """Send the runs' entries, and those `built` ahead (untraced)."""
+        count = len(runs) + len(built)
         if time.monotonic() < self._down_until:
-            metrics.DISPATCH_FAILURES.inc(len(runs))
+            metrics.DISPATCH_FAILURES.inc(count)
             logger.warning(
                 "redis recently unreachable: runs left pending for the sweep",
-                extra={"runs": len(runs), "event": "dispatch_deferred"},
+                extra={"runs": count, "event": "dispatch_deferred"},
             )
             return
         try:
-            with tracing.span("run.dispatch_many", **{"runs": len(runs), "run.mode": self.mode}):
-                items = [(str(run.id), run_queue.entry_fields(run)) for run in runs]
-                run_queue.run_queue().enqueue_many(items)
+            with tracing.span("run.dispatch_many", **{"runs": count, "run.mode": self.mode}):
+                items = [_flat_entry(run) for run in runs]
+                items += [(run_id, level, run_queue.traced_flat(flat)) for run_id, level, flat in built]
+                run_queue.run_queue().enqueue_flat(items)
         except redis.RedisError as exc:
             with self._lock:
                 self._down_until = time.monotonic() + settings.REDIS_DISPATCH_BACKOFF_SECONDS
-            metrics.DISPATCH_FAILURES.inc(len(runs))
+            metrics.DISPATCH_FAILURES.inc(count)
             logger.warning(
                 "dispatch to redis failed: runs left pending for the sweep",
-                extra={"runs": len(runs), "event": "dispatch_failed", "reason": exc.__class__.__name__},
+                extra={"runs": count, "event": "dispatch_failed", "reason": exc.__class__.__name__},
             )
 
-    def _check_reachable(self, run: Run) -> None:
+    def _check_reachable(self) -> None:
         """BackendUnavailable unless Redis answers; during the back-off after
         a failure, at once, so an outage does not slow every POST /runs."""
         retry_after = math.ceil(settings.REDIS_DISPATCH_BACKOFF_SECONDS)
@@ -203,3 +278,8 @@ class RedisBackend(Backend):
             f"run taken is the one that waited longest), runs the task {task!r} and reports checkpoints "
             "and status",
         ]
+
+
+def _flat_entry(run: Run) -> FlatEntry:
+    fields = run_queue.entry_fields(run)
+    return str(run.id), run_queue.entry_priority(fields), run_queue.flat_fields(fields)

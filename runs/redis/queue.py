@@ -127,10 +127,12 @@ def client(url: str | None = None) -> redis.Redis:
 TRACE_FIELDS = ("traceparent", "tracestate")
 
 
-def entry_fields(run: Run, *, token: str | None = None) -> dict[str, str]:
-    """The stream entry of a run. Every value is a string; `spec` is JSON."""
+def entry_fields(run: Run, *, token: str | None = None, traced: bool = True) -> dict[str, str]:
+    """The stream entry of a run. Every value is a string; `spec` is JSON.
+    Without `traced`, the entry lacks the trace context (one built ahead of
+    its dispatch takes the dispatch's when it is sent: `traced_flat`)."""
     spec = run.spec or {}
-    return {
+    fields = {
         "v": ENTRY_VERSION,
         "runId": str(run.id),
         "task": str(spec.get("task", "")),
@@ -138,9 +140,11 @@ def entry_fields(run: Run, *, token: str | None = None) -> dict[str, str]:
         "token": token if token is not None else tokens.mint(tokens.WORKER, str(run.id))[0],
         "createdAt": format_ts(run.created_at) or "",
         "priority": str(run.priority),
-        # The W3C trace context of the dispatch (none when tracing is off).
-        **tracing.carrier(),
     }
+    if traced:
+        # The W3C trace context of the dispatch (none when tracing is off).
+        fields.update(tracing.carrier())
+    return fields
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,12 @@ class Entry:
 def flat_fields(fields: dict[str, str]) -> list[str]:
     """An entry's fields as XADD takes them: name, value, name, value…"""
     return [part for pair in fields.items() for part in pair]
+
+
+def traced_flat(flat: list[str]) -> list[str]:
+    """An untraced entry's flat fields with the current trace context added."""
+    context = tracing.carrier()
+    return [*flat, *flat_fields(context)] if context else flat
 
 
 def entry_priority(fields: dict[str, str]) -> int:
@@ -398,16 +408,22 @@ class RunQueue:
 
     def enqueue_many(self, items: list[tuple[str, dict[str, str]]]) -> int:
         """enqueue() for many runs in one round trip; how many were added."""
+        return self.enqueue_flat(
+            [(run_id, entry_priority(fields), flat_fields(fields)) for run_id, fields in items]
+        )
+
+    def enqueue_flat(self, items: list[tuple[str, int, list[str]]]) -> int:
+        """enqueue_many() for entries already flat (flat_fields), each
+        with its run id and priority; how many were added."""
         streams = self.keys.streams
         place = {stream: index for index, stream in enumerate(streams, start=1)}
         pipe = self.redis.pipeline(transaction=False)
         for start in range(0, len(items), _ENQUEUE_CHUNK):
             chunk = items[start : start + _ENQUEUE_CHUNK]
             args: list[str | int] = [len(chunk)]
-            for _, fields in chunk:
-                flat = flat_fields(fields)
-                args += [place[self.keys.stream_for(entry_priority(fields))], len(flat), *flat]
-            guards = [self.keys.guard(run_id) for run_id, _ in chunk]
+            for _, level, flat in chunk:
+                args += [place[self.keys.stream_for(level)], len(flat), *flat]
+            guards = [self.keys.guard(run_id) for run_id, _, _ in chunk]
             self._enqueue_many(keys=[*guards, *streams], args=args, client=pipe)
         return sum(int(added) for added in pipe.execute())
 
