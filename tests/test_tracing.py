@@ -196,3 +196,24 @@ def _a_run():
     from runs import services
 
     return services.create_run(mode="redis", spec=None)[0]  # no spec: never queued
+
+
+def test_an_entry_built_ahead_of_its_dispatch_carries_the_dispatchs_trace_context(queue):
+    import uuid
+
+    from django.utils import timezone
+
+    from runs.models import Run
+
+    run = Run(id=uuid.uuid4(), mode="redis", spec={"task": "sleep"}, created_at=timezone.now(), priority=5)
+    packed = run_queue.packed_fields(run_queue.entry_fields(run, traced=False))
+    assert run_queue.traced_packed(packed) == packed  # no span: nothing to add
+
+    with TracerProvider().get_tracer("test").start_as_current_span("dispatch") as span:
+        sent = run_queue.traced_packed(packed)
+
+    assert queue.enqueue_packed([(str(run.id), 5, sent)]) == 1
+    ((_, fields),) = queue.redis.xrange(queue.keys.stream)
+    ids = span.get_span_context()
+    assert fields["traceparent"] == f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+    assert fields["runId"] == str(run.id) and fields["task"] == "sleep"

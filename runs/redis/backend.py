@@ -46,8 +46,8 @@ ENTRY_FIELDS = ("id", "spec", "created_at", "priority")
 # at the gate would; a hand-over this late (a stalled scheduler) mints anew.
 PREPARED_SLACK_SECONDS = 5.0
 
-# An entry's run id, priority and flat fields, as RunQueue.enqueue_flat takes them.
-FlatEntry = tuple[str, int, list[str]]
+# An entry's run id, priority and packed fields, as RunQueue.enqueue_packed takes them.
+PackedEntry = tuple[str, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class _Prepared:
     """A queue entry built ahead of its run's time gate, untraced."""
 
     level: int
-    flat: list[str]
+    packed: str
     use_by: float  # epoch seconds
 
 
@@ -101,8 +101,8 @@ class RedisBackend(Backend):
             ttl = settings.WORKER_TOKEN_TTL_SECONDS + max(0, math.ceil(due - now))
             token, _ = tokens.mint(tokens.WORKER, str(run.id), ttl_seconds=ttl)
             fields = run_queue.entry_fields(run, token=token, traced=False)
-            level = run_queue.entry_priority(fields)
-            built[str(run.id)] = _Prepared(level, run_queue.flat_fields(fields), due + PREPARED_SLACK_SECONDS)
+            level, packed = run_queue.entry_priority(fields), run_queue.packed_fields(fields)
+            built[str(run.id)] = _Prepared(level, packed, due + PREPARED_SLACK_SECONDS)
         with self._lock:
             # Entries never sent (their run canceled, or handed over elsewhere) go once stale.
             for run_id in [run_id for run_id, entry in self._prepared.items() if entry.use_by < now]:
@@ -113,13 +113,13 @@ class RedisBackend(Backend):
         """Send, after the commit, the entries prepare_dispatch built for these
         runs, and build the others' from their rows."""
         now = time.time()
-        ready: list[FlatEntry] = []
+        ready: list[PackedEntry] = []
         missing: list[str] = []
         with self._lock:
             for run_id in run_ids:
                 entry = self._prepared.pop(run_id, None)
                 if entry is not None and entry.use_by >= now:
-                    ready.append((run_id, entry.level, entry.flat))
+                    ready.append((run_id, entry.level, entry.packed))
                 else:
                     missing.append(run_id)
         runs = []
@@ -140,7 +140,7 @@ class RedisBackend(Backend):
         if queued:
             self._send_many(queued)
 
-    def _send_many(self, runs: list[Run], built: Sequence[FlatEntry] = ()) -> None:
+    def _send_many(self, runs: list[Run], built: Sequence[PackedEntry] = ()) -> None:
         """Send the runs' entries, and those `built` ahead (untraced)."""
         count = len(runs) + len(built)
         if time.monotonic() < self._down_until:
@@ -152,9 +152,9 @@ class RedisBackend(Backend):
             return
         try:
             with tracing.span("run.dispatch_many", **{"runs": count, "run.mode": self.mode}):
-                items = [_flat_entry(run) for run in runs]
-                items += [(run_id, level, run_queue.traced_flat(flat)) for run_id, level, flat in built]
-                run_queue.run_queue().enqueue_flat(items)
+                items = [_packed_entry(run) for run in runs]
+                items += [(run_id, level, run_queue.traced_packed(packed)) for run_id, level, packed in built]
+                run_queue.run_queue().enqueue_packed(items)
         except redis.RedisError as exc:
             with self._lock:
                 self._down_until = time.monotonic() + settings.REDIS_DISPATCH_BACKOFF_SECONDS
@@ -280,6 +280,6 @@ class RedisBackend(Backend):
         ]
 
 
-def _flat_entry(run: Run) -> FlatEntry:
+def _packed_entry(run: Run) -> PackedEntry:
     fields = run_queue.entry_fields(run)
-    return str(run.id), run_queue.entry_priority(fields), run_queue.flat_fields(fields)
+    return str(run.id), run_queue.entry_priority(fields), run_queue.packed_fields(fields)
