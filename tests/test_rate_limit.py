@@ -278,3 +278,44 @@ def test_the_count_expires_with_its_window(settings, client, key):
     assert len(counted) == 1
     assert int(redis.get(counted[0])) == 1
     assert 0 < redis.ttl(counted[0]) <= WINDOW_SECONDS + 10
+
+
+def _counted_together(key: str, requests: int) -> list[int]:
+    """`requests` counts of `key` made at one moment on an event loop, as the ASGI server's requests are."""
+    import asyncio
+
+    async def at_once() -> list[int]:
+        client = ratelimit._redis()
+        return await asyncio.gather(*(ratelimit._count_together(client, key, 60) for _ in range(requests)))
+
+    return asyncio.run(at_once())
+
+
+def test_the_counts_of_one_moment_go_to_redis_in_one_round_trip(settings, monkeypatch):
+    from redis.connection import AbstractConnection
+
+    key = f"{settings.CACHES['default']['KEY_PREFIX']}:together"
+    assert _counted_together(key, 1) == [1]  # the script is loaded
+    sent: list[object] = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    counts = _counted_together(key, 5)
+
+    # Each request counted by itself, all in one pipeline.
+    assert sorted(counts) == [2, 3, 4, 5, 6]
+    assert len(sent) == 1
+
+
+def test_counts_sent_together_reload_a_script_redis_no_longer_holds(settings, monkeypatch):
+    # A script Redis has never seen, as after a restart: EVALSHA is refused, the script sent, the counts made.
+    monkeypatch.setattr(ratelimit, "_INCREMENT", f"-- {uuid.uuid4().hex}\n{ratelimit._INCREMENT}")
+    monkeypatch.setattr(ratelimit, "_script", None)
+    key = f"{settings.CACHES['default']['KEY_PREFIX']}:reloaded"
+
+    assert sorted(_counted_together(key, 3)) == [1, 2, 3]
+    assert Redis.from_url(settings.REDIS_URL).ttl(key) > 0

@@ -7,6 +7,9 @@ caller's address too: guessing keys costs the guesser their budget.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -24,6 +27,7 @@ from django.http import HttpRequest, HttpResponse
 from django_ratelimit import ALL
 from django_ratelimit.core import get_usage
 from redis import RedisError
+from redis.exceptions import NoScriptError
 
 from orchestrator.cache import SharedConnectionPool
 from orchestrator.errors import error_response
@@ -109,10 +113,87 @@ def _redis() -> redis.Redis:
 
 def _increment(client: redis.Redis, key: str, expires: int) -> int:
     """The count after this request (EVALSHA; the script is sent again after a Redis restart)."""
+    return int(_registered(client)(keys=[key], args=[expires], client=client))
+
+
+def _registered(client: redis.Redis) -> Any:
     global _script
     if _script is None:
         _script = client.register_script(_INCREMENT)  # its digest only: no round trip
-    return int(_script(keys=[key], args=[expires], client=client))
+    return _script
+
+
+def _increment_many(client: redis.Redis, counts: list[tuple[str, int]]) -> list[int | Exception]:
+    """The count after each (key, expiry), in one round trip: a pipeline of
+    EVALSHA, and the script sent again for those a restarted Redis refused."""
+    sha = _registered(client).sha
+    results: list[Any] = [None] * len(counts)
+    todo = list(range(len(counts)))
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=False)
+        for index in todo:
+            key, expires = counts[index]
+            pipe.evalsha(sha, 1, key, expires)
+        for index, result in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+            results[index] = result
+        todo = [index for index in todo if isinstance(results[index], NoScriptError)]
+        if not todo:
+            break
+        if attempt == 0:
+            client.script_load(_INCREMENT)
+    return [result if isinstance(result, Exception) else int(result) for result in results]
+
+
+class _Counts:
+    """The counts of one event loop's requests, sent to Redis together.
+
+    A request's count costs a thread hop (the client is sync) and a round
+    trip; the requests that reach the limiter in the same turn of the loop
+    share both: one hop and one pipeline for all of them, each still
+    counted by itself (its own EVALSHA, its own answer)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._waiting: dict[redis.Redis, list[tuple[str, int, asyncio.Future[int]]]] = {}
+
+    def count(self, client: redis.Redis, key: str, expires: int) -> asyncio.Future[int]:
+        future: asyncio.Future[int] = self.loop.create_future()
+        if not self._waiting:
+            # A context of its own: the batch belongs to no one request.
+            self.loop.call_soon(self._flush, context=contextvars.Context())
+        self._waiting.setdefault(client, []).append((key, expires, future))
+        return future
+
+    def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for client, batch in waiting.items():
+            counts = [(key, expires) for key, expires, _ in batch]
+            done = self.loop.run_in_executor(None, _increment_many, client, counts)
+            done.add_done_callback(functools.partial(_answer, [future for _, _, future in batch]))
+
+
+def _answer(futures: list[asyncio.Future[int]], done: asyncio.Future[list[int | Exception]]) -> None:
+    error = done.exception()
+    outcomes: list[Any] = [error] * len(futures) if error is not None else done.result()
+    for future, outcome in zip(futures, outcomes, strict=True):
+        if future.done():  # the request was cancelled (its client went away)
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+_counts: dict[asyncio.AbstractEventLoop, _Counts] = {}
+
+
+async def _count_together(client: redis.Redis, key: str, expires: int) -> int:
+    loop = asyncio.get_running_loop()
+    counts = _counts.get(loop)
+    if counts is None:
+        _counts.clear()  # a closed loop's (a server runs one loop for its life)
+        counts = _counts[loop] = _Counts(loop)
+    return await counts.count(client, key, expires)
 
 
 def window_end(value: str, window: int, now: float) -> int:
@@ -134,12 +215,31 @@ def count_request(request: HttpRequest, group: str, limit: int, window: int) -> 
     if not isinstance(cache, RedisCache):
         usage = get_usage(request, group=group, key=_bucket, rate=(limit, window), method=ALL, increment=True)
         return None if usage is None else (usage["count"], usage["time_left"])
+    key, expires, ends, now = _window_key(cache, request, group, limit, window)
+    return _increment(_redis(), key, expires), ends - now
+
+
+async def acount_request(
+    request: HttpRequest, group: str, limit: int, window: int
+) -> tuple[int, float] | None:
+    """`count_request` for an async caller: Redis counts go with the others
+    of this moment (`_Counts`), anything else to a thread as before."""
+    cache = caches[settings.RATELIMIT_USE_CACHE]
+    if not isinstance(cache, RedisCache):
+        return await sync_to_async(count_request, thread_sensitive=False)(request, group, limit, window)
+    key, expires, ends, now = _window_key(cache, request, group, limit, window)
+    return await _count_together(_redis(), key, expires), ends - now
+
+
+def _window_key(
+    cache: RedisCache, request: HttpRequest, group: str, limit: int, window: int
+) -> tuple[str, int, int, float]:
+    """The Redis key of the caller's current window, its expiry, the window's end and now."""
     value = _bucket(group, request)
     now = time.time()
     ends = window_end(value, window, now)
     key = cache.make_and_validate_key(_key(group, value, limit, window, ends))
-    count = _increment(_redis(), key, window + EXPIRY_MARGIN_SECONDS)
-    return count, ends - now
+    return key, window + EXPIRY_MARGIN_SECONDS, ends, now
 
 
 def rate_limited(retry_after: int) -> HttpResponse:
@@ -158,9 +258,10 @@ class RateLimitMiddleware(DualMiddleware):
     An event stream is one request, so opening it counts once however many
     events it carries. Probes, scraping and CORS preflight are not counted.
 
-    The count lives in Redis, and the client is sync: under ASGI the check runs
-    on a worker thread, so a slow or unreachable Redis never stalls the event
-    loop that carries every open event stream. After a cache failure the
+    The count lives in Redis, and the client is sync: under ASGI the counts
+    of the requests of one moment go to Redis together from a worker thread
+    (`_Counts`), so a slow or unreachable Redis never stalls the event loop
+    that carries every open event stream. After a cache failure the
     limiter stands aside for RATE_LIMIT_CACHE_BACKOFF_SECONDS instead of
     paying a connect timeout on every request.
     """
@@ -175,18 +276,35 @@ class RateLimitMiddleware(DualMiddleware):
     def _check(self, request: HttpRequest, rate: tuple[str, int, int]) -> HttpResponse | None:
         if time.monotonic() < RateLimitMiddleware._cache_down_until:
             return None
-        group, limit, window = rate
         try:
-            counted = count_request(request, group, limit, window)
+            counted = count_request(request, *rate)
         except (RedisError, OSError) as exc:
-            # The limiter protects the service; it must not take it down with the cache.
-            backoff = settings.RATE_LIMIT_CACHE_BACKOFF_SECONDS
-            RateLimitMiddleware._cache_down_until = time.monotonic() + backoff
-            logger.warning(
-                "rate limit cache unavailable; requests allowed",
-                extra={"event": "ratelimit_unavailable", "errorType": type(exc).__name__},
-            )
+            return self._stand_aside(exc)
+        return self._verdict(rate, counted)
+
+    async def _acheck(self, request: HttpRequest, rate: tuple[str, int, int]) -> HttpResponse | None:
+        if time.monotonic() < RateLimitMiddleware._cache_down_until:
             return None
+        try:
+            counted = await acount_request(request, *rate)
+        except (RedisError, OSError) as exc:
+            return self._stand_aside(exc)
+        return self._verdict(rate, counted)
+
+    def _stand_aside(self, exc: Exception) -> None:
+        # The limiter protects the service; it must not take it down with the cache.
+        if time.monotonic() < RateLimitMiddleware._cache_down_until:
+            return None  # already said, by another request of the same failed batch
+        backoff = settings.RATE_LIMIT_CACHE_BACKOFF_SECONDS
+        RateLimitMiddleware._cache_down_until = time.monotonic() + backoff
+        logger.warning(
+            "rate limit cache unavailable; requests allowed",
+            extra={"event": "ratelimit_unavailable", "errorType": type(exc).__name__},
+        )
+        return None
+
+    def _verdict(self, rate: tuple[str, int, int], counted: tuple[int, float] | None) -> HttpResponse | None:
+        group, limit, window = rate
         if counted is None or counted[0] <= limit:
             return None
         retry_after = max(1, int(counted[1]))
@@ -202,9 +320,7 @@ class RateLimitMiddleware(DualMiddleware):
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         rate = self._rate_for(request)
-        early = None
-        if rate is not None:
-            early = await sync_to_async(self._check, thread_sensitive=False)(request, rate)
+        early = None if rate is None else await self._acheck(request, rate)
         if early is not None:
             return self.after(request, early)
         return self.after(request, await self.get_response(request))
