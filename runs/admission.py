@@ -283,14 +283,17 @@ def hand_over_freed(run: Run, now: datetime) -> None:
     if not key:
         return
     backend = get_backend(run.mode)
-    if connection.vendor == "postgresql" and backend.sends_after_commit and concurrency.try_lock_key(key):
-        # Two statements in all: the rest (reading the runs, their queue
-        # entries, the metrics) waits for the commit, out of the clock.
-        picked, handed = concurrency.hand_over_waiting(key, run.mode, now)
-        if handed:
-            transaction.on_commit(lambda: _sent_after_handover(backend, handed, now), robust=True)
-        if picked == len(handed):
-            return  # else runs of another backend were next: theirs after the commit
+    if connection.vendor == "postgresql" and backend.sends_after_commit:
+        # One round trip under the clock (trying the row, then picking and
+        # handing over, in one call): the rest (their queue entries, the
+        # metrics) waits for the commit, out of the clock.
+        outcome = concurrency.hand_over_waiting(key, run.mode, now)
+        if outcome is not None:
+            picked, handed = outcome
+            if handed:
+                transaction.on_commit(lambda: _sent_after_handover(backend, handed, now), robust=True)
+            if picked == len(handed):
+                return  # else runs of another backend were next: theirs after the commit
     transaction.on_commit(lambda: admit_waiting(key), robust=True)
 
 

@@ -15,8 +15,10 @@ no wait for the key: a count taken before that commit sees the slot still
 held, which admits fewer, never more. At the very end of its transaction
 (after its journal entry) the change that frees a slot of a Redis run hands
 it to the oldest waiting run of the key itself, if the key's row is free
-(`SKIP LOCKED`: it never waits for it); otherwise the handover happens right
-after the commit, in a transaction of its own (`admission.admit_waiting`).
+(`SKIP LOCKED`: it never waits for it), in one round trip (a function in
+the database, `hand_over_waiting`); otherwise, or on SQLite, the handover
+happens right after the commit, in a transaction of its own
+(`admission.admit_waiting`).
 A finish thus never queues on its key's row, and holds it, when it takes
 it, only for its commit. Should a process die between a commit and its
 handover, the scheduler's next pass finds the key (`keys_with_free_slots`).
@@ -105,9 +107,10 @@ def holds_slot(run: Run) -> bool:
 
 # The runs waiting for a slot of the key, oldest first (the waiting index's
 # order), as many as its free slots (its limit less the runs counted from
-# the slot index), skipping any another transaction holds (a cancel).
-_WAITING_FROM = """
-  FROM runs_run
+# the slot index), skipping any another transaction holds (a cancel). The
+# function of migration 0010 picks them the same way.
+_WAITING_SQL = """
+SELECT * FROM runs_run
  WHERE concurrency_key = %(key)s AND status = 'pending' AND waiting_for IS NOT NULL
    AND waiting_for ->> 'reason' = %(reason)s
  ORDER BY created_at
@@ -117,45 +120,25 @@ _WAITING_FROM = """
         AND (status = 'running' OR (status = 'pending' AND waiting_for IS NULL))))
    FOR UPDATE SKIP LOCKED
 """
-_WAITING_SQL = "SELECT *" + _WAITING_FROM
-
-# The same runs, handed over in the same statement when they are of `mode`
-# (their gate cleared, their followers woken): how many were picked, and
-# what the queue entries of those handed over are made of.
-_HAND_OVER_SQL = (
-    "WITH picked AS (SELECT id, mode"  # noqa: S608 - constant text; every value is a parameter
-    + _WAITING_FROM
-    + """), handed AS (
-    UPDATE runs_run AS r SET waiting_for = NULL, not_before = NULL, updated_at = %(now)s
-      FROM picked WHERE r.id = picked.id AND picked.mode = %(mode)s
-    RETURNING r.id, r.spec, r.created_at, r.priority
-), notified AS (SELECT pg_notify(%(channel)s, id::text) FROM handed)
-SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM notified),
-       (SELECT json_agg(json_build_array(id, spec, created_at, priority) ORDER BY created_at) FROM handed)
-"""
-)
 
 
-def try_lock_key(key: str) -> bool:
-    """Lock the key's row unless another transaction holds it (never waits)."""
-    queryset = ConcurrencyKey.objects.filter(key=key)
-    if connection.vendor == "postgresql":
-        queryset = queryset.select_for_update(skip_locked=True)
-    else:
-        queryset = queryset.select_for_update()
-    return queryset.exists()
-
-
-def hand_over_waiting(key: str, mode: str, now: datetime) -> tuple[int, list[Run]]:
-    """With the key's row locked (PostgreSQL): pick the runs of
-    `waiting_for_free_slots` and, in the same statement, hand over those of
-    `mode` (a backend that sends after the commit). How many were picked,
-    and the runs handed over, oldest first, with what their queue entries
-    need (id, spec, createdAt, priority); the others stay locked."""
-    params = {"key": key, "reason": CONCURRENCY, "mode": mode, "now": now, "channel": notify.CHANNEL}
+def hand_over_waiting(key: str, mode: str, now: datetime) -> tuple[int, list[Run]] | None:
+    """On PostgreSQL, at the end of the transaction that freed a slot of the
+    key: try the key's row (never wait for it) and, if it was free, pick the
+    runs of `waiting_for_free_slots` and hand over those of `mode` (a backend
+    that sends after the commit), in one round trip (the function of
+    migration 0010: two statements, so that the count's snapshot follows the
+    lock). None when another transaction holds the row; else how many were
+    picked, and the runs handed over, oldest first, with what their queue
+    entries need (id, spec, createdAt, priority); the others stay locked."""
     with connection.cursor() as cursor:
-        cursor.execute(_HAND_OVER_SQL, params)
-        picked, _, rows = cursor.fetchone()
+        cursor.execute(
+            "SELECT picked_count, handed_runs FROM runs_hand_over_freed_slot(%s, %s, %s, %s, %s)",
+            [key, CONCURRENCY, mode, now, notify.CHANNEL],
+        )
+        picked, rows = cursor.fetchone()
+    if picked is None:
+        return None
     rows = json.loads(rows) if isinstance(rows, str) else rows or []
     handed = [
         Run(

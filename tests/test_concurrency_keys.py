@@ -308,6 +308,51 @@ def test_a_finish_does_not_wait_for_its_keys_row(queue) -> None:
     assert queued_ids(queue)[-1] == str(waiting.pk)
 
 
+def test_a_finish_hands_its_slot_over_in_its_own_commit(queue) -> None:
+    first = create(limit=1)
+    waiting = create(limit=1)
+    services.set_run_status(first.pk, "running")
+
+    services.set_run_status(first.pk, "completed")
+
+    # Stamped with the finish's instant: handed over by the finish's
+    # transaction, not by one after it.
+    assert fresh(waiting).waiting_for is None
+    assert fresh(waiting).updated_at == fresh(first).finished_at
+    assert queued_ids(queue)[-1] == str(waiting.pk)
+
+
+def test_the_handover_only_tries_the_keys_row_and_counts_once_it_holds_it(queue) -> None:
+    running = create(limit=1)
+    waiting = create(limit=1)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_key() -> None:
+        with transaction.atomic():
+            concurrency.lock_key("customer-1")
+            locked.set()
+            release.wait(30)
+
+    holder = in_thread(hold_the_key)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        with transaction.atomic():
+            assert concurrency.hand_over_waiting("customer-1", "redis", timezone.now()) is None
+    finally:
+        release.set()
+        holder.join(10)
+    with transaction.atomic():
+        # The row is free now, but the key's one slot is still held.
+        assert concurrency.hand_over_waiting("customer-1", "redis", timezone.now()) == (0, [])
+    Run.objects.filter(pk=running.pk).update(status="completed")
+    with transaction.atomic():
+        picked, handed = concurrency.hand_over_waiting("customer-1", "redis", timezone.now())
+    assert (picked, [run.pk for run in handed]) == (1, [waiting.pk])
+    assert handed[0].spec == SPEC and handed[0].created_at == waiting.created_at
+    assert fresh(waiting).waiting_for is None
+
+
 def test_a_handover_lost_with_its_process_is_made_by_the_schedulers_next_pass(queue) -> None:
     first = create(limit=1)
     waiting = create(limit=1)
