@@ -32,13 +32,13 @@ class DirectStreamingResponse(StreamingHttpResponse):
 
     @property
     def streaming_content(self) -> Any:
-        return StreamingHttpResponse.streaming_content.fget(self)  # type: ignore[attr-defined]
+        return StreamingHttpResponse.streaming_content.fget(self)
 
     @streaming_content.setter
     def streaming_content(self, value: Any) -> None:
         # Whoever sets the content (a middleware wrapping it) expects it to be sent.
         self.direct = False
-        StreamingHttpResponse.streaming_content.fset(self, value)  # type: ignore[attr-defined]
+        StreamingHttpResponse.streaming_content.fset(self, value)
 
     async def write_body(self, send: Send) -> None:
         raise NotImplementedError
