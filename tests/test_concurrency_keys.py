@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -36,6 +38,27 @@ def create(key: str = "customer-1", limit: int = 2, **fields) -> Run:
         mode="redis", spec=SPEC, concurrency_limit={"key": key, "limit": limit}, **fields
     )
     return run
+
+
+@contextmanager
+def key_row_held(key: str = "customer-1") -> Iterator[None]:
+    """Another transaction holds the key's row until the block ends."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_key() -> None:
+        with transaction.atomic():
+            concurrency.lock_key(key)
+            locked.set()
+            release.wait(30)
+
+    holder = in_thread(hold_the_key)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join(10)
 
 
 def fresh(run: Run) -> Run:
@@ -283,26 +306,14 @@ def test_a_finish_does_not_wait_for_its_keys_row(queue) -> None:
     first = create(limit=1)
     waiting = create(limit=1)
     services.set_run_status(first.pk, "running")
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_key() -> None:
-        with transaction.atomic():
-            concurrency.lock_key("customer-1")
-            locked.set()
-            release.wait(30)
-
-    holder = in_thread(hold_the_key)
     finisher = in_thread(lambda: services.set_run_status(first.pk, "completed"))
-    holder.start()
-    assert locked.wait(10)
     try:
-        finisher.start()
-        # The finish commits while another transaction holds the key; the handover waits for it.
-        wait_for(lambda: fresh(first).status == "completed", timeout=10, what="the finish to commit")
-        assert fresh(waiting).waiting_for is not None
+        with key_row_held():
+            finisher.start()
+            # The finish commits while another transaction holds the key; the handover waits for it.
+            wait_for(lambda: fresh(first).status == "completed", timeout=10, what="the finish to commit")
+            assert fresh(waiting).waiting_for is not None
     finally:
-        release.set()
-        holder.join(10)
         finisher.join(10)
     assert fresh(waiting).waiting_for is None
     assert queued_ids(queue)[-1] == str(waiting.pk)
@@ -325,23 +336,8 @@ def test_a_finish_hands_its_slot_over_in_its_own_commit(queue) -> None:
 def test_the_handover_only_tries_the_keys_row_and_counts_once_it_holds_it(queue) -> None:
     running = create(limit=1)
     waiting = create(limit=1)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_key() -> None:
-        with transaction.atomic():
-            concurrency.lock_key("customer-1")
-            locked.set()
-            release.wait(30)
-
-    holder = in_thread(hold_the_key)
-    holder.start()
-    assert locked.wait(10)
-    try:
-        with transaction.atomic():
-            assert concurrency.hand_over_waiting("customer-1", "redis", timezone.now()) is None
-    finally:
-        release.set()
-        holder.join(10)
+    with key_row_held(), transaction.atomic():
+        assert concurrency.hand_over_waiting("customer-1", "redis", timezone.now()) is None
     with transaction.atomic():
         # The row is free now, but the key's one slot is still held.
         assert concurrency.hand_over_waiting("customer-1", "redis", timezone.now()) == (0, [])
