@@ -95,10 +95,13 @@ _groups: dict[asyncio.AbstractEventLoop, GroupCommit] = {}
 async def append(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
     """`services.append_checkpoints(run_id, items)`, stored with the other appends of this moment.
 
-    Only under the ASGI server, whose requests have no thread or transaction
-    of their own; elsewhere (the test client) each append is stored alone.
+    Single appends only, and only under the ASGI server, whose requests have
+    no thread or transaction of their own; elsewhere (the test client) each
+    append is stored alone.
     """
-    if not db_threads.served_by_asgi_server.get():
+    if not db_threads.served_by_asgi_server.get() or len(items) > 1:
+        # A batch is one statement already: behind a group it would only wait,
+        # where on a thread of its own its database time overlaps other requests' work.
         return await db_threads.run(services.append_checkpoints, run_id, items)
     run_pk, items = services.checked_append(run_id, items)
     loop = asyncio.get_running_loop()
