@@ -31,6 +31,7 @@ from redis.exceptions import NoScriptError
 
 from orchestrator.cache import SharedConnectionPool
 from orchestrator.errors import error_response
+from orchestrator.futures import answer_each
 from orchestrator.middleware import auth
 from orchestrator.middleware.base import DualMiddleware
 
@@ -174,14 +175,7 @@ class _Counts:
 
 def _answer(futures: list[asyncio.Future[int]], done: asyncio.Future[list[int | Exception]]) -> None:
     error = done.exception()
-    outcomes: list[Any] = [error] * len(futures) if error is not None else done.result()
-    for future, outcome in zip(futures, outcomes, strict=True):
-        if future.done():  # the request was cancelled (its client went away)
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
+    answer_each(futures, [error] * len(futures) if error is not None else done.result())
 
 
 _counts: dict[asyncio.AbstractEventLoop, _Counts] = {}

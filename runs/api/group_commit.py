@@ -19,6 +19,7 @@ import uuid
 from typing import Any
 
 from orchestrator import db_threads
+from orchestrator.futures import answer_each
 from runs import metrics, services
 from runs.checkpoint_writer import Appended
 
@@ -80,13 +81,8 @@ class GroupCommit:
             self._in_flight -= 1
             if self._waiting:
                 self._schedule_flush()
-        for (_, _, future), outcome in zip(group, outcomes, strict=True):
-            if future.done():  # the client went away; what it sent is stored all the same
-                continue
-            if isinstance(outcome, Exception):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+        # A client that went away has its append stored all the same.
+        answer_each((future for _, _, future in group), outcomes)
 
 
 _groups: dict[asyncio.AbstractEventLoop, GroupCommit] = {}
