@@ -31,7 +31,7 @@ from redis.exceptions import NoScriptError
 
 from orchestrator.cache import SharedConnectionPool
 from orchestrator.errors import error_response
-from orchestrator.futures import answer_each
+from orchestrator.futures import PerLoop, answer_each
 from orchestrator.middleware import auth
 from orchestrator.middleware.base import DualMiddleware
 
@@ -178,16 +178,11 @@ def _answer(futures: list[asyncio.Future[int]], done: asyncio.Future[list[int | 
     answer_each(futures, [error] * len(futures) if error is not None else done.result())
 
 
-_counts: dict[asyncio.AbstractEventLoop, _Counts] = {}
+_counts = PerLoop(_Counts)
 
 
 async def _count_together(client: redis.Redis, key: str, expires: int) -> int:
-    loop = asyncio.get_running_loop()
-    counts = _counts.get(loop)
-    if counts is None:
-        _counts.clear()  # a closed loop's (a server runs one loop for its life)
-        counts = _counts[loop] = _Counts(loop)
-    return await counts.count(client, key, expires)
+    return await _counts.get().count(client, key, expires)
 
 
 def window_end(value: str, window: int, now: float) -> int:

@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 
 from orchestrator import db_threads
-from orchestrator.futures import answer_each
+from orchestrator.futures import PerLoop, answer_each
 from runs import metrics, services
 from runs.checkpoint_writer import Appended
 
@@ -85,7 +85,7 @@ class GroupCommit:
         answer_each((future for _, _, future in group), outcomes)
 
 
-_groups: dict[asyncio.AbstractEventLoop, GroupCommit] = {}
+_groups = PerLoop(GroupCommit)
 
 
 async def append(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
@@ -100,9 +100,4 @@ async def append(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
         # where on a thread of its own its database time overlaps other requests' work.
         return await db_threads.run(services.append_checkpoints, run_id, items)
     run_pk, items = services.checked_append(run_id, items)
-    loop = asyncio.get_running_loop()
-    group = _groups.get(loop)
-    if group is None:
-        _groups.clear()  # a closed loop's (a server runs one loop for its life)
-        group = _groups[loop] = GroupCommit(loop)
-    return await group.append(run_pk, items)
+    return await _groups.get().append(run_pk, items)
