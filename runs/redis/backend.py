@@ -46,9 +46,6 @@ ENTRY_FIELDS = ("id", "spec", "created_at", "priority")
 # at the gate would; a hand-over this late (a stalled scheduler) mints anew.
 PREPARED_SLACK_SECONDS = 5.0
 
-# An entry's run id, priority and packed fields, as RunQueue.enqueue_packed takes them.
-PackedEntry = tuple[str, int, str]
-
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
@@ -101,9 +98,10 @@ class RedisBackend(Backend):
             # Expires when a token minted at the gate would.
             ttl = settings.WORKER_TOKEN_TTL_SECONDS + max(0, math.ceil(due - now))
             token, _ = tokens.mint(tokens.WORKER, str(run.id), ttl_seconds=ttl)
-            fields = run_queue.entry_fields(run, token=token, traced=False)
-            level, packed = run_queue.entry_priority(fields), run_queue.packed_fields(fields)
-            built[str(run.id)] = _Prepared(level, packed, due + PREPARED_SLACK_SECONDS)
+            run_id, level, packed = run_queue.packed_entry(
+                str(run.id), run_queue.entry_fields(run, token=token, traced=False)
+            )
+            built[run_id] = _Prepared(level, packed, due + PREPARED_SLACK_SECONDS)
         with self._lock:
             # Entries never sent (their run canceled, or handed over elsewhere) go once stale.
             for run_id in [run_id for run_id, entry in self._prepared.items() if entry.use_by < now]:
@@ -114,7 +112,7 @@ class RedisBackend(Backend):
         """Send, after the commit, the entries prepare_dispatch built for these
         runs, and build the others' from their rows."""
         now = time.time()
-        ready: list[PackedEntry] = []
+        ready: list[run_queue.PackedEntry] = []
         missing: list[str] = []
         with self._lock:
             for run_id in run_ids:
@@ -141,7 +139,7 @@ class RedisBackend(Backend):
         if queued:
             self._send_many(queued)
 
-    def _send_many(self, runs: list[Run], built: Sequence[PackedEntry] = ()) -> None:
+    def _send_many(self, runs: list[Run], built: Sequence[run_queue.PackedEntry] = ()) -> None:
         """Send the runs' entries, and those `built` ahead (untraced)."""
         count = len(runs) + len(built)
         if time.monotonic() < self._down_until:
@@ -153,7 +151,7 @@ class RedisBackend(Backend):
             return
         try:
             with tracing.span("run.dispatch_many", **{"runs": count, "run.mode": self.mode}):
-                items = [_packed_entry(run) for run in runs]
+                items = [run_queue.packed_entry(str(run.id), run_queue.entry_fields(run)) for run in runs]
                 items += [(run_id, level, run_queue.traced_packed(packed)) for run_id, level, packed in built]
                 run_queue.run_queue().enqueue_packed(items)
         except redis.RedisError as exc:
@@ -279,8 +277,3 @@ class RedisBackend(Backend):
             f"run taken is the one that waited longest), runs the task {task!r} and reports checkpoints "
             "and status",
         ]
-
-
-def _packed_entry(run: Run) -> PackedEntry:
-    fields = run_queue.entry_fields(run)
-    return str(run.id), run_queue.entry_priority(fields), run_queue.packed_fields(fields)

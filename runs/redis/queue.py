@@ -182,6 +182,15 @@ def packed_fields(fields: dict[str, str]) -> str:
     return json.dumps(flat_fields(fields), separators=(",", ":"))
 
 
+# An entry's run id, priority and packed fields, as RunQueue.enqueue_packed takes them.
+PackedEntry = tuple[str, int, str]
+
+
+def packed_entry(run_id: str, fields: dict[str, str]) -> PackedEntry:
+    """An entry as RunQueue.enqueue_packed takes it."""
+    return run_id, entry_priority(fields), packed_fields(fields)
+
+
 def traced_packed(packed: str) -> str:
     """An untraced entry's packed fields with the current trace context added."""
     context = tracing.carrier()
@@ -417,11 +426,9 @@ class RunQueue:
 
     def enqueue_many(self, items: list[tuple[str, dict[str, str]]]) -> int:
         """enqueue() for many runs in one round trip; how many were added."""
-        return self.enqueue_packed(
-            [(run_id, entry_priority(fields), packed_fields(fields)) for run_id, fields in items]
-        )
+        return self.enqueue_packed([packed_entry(run_id, fields) for run_id, fields in items])
 
-    def enqueue_packed(self, items: list[tuple[str, int, str]]) -> int:
+    def enqueue_packed(self, items: list[PackedEntry]) -> int:
         """enqueue_many() for entries already packed (packed_fields), each
         with its run id and priority; how many were added."""
         streams = self.keys.streams
