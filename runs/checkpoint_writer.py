@@ -41,6 +41,8 @@ from runs.models import Checkpoint, Run
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 _FINAL = tuple(sorted(states.FINAL_STATUSES))
+# The final statuses as an SQL list, for `status NOT IN (...)`: fixed names, no input.
+_FINAL_SQL = ", ".join(f"'{status}'" for status in _FINAL)
 
 _APPEND_SQL = f"""
 WITH run AS (
@@ -49,7 +51,7 @@ WITH run AS (
            last_checkpoint_ts = GREATEST(clock_timestamp(), last_checkpoint_ts + interval '1 microsecond')
                                 + (%(n)s - 1) * interval '1 microsecond',
            updated_at = clock_timestamp()
-     WHERE id = %(run_id)s AND status NOT IN ({", ".join(f"'{s}'" for s in _FINAL)})
+     WHERE id = %(run_id)s AND status NOT IN ({_FINAL_SQL})
  RETURNING id, checkpoint_count, last_checkpoint_ts, pg_notify(%(channel)s, %(run_id_text)s)
 )
 INSERT INTO runs_checkpoint (run_id, seq, ts, type, data, key)
@@ -80,7 +82,7 @@ counts AS (
 locked AS (
     SELECT r.id, counts.n
       FROM runs_run r JOIN counts ON counts.run_id = r.id
-     WHERE r.status NOT IN ({", ".join(f"'{s}'" for s in _FINAL)})
+     WHERE r.status NOT IN ({_FINAL_SQL})
      ORDER BY r.id
        FOR UPDATE OF r
 ),
@@ -91,7 +93,7 @@ run AS (
                                 + (locked.n - 1) * interval '1 microsecond',
            updated_at = clock_timestamp()
       FROM locked
-     WHERE r.id = locked.id AND r.status NOT IN ({", ".join(f"'{s}'" for s in _FINAL)})
+     WHERE r.id = locked.id AND r.status NOT IN ({_FINAL_SQL})
  RETURNING r.id, r.checkpoint_count - locked.n AS base, r.last_checkpoint_ts, locked.n,
            pg_notify(%(channel)s, r.id::text)
 ),
