@@ -280,22 +280,31 @@ def test_the_count_expires_with_its_window(settings, client, key):
     assert 0 < redis.ttl(counted[0]) <= WINDOW_SECONDS + 10
 
 
-def _counted_together(key: str, requests: int) -> list[int]:
-    """`requests` counts of `key` made at one moment on an event loop, as the ASGI server's requests are."""
+async def _place(leases: ratelimit._Leases, key: str, limit: int) -> int:
+    """A request's place in `key`'s count, from `leases` (one process's)."""
+    import asyncio
+
+    now = time.time()
+    place = leases.take(ratelimit._redis(), key, 60, limit, int(now) + 60, now)
+    return await place if isinstance(place, asyncio.Future) else place
+
+
+def _taken_together(key: str, requests: int, limit: int = 1000) -> list[int]:
+    """`requests` places in `key`'s count taken at one moment on an event
+    loop, as the ASGI server's requests are."""
     import asyncio
 
     async def at_once() -> list[int]:
-        client = ratelimit._redis()
-        return await asyncio.gather(*(ratelimit._count_together(client, key, 60) for _ in range(requests)))
+        leases = ratelimit._leases.get()
+        return await asyncio.gather(*(_place(leases, key, limit) for _ in range(requests)))
 
     return asyncio.run(at_once())
 
 
-def test_the_counts_of_one_moment_go_to_redis_in_one_round_trip(settings, monkeypatch):
+@contextmanager
+def round_trips() -> Iterator[list[object]]:
     from redis.connection import AbstractConnection
 
-    key = f"{settings.CACHES['default']['KEY_PREFIX']}:together"
-    assert _counted_together(key, 1) == [1]  # the script is loaded
     sent: list[object] = []
     original = AbstractConnection.send_packed_command
 
@@ -303,19 +312,194 @@ def test_the_counts_of_one_moment_go_to_redis_in_one_round_trip(settings, monkey
         sent.append(command)
         return original(self, command, check_health)
 
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    counts = _counted_together(key, 5)
+    AbstractConnection.send_packed_command = counting
+    try:
+        yield sent
+    finally:
+        AbstractConnection.send_packed_command = original
 
-    # Each request counted by itself, all in one pipeline.
-    assert sorted(counts) == [2, 3, 4, 5, 6]
+
+def test_the_requests_of_one_moment_ask_for_their_counts_in_one_round_trip(settings):
+    key = f"{settings.CACHES['default']['KEY_PREFIX']}:together"
+    assert _taken_together(key, 1) == [1]  # the script is loaded
+
+    with round_trips() as sent:
+        places = _taken_together(key, 5)  # a new event loop: a process that holds no lease yet
+
+    # Each request its own place, all granted in one pipeline, and no more than they asked.
+    assert sorted(places) == [2, 3, 4, 5, 6]
     assert len(sent) == 1
+    assert int(Redis.from_url(settings.REDIS_URL).get(key)) == 6
 
 
-def test_counts_sent_together_reload_a_script_redis_no_longer_holds(settings, monkeypatch):
+def test_grants_sent_together_reload_a_script_redis_no_longer_holds(settings, monkeypatch):
     # A script Redis has never seen, as after a restart: EVALSHA is refused, the script sent, the counts made.
-    monkeypatch.setattr(ratelimit, "_INCREMENT", f"-- {uuid.uuid4().hex}\n{ratelimit._INCREMENT}")
+    monkeypatch.setattr(ratelimit, "_GRANT", f"-- {uuid.uuid4().hex}\n{ratelimit._GRANT}")
     monkeypatch.setattr(ratelimit, "_script", None)
     key = f"{settings.CACHES['default']['KEY_PREFIX']}:reloaded"
 
-    assert sorted(_counted_together(key, 3)) == [1, 2, 3]
+    assert sorted(_taken_together(key, 3)) == [1, 2, 3]
     assert Redis.from_url(settings.REDIS_URL).ttl(key) > 0
+
+
+def test_a_process_spends_a_lease_of_counts_without_a_round_trip_each(settings):
+    import asyncio
+
+    key = f"{settings.CACHES['default']['KEY_PREFIX']}:leased"
+    _taken_together(f"{key}-warm", 1)  # the script is loaded
+
+    async def one_by_one() -> list[int]:
+        leases = ratelimit._leases.get()
+        return [await _place(leases, key, 10_000) for _ in range(200)]
+
+    with round_trips() as sent:
+        places = asyncio.run(one_by_one())
+
+    assert places == list(range(1, 201))
+    # The first request's count alone, then leases of LEASE_MAX.
+    assert len(sent) == 1 + -(-199 // ratelimit.LEASE_MAX)
+    assert int(Redis.from_url(settings.REDIS_URL).get(key)) < 200 + ratelimit.LEASE_MAX
+
+
+def test_a_process_that_saw_its_window_spent_refuses_without_asking_again(settings):
+    import asyncio
+
+    key = f"{settings.CACHES['default']['KEY_PREFIX']}:spent"
+    _taken_together(f"{key}-warm", 1)  # the script is loaded
+
+    async def over_the_limit() -> tuple[list[int], list[object]]:
+        leases = ratelimit._leases.get()
+        places = [await _place(leases, key, 3) for _ in range(4)]
+        with round_trips() as sent:
+            places += [await _place(leases, key, 3) for _ in range(20)]
+        return places, sent
+
+    places, sent = asyncio.run(over_the_limit())
+
+    assert places == [1, 2, 3] + [4] * 21
+    assert sent == []
+    assert int(Redis.from_url(settings.REDIS_URL).get(key)) == 3  # refusals are not counted
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_leases_of_two_processes_never_admit_more_than_the_limit_and_leave_little_unspent(settings, seed):
+    """Two processes' leases of one window, requests coming to either in bursts
+    at random: no place over the limit is given, none twice; a refusal in one
+    leaves at most one lease unspent in the other; and once both have refused,
+    exactly the limit was admitted."""
+    import asyncio
+    import random
+
+    limit = 500
+    key = f"{settings.CACHES['default']['KEY_PREFIX']}:two-{seed}"
+    rng = random.Random(seed)
+
+    async def traffic() -> list[int]:
+        loop = asyncio.get_running_loop()
+        processes = [ratelimit._Leases(loop), ratelimit._Leases(loop)]
+        admitted: list[int] = []
+        refused: set[int] = set()
+        while refused != {0, 1}:
+            index = rng.randrange(2)
+            burst = await asyncio.gather(
+                *(_place(processes[index], key, limit) for _ in range(rng.randint(1, 40)))
+            )
+            admitted += [place for place in burst if place <= limit]
+            if any(place > limit for place in burst):
+                refused.add(index)
+                other = processes[1 - index]._leases.get(key)
+                unspent = 0 if other is None else other.last - other.next + 1
+                assert unspent <= ratelimit.LEASE_MAX
+        return admitted
+
+    admitted = asyncio.run(traffic())
+
+    assert sorted(admitted) == list(range(1, limit + 1))
+    assert int(Redis.from_url(settings.REDIS_URL).get(key)) == limit
+
+
+def test_a_lease_ends_with_its_window(settings, key):
+    """Counts left in a window's lease are not spent in the next one; a caller
+    refused in one window is admitted in the next."""
+    import asyncio
+
+    from django.test import RequestFactory
+
+    settings.RATE_LIMIT_WINDOW_MS = 1000
+    address = "192.0.2.200"
+    request = RequestFactory().get("/runs", REMOTE_ADDR=address)
+
+    async def places(limit: int, count: int) -> list[int]:
+        return [
+            (await ratelimit.acount_request(request, ratelimit.API_GROUP, limit, 1))[0] for _ in range(count)
+        ]
+
+    async def across_a_window_edge(limit: int) -> tuple[list[int], list[int]]:
+        ends = ratelimit.window_end(f"ip:{address}", 1, time.time())
+        await asyncio.sleep(ends - time.time() + 0.02)  # a window's start: the test has most of it
+        before = await places(limit, 5)
+        await asyncio.sleep(ends + 1 - time.time() + 0.02)
+        return before, await places(limit, 5)
+
+    # A high limit: the first request's count, then a lease of LEASE_MAX with counts left.
+    assert asyncio.run(across_a_window_edge(10_000)) == ([1, 2, 3, 4, 5], [1, 2, 3, 4, 5])
+    # A limit of 3: exact counts, refusals in the first window only.
+    assert asyncio.run(across_a_window_edge(3)) == ([1, 2, 3, 4, 4], [1, 2, 3, 4, 4])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_leases_in_two_server_processes_admit_exactly_the_limit(tmp_path, key):
+    """Bursts to both processes until each has refused: exactly the limit admitted."""
+    import asyncio
+
+    limit = 300
+
+    async def bursts(first: str, second: str) -> list[list[int]]:
+        answers: list[list[int]] = []
+        async with httpx.AsyncClient(headers={"X-API-Key": key}, timeout=10) as http:
+            refused = {first: False, second: False}
+            while not all(refused.values()) and len(answers) < 100:
+                for url in (first, second):
+                    burst = await asyncio.gather(*(http.get(f"{url}/runs?limit=1") for _ in range(10)))
+                    statuses = [answer.status_code for answer in burst]
+                    refused[url] = refused[url] or 429 in statuses
+                    answers.append(statuses)
+        return answers
+
+    with two_limited_servers(tmp_path, key, limit=limit) as (first, second):
+        answers = asyncio.run(bursts(first.url, second.url))
+
+    statuses = [status for burst in answers for status in burst]
+    assert set(statuses) == {200, 429}
+    assert statuses.count(200) == limit
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redis_restart_neither_stops_the_server_nor_lifts_the_limit(tmp_path, key):
+    from tests.test_redis_recovery import private_redis
+
+    with private_redis(tmp_path) as redis_server:
+        env = {
+            "ORCHESTRATOR_API_KEY": key,
+            "REDIS_URL": redis_server.url,
+            "RATE_LIMIT_MAX": "40",
+            "RATE_LIMIT_CACHE_BACKOFF_SECONDS": "0.5",
+        }
+        with running_server(tmp_path, **env) as server:
+
+            def statuses(count: int) -> list[int]:
+                url = f"{server.url}/runs?limit=1"
+                return [httpx.get(url, headers={"X-API-Key": key}).status_code for _ in range(count)]
+
+            assert statuses(10) == [200] * 10
+            redis_server.kill()
+            # The lease's counts left, then the limiter stands aside.
+            assert statuses(40) == [200] * 40
+            redis_server.start()  # on the same port, empty: the window's count is lost
+            time.sleep(0.6)
+            after = statuses(45)
+        log = server.log_path.read_text()
+
+    assert log.count("rate limit cache unavailable") >= 1
+    # Counted again from zero in the restarted Redis (the script sent again): the limit holds.
+    assert after == [200] * 40 + [429] * 5
