@@ -134,13 +134,39 @@ class Server:
 def gunicorn(db_url: str, *, workers: int = 2, **extra_env: str) -> Iterator[Server]:
     """The app under gunicorn + uvicorn workers, as `make run` serves it."""
     port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "orchestrator.asgi:application",
+            "-c", str(ROOT / "orchestrator" / "gunicorn.conf.py"),
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--backlog", "4096"]  # fmt: skip
+    with _serving(argv, port, server_env(db_url, **extra_env)) as server:
+        yield server
+
+
+@contextmanager
+def granian(db_url: str, *, workers: int = 2, **extra_env: str) -> Iterator[Server]:
+    """The app under granian's ASGI interface on uvloop, to compare servers;
+    granian must be installed beside the requirements (it is not one of them).
+    Unlike gunicorn.conf.py it leaves the garbage collector's settings alone.
+    Each event stream is a request, hence no cap on concurrent requests."""
+    import tempfile
+
+    port = free_port()
+    env = server_env(db_url, **extra_env)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="orchestrator-metrics-"))
+    argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--backlog", "4096",
+            "--backpressure", "100000", "--no-access-log", "orchestrator.asgi:application"]  # fmt: skip
+    with _serving(argv, port, env) as server:
+        yield server
+
+
+SERVERS = {"uvicorn": gunicorn, "granian": granian}
+
+
+@contextmanager
+def _serving(argv: list[str], port: int, env: dict[str, str]) -> Iterator[Server]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "orchestrator.asgi:application",
-         "-c", str(ROOT / "orchestrator" / "gunicorn.conf.py"),
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--backlog", "4096"],
-        cwd=ROOT, env=server_env(db_url, **extra_env), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        argv, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     server = Server(f"http://127.0.0.1:{port}", port, proc)
     try:
         _wait_healthy(port, proc)
