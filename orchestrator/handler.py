@@ -11,8 +11,10 @@ from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 from django.db import close_old_connections, reset_queries
 from django.http.response import ResponseHeaders
+from django.urls import ResolverMatch
 
 from orchestrator import db_threads
+from orchestrator.middleware import auth
 from orchestrator.streaming import DirectStreamingResponse, response_headers
 
 MAX_IDLE_EXECUTORS = 64
@@ -54,6 +56,17 @@ class PooledThreadASGIHandler(ASGIHandler):
                 self._idle.append(executor)
             else:
                 executor.shutdown(wait=False)
+
+    def resolve_request(self, request: Any) -> ResolverMatch:
+        """The match the key check already found for this path (every request
+        asks it which endpoint it calls), instead of resolving the path a
+        second time. It came from the root URLconf, so a request given a
+        URLconf of its own is resolved again, as Django does."""
+        match = auth.take_match(request)
+        if match is None or hasattr(request, "urlconf"):
+            return super().resolve_request(request)
+        request.resolver_match = match
+        return match
 
     async def send_response(self, response: Any, send: Any) -> None:
         """A `DirectStreamingResponse` writes its own body to the server;

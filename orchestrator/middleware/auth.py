@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, ResolverMatch, get_urlconf, resolve
 
 from audit import context as audit_context
 from orchestrator import db_threads
@@ -74,16 +74,30 @@ NO_ROUTE = Route(None, None)
 def _route(request: HttpRequest) -> Route:
     """The endpoint of this request's path, resolved once per request. Only
     the name and run id are kept: an event stream's request lives as long
-    as the stream, and a whole ResolverMatch per subscriber adds up."""
+    as the stream, and a second ResolverMatch per subscriber adds up. The
+    match itself waits for Django's handler (`take_match`), which would
+    otherwise resolve the path again and keeps the match as
+    `request.resolver_match`."""
     cached = request.__dict__.get("_auth_route")
     if cached is None:
         try:
             match = resolve(request.path_info)
             cached = Route(match.url_name, match.kwargs.get("run_id"))
+            if get_urlconf() in (None, settings.ROOT_URLCONF):
+                request.__dict__["_auth_match"] = (request.path_info, match)
         except Resolver404:
             cached = NO_ROUTE
         request.__dict__["_auth_route"] = cached
     return cached
+
+
+def take_match(request: HttpRequest) -> ResolverMatch | None:
+    """The match `_route` found with the root URLconf, handed over once; None
+    when it found none, or when the path changed since."""
+    found = request.__dict__.pop("_auth_match", None)
+    if found is None or found[0] != request.path_info:
+        return None
+    return found[1]
 
 
 def route_name(request: HttpRequest) -> str | None:
