@@ -77,11 +77,23 @@ def _configured_keys() -> list[str]:
         return []
 
 
+def _may_hold_a_token(text: str) -> bool:
+    """False when neither pattern can match. Both are case-insensitive, and no
+    character matches a letter of "token" or "bearer" that way without
+    lowering to it, so the lowered text holds the patterns' fixed parts
+    wherever they match. Two pattern scans for every string of every log
+    record were half of what the access line cost."""
+    lowered = text.lower()
+    return "token=" in lowered or "bearer" in lowered
+
+
 def redact(text: str, keys: list[str] | None = None) -> str:
     """`text` with API keys, bearer credentials and `?token=` values blanked out."""
     for key in _configured_keys() if keys is None else keys:
         if key in text:
             text = text.replace(key, REDACTED)
+    if not _may_hold_a_token(text):
+        return text
     text = _QUERY_TOKEN.sub(rf"\1{REDACTED}", text)
     return _BEARER.sub(rf"\1{REDACTED}", text)
 

@@ -94,3 +94,18 @@ def test_redaction_blanks_keys_bearers_and_url_tokens():
     assert cleaned == (
         "GET /runs/1/events?replay=5&token=[redacted] Authorization: Bearer [redacted] key=[redacted]"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("GET /x?TOKEN=abc", "GET /x?TOKEN=[redacted]"),
+        ("authorization: BeArEr abc", "authorization: BeArEr [redacted]"),
+        # The Kelvin sign matches "k" case-insensitively: the quick check
+        # before the patterns must not let it through.
+        ("GET /x?to\u212aen=abc", "GET /x?to\u212aen=[redacted]"),
+        ("GET /runs/1/checkpoints 201 1.0ms", "GET /runs/1/checkpoints 201 1.0ms"),
+    ],
+)
+def test_redaction_is_case_insensitive_and_leaves_other_text_alone(text, cleaned):
+    assert redact(text, keys=[]) == cleaned
