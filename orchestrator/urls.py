@@ -10,6 +10,8 @@ urlpatterns = [
     # First: a request keeps its URL match, with every pattern tried before
     # it, for as long as it lasts, and thousands of event streams last hours.
     path("runs/<str:run_id>/events", run_events, name="run-events"),
+    # Second: the checkpoint appends, the busiest request of all (see the module).
+    path("", include("runs.append_urls")),
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
     path("metrics", prometheus.metrics, name="metrics"),

@@ -1,7 +1,6 @@
 from django.urls import path
 
 from runs.api import views
-from runs.api.append import checkpoints_view
 from runs.stream.list_view import run_list_events
 
 urlpatterns = [
@@ -10,6 +9,5 @@ urlpatterns = [
     path("runs/events", run_list_events, name="run-list-events"),
     path("runs/stream-token", views.ListStreamTokenView.as_view(), name="run-list-stream-token"),
     path("runs/<str:run_id>", views.RunDetailView.as_view(), name="run"),
-    path("runs/<str:run_id>/checkpoints", checkpoints_view(), name="run-checkpoints"),
     path("runs/<str:run_id>/stream-token", views.StreamTokenView.as_view(), name="run-stream-token"),
 ]

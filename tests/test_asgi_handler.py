@@ -159,6 +159,15 @@ def test_djangos_handler_takes_over_the_match_of_the_key_check(handler, monkeypa
     assert resolved == ["/health"]
 
 
+def test_an_append_is_resolved_after_trying_only_the_event_streams_route():
+    from django.urls import resolve
+
+    match = resolve("/runs/3f2c0000-0000-4000-8000-000000000000/checkpoints")
+
+    assert match.url_name == "run-checkpoints"
+    assert [str(tried[0].pattern) for tried in match.tried] == ["runs/<str:run_id>/events", ""]
+
+
 def test_minted_request_ids_are_128_bits_of_hex_and_differ_in_a_forked_child():
     read_end, write_end = os.pipe()
     pid = os.fork()
