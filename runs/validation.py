@@ -167,6 +167,48 @@ def _unstorable_text(text: str) -> str | None:
 
 def check_storable(value: Any, path: str = "", depth: int = 0) -> None:
     """Raise SchemaViolation naming the first part of a JSON value PostgreSQL cannot store."""
+    # Every body passes, so the walk that names a field (a path string built
+    # for each node) runs only once the lean one has found something.
+    if not _storable(value, depth):
+        _name_unstorable(value, path, depth)
+
+
+def _storable(value: Any, depth: int) -> bool:
+    """Whether `_name_unstorable` would find nothing: the same rules, no names.
+    A type json.loads does not make is left to the naming walk."""
+    if depth > MAX_DEPTH:
+        return False
+    kind = type(value)
+    if kind is dict:
+        if value and depth == MAX_DEPTH:
+            return False
+        search = _UNSTORABLE.search
+        for key, item in value.items():
+            if type(key) is not str or search(key):
+                return False
+            child = type(item)
+            if child is str:
+                if search(item):
+                    return False
+            elif child is float:
+                if not math.isfinite(item):
+                    return False
+            elif child not in _PLAIN and not _storable(item, depth + 1):
+                return False
+        return True
+    if kind is list:
+        return not (value and depth == MAX_DEPTH) and all(_storable(item, depth + 1) for item in value)
+    if kind is str:
+        return _UNSTORABLE.search(value) is None
+    if kind is float:
+        return math.isfinite(value)
+    return kind in _PLAIN
+
+
+_PLAIN = frozenset({int, bool, type(None)})
+
+
+def _name_unstorable(value: Any, path: str = "", depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise SchemaViolation({path or "(body)": [f"nested deeper than {MAX_DEPTH} levels"]})
     if isinstance(value, str):
@@ -177,10 +219,10 @@ def check_storable(value: Any, path: str = "", depth: int = 0) -> None:
             child = f"{path}.{key}" if path else str(key)
             if (what := _unstorable_text(key)) is not None:
                 raise SchemaViolation({path or "(body)": [f"keys must not contain {what}"]})
-            check_storable(item, child, depth + 1)
+            _name_unstorable(item, child, depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            check_storable(item, f"{path}[{index}]", depth + 1)
+            _name_unstorable(item, f"{path}[{index}]", depth + 1)
     elif isinstance(value, float) and not math.isfinite(value):
         # 1e400 parses to infinity, which no JSON (and no jsonb) can hold.
         raise SchemaViolation({path or "(body)": ["number out of range"]})

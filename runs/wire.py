@@ -24,7 +24,13 @@ _TS_PATTERN = re.compile(
 def format_ts(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = value.astimezone(UTC)
+    if utc.year < 1000:  # strftime writes such a year without leading zeros; kept as it was
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # A third of strftime's cost, and a batch's answer holds a hundred of these.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - the fastest of the ways measured
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond,
+    )  # fmt: skip
 
 
 def parse_ts(text: str) -> datetime:
