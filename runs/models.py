@@ -161,7 +161,9 @@ class RunDependency(models.Model):
 
 class Checkpoint(models.Model):
     # No index of its own: the (run, seq) and (run, ts) constraints lead with
-    # the run, and every append would otherwise update a third index.
+    # the run, and every append would otherwise update a third index. On
+    # PostgreSQL the reference is kept by statement triggers, not the foreign
+    # key's check per row (migration 0011 says why and how).
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="checkpoints", db_index=False)
     seq = models.PositiveIntegerField()
     ts = models.DateTimeField()
