@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -234,9 +235,30 @@ def _append_keyed(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
     return result
 
 
+def _prepared_cursor() -> Any:
+    """A cursor whose statements the server parses and plans once per
+    connection: their parameters are sent apart (Django's cursors write them
+    into the text), and psycopg prepares each text on its first run.
+
+    For `_APPEND_SQL` alone: the same text on every batch, whose planning and
+    parsing took about a quarter of what the server spent on a batch of 100.
+    Django leaves preparing off on its connections (for poolers that move a
+    session's statements between server connections, which this service does
+    not sit behind); its own cursors bind on the client and never prepare.
+    """
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = 0
+    cursor = psycopg.Cursor(raw)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
+
+
 def _append_postgresql(run_id: Any, items: list[dict[str, Any]]) -> list[Appended]:
     payload = [_payload(item) for item in items]
-    with connection.cursor() as cursor:
+    with _prepared_cursor() as cursor:
         cursor.execute(
             _APPEND_SQL,
             {
