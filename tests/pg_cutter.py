@@ -1,14 +1,24 @@
 """A TCP proxy in front of PostgreSQL that makes commits ambiguous: now and
 then it drops the connection just after the server committed a checkpoint
 append and before the client hears so, as a lost network or a killed proxy
-would. The client cannot tell whether its write was stored."""
+would. The client cannot tell whether its write was stored.
+
+An append is known by its text, or, once its statement is prepared on the
+connection, by the name it is run with."""
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import threading
 from contextlib import suppress
+
+_APPEND = b"INSERT INTO runs_checkpoint"
+# A Parse message naming the statement it prepares, then its text; a Bind of
+# the unnamed portal to a prepared statement.
+_PARSE_APPEND = re.compile(rb"(_pg3_\d+)\x00[^\x00]*" + _APPEND)
+_BIND = re.compile(rb"B[\s\S]{4}\x00(_pg3_\d+)\x00")
 
 
 class CommitCutter:
@@ -46,11 +56,16 @@ class CommitCutter:
 
     def _client_to_server(self, client: socket.socket, server: socket.socket, armed: threading.Event) -> None:
         tail = b""
+        prepared: set[bytes] = set()  # names of the statements prepared on this connection that append
         try:
             while chunk := client.recv(65536):
-                if b"INSERT INTO runs_checkpoint" in tail + chunk:
+                seen = tail + chunk
+                if _APPEND in seen:
                     armed.set()
-                tail = chunk[-64:]
+                    prepared.update(found.group(1) for found in _PARSE_APPEND.finditer(seen))
+                elif any(found.group(1) in prepared for found in _BIND.finditer(seen)):
+                    armed.set()  # a prepared append runs again: only its name is sent
+                tail = chunk[-4096:]
                 server.sendall(chunk)
         except OSError:
             pass
