@@ -197,7 +197,20 @@ def _storable(value: Any, depth: int) -> bool:
                 return False
         return True
     if kind is list:
-        return not (value and depth == MAX_DEPTH) and all(_storable(item, depth + 1) for item in value)
+        if value and depth == MAX_DEPTH:
+            return False
+        search = _UNSTORABLE.search
+        for item in value:
+            child = type(item)
+            if child is str:
+                if search(item):
+                    return False
+            elif child is float:
+                if not math.isfinite(item):
+                    return False
+            elif child not in _PLAIN and not _storable(item, depth + 1):
+                return False
+        return True
     if kind is str:
         return _UNSTORABLE.search(value) is None
     if kind is float:
