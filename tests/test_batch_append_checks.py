@@ -13,6 +13,7 @@ from django.test import override_settings
 
 from runs import services
 from runs.exceptions import SchemaViolation
+from runs.models import Checkpoint, Run
 from runs.validation import MAX_DEPTH, _name_unstorable, check_storable
 from runs.wire import format_ts
 
@@ -130,3 +131,26 @@ def test_a_timestamp_reads_as_strftime_wrote_it():
     for value in samples:
         assert format_ts(value) == value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert format_ts(None) is None
+
+
+@pytest.mark.django_db
+def test_a_batch_answers_each_checkpoint_as_stored():
+    """Each seq and ts of the answer is computed from the run's counters; the
+    rows stored must read the same, including after a clock behind the run."""
+    run, _ = services.create_run(mode="redis", spec={"task": "sleep", "input": {}})
+    answers = services.append_checkpoints(run.pk, [{"type": "one"}])
+    answers += services.append_checkpoints(run.pk, [{"type": "p", "data": {"i": i}} for i in range(100)])
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    Run.objects.filter(pk=run.pk).update(last_checkpoint_ts=ahead)
+    later = services.append_checkpoints(
+        run.pk, [{"type": "k", "key": f"k{i}"} if i % 2 else {"type": "k"} for i in range(7)]
+    )
+    replayed = services.append_checkpoints(run.pk, [{"type": "k", "key": "k1"}, {"type": "new"}])
+    answers += later + replayed
+
+    stored = {c.pk: (c.seq, c.ts, c.type, c.key) for c in Checkpoint.objects.filter(run=run)}
+    assert [a.seq for a in answers if not a.replayed] == list(range(1, 110))
+    assert all(stored[a.pk] == (a.seq, a.ts, a.type, a.key) for a in answers)
+    assert [a.ts for a in later] == [ahead + timedelta(microseconds=i) for i in range(1, 8)]
+    assert replayed[0].replayed and replayed[0].pk == later[1].pk
+    assert Run.objects.get(pk=run.pk).checkpoint_count == 109
