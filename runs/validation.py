@@ -179,27 +179,16 @@ def _storable(value: Any, depth: int) -> bool:
     if depth > MAX_DEPTH:
         return False
     kind = type(value)
-    if kind is dict:
+    if kind is dict or kind is list:
         if value and depth == MAX_DEPTH:
             return False
         search = _UNSTORABLE.search
-        for key, item in value.items():
-            if type(key) is not str or search(key):
-                return False
-            child = type(item)
-            if child is str:
-                if search(item):
+        if kind is dict:
+            for key in value:
+                if type(key) is not str or search(key):
                     return False
-            elif child is float:
-                if not math.isfinite(item):
-                    return False
-            elif child not in _PLAIN and not _storable(item, depth + 1):
-                return False
-        return True
-    if kind is list:
-        if value and depth == MAX_DEPTH:
-            return False
-        search = _UNSTORABLE.search
+            value = value.values()
+        # The children judged in this loop, not a call each: most are strings and numbers.
         for item in value:
             child = type(item)
             if child is str:
