@@ -52,15 +52,10 @@ def format_ts_all(values: Iterable[datetime]) -> list[str]:
             if not step.days and not step.seconds:  # the same whole second (days < 0 when earlier)
                 texts.append(f"{head}{utc.microsecond:06d}Z")
                 continue
-        if utc.year < 1000:
-            texts.append(utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))  # as format_ts writes such a year
-            second = None
-            continue
-        head = "%04d-%02d-%02dT%02d:%02d:%02d." % (  # noqa: UP031 - as in format_ts
-            utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second,
-        )  # fmt: skip
+        text = format_ts(utc)
+        texts.append(text)
+        head = text[:-7]  # every text ends in the six digits of its microseconds and "Z"
         second = utc.replace(microsecond=0)
-        texts.append(f"{head}{utc.microsecond:06d}Z")
     return texts
 
 
